@@ -1,0 +1,15 @@
+// Store limits, each with its reason.
+
+/** Hard ceiling on one log, whatever a job asks: a runaway step must not fill a store's disk. */
+export const MAX_LOG_BYTES = 1024 * 1024 * 1024
+
+/** One append frame's payload. Writers batch to about this (libp2p throughput suffers below 64 KiB writes). */
+export const MAX_APPEND_BYTES = 1024 * 1024
+
+/** Log streams a peer may hold open per connection: a worker writes one per running step. */
+export const MAX_APPEND_STREAMS = 256
+/** Tail streams a peer may hold open per connection (the web server tails for every HTTP follower). */
+export const MAX_READ_STREAMS = 256
+
+/** Bytes sent in one read frame: large enough to keep a libp2p stream efficient. */
+export const READ_FRAME_BYTES = 256 * 1024

@@ -1,0 +1,35 @@
+// The store role: keeps logs (and, as the store grows, blocks) durably in LevelDB and serves them to any peer.
+import { join } from 'node:path'
+import { Level } from 'level'
+import type { GridHost } from '../node/host.ts'
+import { LogStore } from './log-store.ts'
+import { handleLogAppends, LOG_APPEND_PROTOCOL } from './log-append-protocol.ts'
+import { handleLogReads, LOG_READ_PROTOCOL } from './log-read-protocol.ts'
+
+export interface StoreInit {
+  host: GridHost
+  dataDir: string
+}
+
+export class Store {
+  private readonly init: StoreInit
+  private readonly db: Level<string, string>
+  readonly logs: LogStore
+
+  constructor (init: StoreInit) {
+    this.init = init
+    this.db = new Level<string, string>(join(init.dataDir, 'store.db'))
+    this.logs = new LogStore(this.db)
+  }
+
+  async start (): Promise<void> {
+    await this.db.open()
+    await handleLogAppends(this.init.host, this.logs)
+    await handleLogReads(this.init.host, this.logs)
+  }
+
+  async stop (): Promise<void> {
+    await this.init.host.unhandle([LOG_APPEND_PROTOCOL, LOG_READ_PROTOCOL])
+    await this.db.close()
+  }
+}

@@ -1,0 +1,31 @@
+// Coordinator limits and timings, each with its reason.
+
+/** Workers and coordinator send a heartbeat this often on the session stream. */
+export const HEARTBEAT_INTERVAL_MS = 1_000
+
+/**
+ * A worker silent this long is lost: its attempts end `lost` and their builds are queued again.
+ * Buildbot takes up to an hour (and never notices a SIGSTOPped worker); a few missed beats is enough here.
+ */
+export const WORKER_SILENCE_LIMIT_MS = 5_000
+
+/** A worker must say hello this soon after opening its session. */
+export const HELLO_TIMEOUT_MS = 5_000
+
+/** Defaults for a job that does not say. */
+export const DEFAULT_TIMEOUT_S = 3_600
+export const DEFAULT_RETRIES = 2
+export const MAX_TIMEOUT_S = 7 * 24 * 3_600
+export const MAX_RETRIES = 20
+
+/** Job size limits: a job is a recipe, not a payload. */
+export const MAX_STEPS = 200
+export const MAX_COMMAND_CHARS = 65_536
+export const MAX_JOB_BYTES = 256 * 1024
+
+/** `GET /api/builds?limit=` is capped so one request cannot walk the whole history. */
+export const DEFAULT_LIST_LIMIT = 50
+export const MAX_LIST_LIMIT = 1_000
+
+/** Slots one worker may announce: a typo like `--slots 1000000` must not make a worker look infinite. */
+export const MAX_SLOTS = 1_024

@@ -1,0 +1,65 @@
+// Build history in LevelDB. Keys are build ids, which sort by creation time, so "newest first" is a reverse scan.
+// An `active` index lists queued and running builds so a restart reloads the queue without walking all history.
+import { Level } from 'level'
+import type { Build } from './build.ts'
+import { FINISHED } from './build.ts'
+
+export interface BuildHistory {
+  open (): Promise<void>
+  close (): Promise<void>
+  save (build: Build): Promise<void>
+  get (id: string): Promise<Build | undefined>
+  list (limit: number): Promise<Build[]>
+  active (): Promise<Build[]>
+}
+
+export class LevelBuildHistory implements BuildHistory {
+  private readonly db: Level<string, string>
+  private readonly builds
+  private readonly activeIndex
+  /** Writes go one after another: two puts of one build must land in the order they were made. */
+  private writing: Promise<void> = Promise.resolve()
+
+  constructor (path: string) {
+    this.db = new Level<string, string>(path)
+    this.builds = this.db.sublevel<string, Build>('builds', { valueEncoding: 'json' })
+    this.activeIndex = this.db.sublevel<string, string>('active', {})
+  }
+
+  async open (): Promise<void> {
+    await this.db.open()
+  }
+
+  async close (): Promise<void> {
+    await this.writing
+    await this.db.close()
+  }
+
+  save (build: Build): Promise<void> {
+    // Snapshot now: the caller keeps mutating the live object.
+    const value = structuredClone(build)
+    const done = this.writing.then(async () => {
+      const batch = this.db.batch()
+      batch.put(value.id, value, { sublevel: this.builds })
+      if (FINISHED.has(value.status)) batch.del(value.id, { sublevel: this.activeIndex })
+      else batch.put(value.id, '', { sublevel: this.activeIndex })
+      await batch.write()
+    })
+    this.writing = done.catch(() => {})
+    return done
+  }
+
+  async get (id: string): Promise<Build | undefined> {
+    return await this.builds.get(id)
+  }
+
+  async list (limit: number): Promise<Build[]> {
+    return await this.builds.values({ reverse: true, limit }).all()
+  }
+
+  async active (): Promise<Build[]> {
+    const ids = await this.activeIndex.keys().all()
+    const builds = await this.builds.getMany(ids)
+    return builds.filter((b): b is Build => b !== undefined)
+  }
+}

@@ -1,0 +1,64 @@
+// What a user may ask the grid to build, validated strictly: an unknown key is a typo, not something to ignore.
+import { z } from 'zod'
+import {
+  DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_COMMAND_CHARS, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S
+} from './constants.ts'
+
+const capabilityKey = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'capability names are 1-64 letters, digits or _.:-')
+const capabilityValue = z.string().max(256)
+
+export const stepSchema = z.strictObject({
+  name: z.string().min(1).max(200).optional(),
+  run: z.string().min(1, 'a step needs a command in "run"').max(MAX_COMMAND_CHARS)
+})
+
+export const jobSchema = z.strictObject({
+  name: z.string().max(200).optional(),
+  requires: z.record(capabilityKey, capabilityValue).default({}),
+  steps: z.array(stepSchema).min(1, 'a job needs at least one step').max(MAX_STEPS),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and _'), z.string().max(MAX_COMMAND_CHARS)).default({}),
+  timeout: z.number().int().positive().max(MAX_TIMEOUT_S).default(DEFAULT_TIMEOUT_S),
+  retries: z.number().int().min(0).max(MAX_RETRIES).default(DEFAULT_RETRIES)
+})
+
+/** A job as submitted (defaults optional). */
+export type JobInput = z.input<typeof jobSchema>
+/** A job as stored on a build: every default filled in, every step named. */
+export type Job = Omit<z.output<typeof jobSchema>, 'steps'> & { steps: Array<{ name: string, run: string }> }
+
+export class InvalidJobError extends Error {
+  name = 'InvalidJobError'
+}
+
+/** Validate a job, or throw InvalidJobError with one clear sentence naming the first problem. */
+export function parseJob (input: unknown): Job {
+  const parsed = jobSchema.safeParse(input)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const where = issue.path.length > 0 ? issue.path.join('.') : 'job'
+    throw new InvalidJobError(`${where}: ${issue.message}`)
+  }
+  const job = parsed.data
+  return { ...job, steps: job.steps.map((s, i) => ({ name: s.name ?? `step ${i + 1}`, run: s.run })) }
+}
+
+/** `requires` holds when every key equals the worker's capability, or is `"*"` and present. */
+export function satisfies (requires: Record<string, string>, capabilities: Record<string, string>): boolean {
+  for (const [key, want] of Object.entries(requires)) {
+    const have = capabilities[key]
+    if (have === undefined || (want !== '*' && want !== have)) return false
+  }
+  return true
+}
+
+/** Why a job cannot run on any of these capability sets, in one phrase; undefined if one fits. */
+export function unmetRequirement (requires: Record<string, string>, pool: Array<Record<string, string>>): string | undefined {
+  if (pool.length === 0) return 'no worker is connected'
+  if (pool.some(c => satisfies(requires, c))) return undefined
+  for (const [key, want] of Object.entries(requires)) {
+    if (!pool.some(c => satisfies({ [key]: want }, c))) {
+      return want === '*' ? `no worker has capability ${key}` : `no worker has ${key}=${want}`
+    }
+  }
+  return 'no single worker has every required capability'
+}

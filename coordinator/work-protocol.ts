@@ -1,0 +1,156 @@
+// /nameless-grid/work: a worker's session with the coordinator. The worker dials and opens one long-lived
+// stream; it says what it can do, the coordinator hands it attempts, and both send heartbeats so a frozen
+// or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
+import { z } from 'zod'
+import type { Connection, Stream } from '@libp2p/interface'
+import { MessageChannel } from '../node/wire.ts'
+import { Heartbeat } from '../node/heartbeat.ts'
+import type { GridHost } from '../node/host.ts'
+import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
+import type { Assignment, Scheduler, WorkerLink } from './scheduler.ts'
+import type { Capabilities } from './build.ts'
+import { ID_PATTERN } from './build.ts'
+
+export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
+
+/** A worker keeps one session; a few allow a reconnect to overlap the old stream's teardown. */
+const MAX_SESSIONS_PER_CONNECTION = 4
+const MAX_CAPABILITIES = 128
+const MAX_CLAIMS = MAX_SLOTS
+
+const attemptRef = z.string().regex(ID_PATTERN)
+const capabilities = z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), z.string().max(256))
+  .refine(c => Object.keys(c).length <= MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
+
+export const toCoordinator = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('hello'), capabilities, slots: z.number().int().min(1).max(MAX_SLOTS), running: z.array(attemptRef).max(MAX_CLAIMS) }),
+  z.object({ t: z.literal('beat') }),
+  z.object({ t: z.literal('step-started'), attempt: attemptRef, step: z.number().int().min(0) }),
+  z.object({ t: z.literal('step'), attempt: attemptRef, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
+  z.object({ t: z.literal('done'), attempt: attemptRef, outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']) })
+])
+export type ToCoordinator = z.infer<typeof toCoordinator>
+
+const storeAddress = z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) })
+
+export const toWorker = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
+  z.object({ t: z.literal('beat') }),
+  z.object({
+    t: z.literal('assign'),
+    attempt: attemptRef,
+    build: z.string().regex(ID_PATTERN),
+    // The coordinator validated the job on submit; the worker trusts the coordinator it dialled for its shape.
+    job: z.object({
+      name: z.string().optional(),
+      requires: z.record(z.string(), z.string()),
+      steps: z.array(z.object({ name: z.string(), run: z.string() })).min(1),
+      env: z.record(z.string(), z.string()),
+      timeout: z.number().positive(),
+      retries: z.number()
+    }).loose(),
+    logs: z.array(z.string().regex(ID_PATTERN)),
+    stores: z.array(storeAddress).max(64)
+  }),
+  z.object({ t: z.literal('cancel'), attempt: attemptRef, reason: z.enum(['cancelled', 'stale']) })
+])
+export type ToWorker = z.infer<typeof toWorker>
+
+/** One worker's session, as the scheduler sees it. */
+class WorkSession implements WorkerLink {
+  readonly worker: string
+  readonly capabilities: Capabilities
+  readonly slots: number
+  private readonly channel: MessageChannel<ToCoordinator, ToWorker>
+
+  constructor (worker: string, hello: Extract<ToCoordinator, { t: 'hello' }>, channel: MessageChannel<ToCoordinator, ToWorker>) {
+    this.worker = worker
+    this.capabilities = hello.capabilities
+    this.slots = hello.slots
+    this.channel = channel
+  }
+
+  assign (a: Assignment): void {
+    this.send({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores })
+  }
+
+  cancel (attempt: string, reason: 'cancelled' | 'stale'): void {
+    this.send({ t: 'cancel', attempt, reason })
+  }
+
+  send (message: ToWorker): void {
+    // A failed send means the stream is gone; the read loop sees that and ends the session.
+    this.channel.send(message).catch(() => {})
+  }
+}
+
+export interface WorkSessionsInit {
+  host: GridHost
+  scheduler: Scheduler
+  /** @default HEARTBEAT_INTERVAL_MS */
+  heartbeatMs?: number
+  /** @default WORKER_SILENCE_LIMIT_MS */
+  silenceLimitMs?: number
+  log?: (line: string) => void
+}
+
+/** The coordinator's side of the work protocol. */
+export class WorkSessions {
+  private readonly init: WorkSessionsInit
+  private readonly open = new Set<Stream>()
+
+  constructor (init: WorkSessionsInit) {
+    this.init = init
+  }
+
+  async start (): Promise<void> {
+    await this.init.host.handle(WORK_PROTOCOL, (stream, connection) => {
+      this.serve(stream, connection).catch(() => {})
+    }, { maxInboundStreams: MAX_SESSIONS_PER_CONNECTION })
+  }
+
+  async stop (): Promise<void> {
+    await this.init.host.unhandle(WORK_PROTOCOL)
+    for (const stream of this.open) stream.abort(new Error('coordinator stopping'))
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    const { scheduler } = this.init
+    const heartbeatMs = this.init.heartbeatMs ?? HEARTBEAT_INTERVAL_MS
+    const silenceLimitMs = this.init.silenceLimitMs ?? WORKER_SILENCE_LIMIT_MS
+    const channel = new MessageChannel<ToCoordinator, ToWorker>(stream, toCoordinator)
+    this.open.add(stream)
+    let session: WorkSession | undefined
+    const heartbeat = new Heartbeat({
+      stream,
+      intervalMs: heartbeatMs,
+      silenceLimitMs,
+      beat: () => session?.send({ t: 'beat' }),
+      onSilence: ms => this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
+    })
+    try {
+      const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+      if (hello.t !== 'hello') throw new Error('a session starts with hello')
+      heartbeat.heard()
+      session = new WorkSession(connection.remotePeer.toString(), hello, channel)
+      session.send({ t: 'welcome', heartbeatMs, silenceLimitMs })
+      scheduler.workerJoined(session, hello.running)
+      for await (const message of channel) {
+        heartbeat.heard()
+        switch (message.t) {
+          case 'beat': break
+          case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
+          case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
+          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome); break
+          case 'hello': throw new Error('hello twice')
+        }
+      }
+    } catch (err: any) {
+      if (!stream.status.startsWith('abort') && stream.status !== 'reset') stream.abort(err)
+    } finally {
+      heartbeat.stop()
+      this.open.delete(stream)
+      if (session !== undefined) scheduler.workerLeft(session)
+    }
+  }
+}

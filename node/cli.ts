@@ -1,0 +1,305 @@
+// The `grid` command. Every role command takes --data and --listen; joining commands take --join.
+// Any bad argument, unreachable grid or bad input ends with one line on stderr and a non-zero exit.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { DEFAULT_COORDINATOR_PORT } from './constants.ts'
+import { createHost } from './host.ts'
+import type { GridHost } from './host.ts'
+import { readJoinCode } from './join-code.ts'
+import type { JoinCode } from './join-code.ts'
+import { startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
+import type { WorkerNode } from './roles.ts'
+import { detectCapabilities, parseCapability } from './worker/capabilities.ts'
+import { askCoordinator } from '../coordinator/builds-protocol.ts'
+import type { BuildsReply } from '../coordinator/builds-protocol.ts'
+import type { Build } from '../coordinator/build.ts'
+import { FINISHED, ID_PATTERN } from '../coordinator/build.ts'
+import { parseJob } from '../coordinator/job.ts'
+import { MAX_SLOTS } from '../coordinator/constants.ts'
+import { LogReader } from '../artifact-store/log-reader.ts'
+import { buildLog } from '../artifact-store/build-log.ts'
+import { parseHttpAddress } from '../web/server.ts'
+
+const DEFAULT_DATA = './.grid'
+const DEFAULT_HTTP = '127.0.0.1:7341'
+/** How often a CLI follower asks the coordinator whether the build moved on. */
+const FOLLOW_POLL_MS = 250
+
+/** A failure the user caused or can fix: printed as one line, no stack. */
+class UsageError extends Error {
+  name = 'UsageError'
+}
+
+const log = (line: string): void => { process.stderr.write(`grid: ${line}\n`) }
+
+function collect (value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value]
+}
+
+function wholeNumber (min: number, max: number) {
+  return (text: string): number => {
+    const n = Number(text)
+    if (!/^\d+$/.test(text) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`)
+    return n
+  }
+}
+
+function httpAddress (text: string): string {
+  try {
+    parseHttpAddress(text)
+  } catch (err: any) {
+    throw new InvalidArgumentError(err.message.replace(/^--http [^:]*: /, ''))
+  }
+  return text
+}
+
+function capabilities (texts: string[]): Record<string, string> {
+  return Object.fromEntries(texts.map(parseCapability))
+}
+
+const dataOption = (): Option => new Option('--data <dir>', 'where this node keeps its identity and state').default(DEFAULT_DATA)
+const listenOption = (what: string): Option => new Option('--listen <multiaddr>', `listen address, repeatable (${what})`).argParser(collect)
+const joinOption = (): Option => new Option('--join <code-or-file>', 'the grid\'s join code, or a file holding it (DATA/join on the coordinator)').makeOptionMandatory()
+
+/** Stop on SIGINT/SIGTERM, cleanly the first time, at once the second. */
+function stopOnSignal (stop: () => Promise<void>): void {
+  let stopping = false
+  const onSignal = (signal: string): void => {
+    if (stopping) process.exit(130)
+    stopping = true
+    log(`${signal}: stopping`)
+    stop().then(() => process.exit(0), err => { log(`stopping failed: ${err.message}`); process.exit(1) })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+}
+
+async function startWorkers (count: number, dataDir: string, code: JoinCode, caps: string[], slots: number): Promise<WorkerNode[]> {
+  const detected = { ...await detectCapabilities(), ...capabilities(caps) }
+  const workers: WorkerNode[] = []
+  for (let i = 1; i <= count; i++) {
+    const node = await startWorkerNode({ dataDir: join(dataDir, `${i}`), join: code, listen: [], capabilities: detected, slots, log })
+    workers.push(node)
+  }
+  return workers
+}
+
+/** A throwaway node for a client command: fresh identity, listens nowhere. */
+async function clientHost (code: JoinCode): Promise<GridHost> {
+  return await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [], memory: code.addrs.some(a => a.toString().startsWith('/memory/')) })
+}
+
+function coordinatorAddress (code: JoinCode): { peer: string, addrs: string[] } {
+  return { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }
+}
+
+function expectBuild (reply: BuildsReply): Build {
+  if (reply.t === 'error') throw new UsageError(reply.error)
+  if (reply.t !== 'build') throw new UsageError(`coordinator answered ${reply.t}`)
+  return reply.build
+}
+
+/** Stream a build's log to stdout through any store that holds it; resolves with the finished build. */
+async function followBuild (host: GridHost, code: JoinCode, id: string, from: number): Promise<Build> {
+  const coordinator = coordinatorAddress(code)
+  const storesReply = await askCoordinator(host, coordinator, { t: 'stores' })
+  const stores = storesReply.t === 'stores' ? storesReply.stores : []
+  const logs = new LogReader({ host, stores: () => stores })
+  const get = async (buildId: string): Promise<Build | undefined> => {
+    const reply = await askCoordinator(host, coordinator, { t: 'get', id: buildId })
+    return reply.t === 'build' ? reply.build : undefined
+  }
+  const view = {
+    get,
+    nextChange: async (_id: string, signal: AbortSignal) => {
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, FOLLOW_POLL_MS)
+        signal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
+      })
+    }
+  }
+  for await (const chunk of buildLog(view, logs, id, { from, follow: true })) {
+    if (!process.stdout.write(chunk)) await new Promise(resolve => process.stdout.once('drain', resolve))
+  }
+  let build = await get(id)
+  // The log ends when the last step's log is sealed; the final status may land a moment later.
+  for (let i = 0; build !== undefined && !FINISHED.has(build.status) && i < 400; i++) {
+    await new Promise(resolve => setTimeout(resolve, FOLLOW_POLL_MS))
+    build = await get(id)
+  }
+  if (build === undefined) throw new UsageError(`build ${id} vanished`)
+  return build
+}
+
+export function program (): Command {
+  const grid = new Command('grid')
+    .description('nameless-grid: a peer-to-peer build grid. Workers have no names; logs and artifacts never pass through the coordinator.')
+    .configureOutput({ outputError: (text, write) => write(text.split('\n').filter(Boolean)[0].replace(/^error: /, 'grid: ') + '\n') })
+    .exitOverride()
+
+  grid.command('up')
+    .description('run a whole grid in this process: coordinator, store, HTTP API and web UI, and N workers')
+    .addOption(dataOption())
+    .addOption(listenOption(`default /ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`))
+    .option('--http <host:port>', 'serve the HTTP API and web UI here (127.0.0.1:0 picks a free port)', httpAddress, DEFAULT_HTTP)
+    .option('--workers <n>', 'workers to run in this process', wholeNumber(0, 64), 1)
+    .option('--slots <n>', 'builds each worker runs at once', wholeNumber(1, MAX_SLOTS), 1)
+    .option('--cap <key=value>', 'add or override a worker capability, repeatable', collect, [])
+    .action(async (opts) => {
+      const caps = opts.cap as string[]
+      capabilities(caps)
+      const node = await startCoordinatorNode({
+        dataDir: opts.data,
+        listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
+        http: opts.http,
+        withStore: true,
+        log
+      })
+      const workers = await startWorkers(opts.workers, join(opts.data, 'workers'), node.localJoin, caps, opts.slots)
+      stopOnSignal(async () => {
+        for (const w of workers) await w.stop()
+        await node.stop()
+      })
+      if (node.web !== undefined) process.stdout.write(`web: ${node.web.url}\n`)
+      process.stdout.write(`join: ${node.joinCode}\n`)
+    })
+
+  grid.command('coordinator')
+    .description('run a coordinator (and the HTTP API with --http); stores and workers join it')
+    .addOption(dataOption())
+    .addOption(listenOption(`default /ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`))
+    .option('--http <host:port>', 'serve the HTTP API and web UI here', httpAddress)
+    .option('--replicas <n>', 'store nodes to keep each piece of content on', wholeNumber(1, 16), 2)
+    .action(async (opts) => {
+      const node = await startCoordinatorNode({
+        dataDir: opts.data,
+        listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
+        http: opts.http,
+        withStore: false,
+        log
+      })
+      stopOnSignal(async () => { await node.stop() })
+      if (node.web !== undefined) process.stdout.write(`web: ${node.web.url}\n`)
+      process.stdout.write(`join: ${node.joinCode}\n`)
+    })
+
+  grid.command('store')
+    .description('run a store node: keeps logs and artifacts that workers push to it')
+    .addOption(dataOption())
+    .addOption(listenOption('default /ip4/0.0.0.0/tcp/0: workers dial stores'))
+    .addOption(joinOption())
+    .action(async (opts) => {
+      const code = await readJoinCode(opts.join)
+      const node = await startStoreNode({ dataDir: join(opts.data, 'store'), join: code, listen: opts.listen ?? ['/ip4/0.0.0.0/tcp/0'], log })
+      stopOnSignal(async () => { await node.stop() })
+      await node.announcement.ready()
+      log(`store ${node.host.peerId.toString()} joined the grid`)
+    })
+
+  grid.command('worker')
+    .description('run an anonymous worker: it announces its capabilities and runs the builds it is given')
+    .addOption(dataOption())
+    .addOption(listenOption('none by default: a worker only dials out'))
+    .addOption(joinOption())
+    .option('--cap <key=value>', 'add or override a capability (os, arch, cpus and tools are detected), repeatable', collect, [])
+    .option('--slots <n>', 'builds to run at once', wholeNumber(1, MAX_SLOTS), 1)
+    .action(async (opts) => {
+      const caps = opts.cap as string[]
+      capabilities(caps)
+      const code = await readJoinCode(opts.join)
+      const [node] = await startWorkers(1, join(opts.data, 'worker'), code, caps, opts.slots)
+      stopOnSignal(async () => { await node.stop() })
+    })
+
+  grid.command('submit')
+    .description('queue a build from a job file or a command; prints the build id (or, with --follow, its log)')
+    .argument('[job.json]', 'a job file (see CONTRACT.md); or use --run')
+    .addOption(joinOption())
+    .option('--run <command>', 'a one-step job running this shell command')
+    .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', collect, [])
+    .option('--follow', 'stream the build\'s log; exit 0 if it succeeded, 1 if not')
+    .action(async (file: string | undefined, opts) => {
+      if ((file === undefined) === (opts.run === undefined)) throw new UsageError('give either a job file or --run COMMAND')
+      let job: unknown
+      if (file !== undefined) {
+        let text: string
+        try {
+          text = await readFile(file, 'utf8')
+        } catch (err: any) {
+          throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
+        }
+        try {
+          job = JSON.parse(text)
+        } catch (err: any) {
+          throw new UsageError(`${file} is not JSON: ${err.message}`)
+        }
+        if (opts.require.length > 0 && typeof job === 'object' && job !== null) {
+          const j = job as { requires?: Record<string, string> }
+          j.requires = { ...j.requires, ...capabilities(opts.require) }
+        }
+      } else {
+        job = { steps: [{ name: 'run', run: opts.run }], requires: capabilities(opts.require) }
+      }
+      parseJob(job)
+      const code = await readJoinCode(opts.join)
+      const host = await clientHost(code)
+      try {
+        const build = expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'submit', job }))
+        if (opts.follow !== true) {
+          process.stdout.write(`${build.id}\n`)
+          return
+        }
+        log(`build ${build.id} queued`)
+        const done = await followBuild(host, code, build.id, 0)
+        log(`build ${build.id} ${done.status}`)
+        process.exitCode = done.status === 'succeeded' ? 0 : 1
+      } finally {
+        await host.stop()
+      }
+    })
+
+  grid.command('tail')
+    .description('print a build\'s or a step\'s log from any peer that holds it, following it until it is sealed')
+    .argument('<id>', 'a build id or a log id')
+    .addOption(joinOption())
+    .option('--from <bytes>', 'start at this byte offset', wholeNumber(0, Number.MAX_SAFE_INTEGER), 0)
+    .action(async (id: string, opts) => {
+      if (!ID_PATTERN.test(id)) throw new UsageError(`${id} is neither a build id nor a log id`)
+      const code = await readJoinCode(opts.join)
+      const host = await clientHost(code)
+      try {
+        if (id.includes('.s')) {
+          const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
+          const logs = new LogReader({ host, stores: () => reply.t === 'stores' ? reply.stores : [] })
+          for await (const chunk of logs.read(id, { from: opts.from, follow: true })) process.stdout.write(chunk)
+        } else {
+          expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id }))
+          await followBuild(host, code, id, opts.from)
+        }
+      } finally {
+        await host.stop()
+      }
+    })
+
+  return grid
+}
+
+/** Run the CLI; every failure becomes one line on stderr and a non-zero exit code. */
+export async function main (argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv, { from: 'user' })
+  } catch (err: any) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2
+      return
+    }
+    const known = ['UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
+      'BadIdentityError', 'PeerUnreachableError', 'BadHttpAddressError', 'BadMessageError']
+    if (known.includes(err?.name) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
+    else log(`unexpected error: ${err?.stack ?? err}`)
+    process.exitCode = 1
+  }
+}
+

@@ -1,0 +1,55 @@
+// The libp2p host every role runs on: TCP (or in-memory for tests) + pnet + Noise + Yamux + identify.
+import { createLibp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { preSharedKey } from '@libp2p/pnet'
+import type { PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { swarmKey } from './join-code.ts'
+import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS } from './constants.ts'
+
+export type GridHost = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>> }>
+
+export interface HostInit {
+  identity: PrivateKey
+  /** The grid's 32-byte secret: nodes without it cannot complete a connection. */
+  secret: Uint8Array
+  /** Multiaddrs to listen on; none for a node that only dials out. */
+  listen: string[]
+  /** Add the in-memory transport (tests): implied when listening on /memory. */
+  memory?: boolean
+}
+
+export async function createHost (init: HostInit): Promise<GridHost> {
+  const memory = init.memory === true || init.listen.some(a => a.startsWith('/memory/'))
+  const transports = [tcp()]
+  if (memory) {
+    // Only tests listen on /memory; keep the dev-only dependency out of production start-up.
+    const { memory: memoryTransport } = await import('@libp2p/memory')
+    transports.push(memoryTransport() as any)
+  }
+  return createLibp2p({
+    privateKey: init.identity,
+    addresses: { listen: init.listen },
+    transports,
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: swarmKey(init.secret) }),
+    connectionManager: {
+      maxConnections: MAX_CONNECTIONS,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,
+      maxIncomingPendingConnections: 256
+    },
+    services: { identify: identify() }
+  })
+}
+
+/** Addresses worth putting in a join code: what the host listens on, loopback last for other machines' sake. */
+export function shareableAddrs (host: GridHost): Multiaddr[] {
+  const addrs = host.getMultiaddrs()
+  const loopback = (ma: Multiaddr): boolean => /^\/ip[46]\/(127\.|::1\/)/.test(ma.toString())
+  return [...addrs.filter(a => !loopback(a)), ...addrs.filter(loopback)]
+}

@@ -1,0 +1,80 @@
+// The join code: everything a node needs to enter a grid, in one pasteable line.
+// It carries the grid's 32-byte secret (the libp2p pnet key) and the coordinator's addresses with its peer ID.
+import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { encode, decode } from 'cborg'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { z } from 'zod'
+
+const PREFIX = 'grid1-'
+export const SECRET_BYTES = 32
+/** A code longer than this is not ours; checked before any decoding. */
+const MAX_CODE_CHARS = 8_192
+
+export class BadJoinCodeError extends Error {
+  name = 'BadJoinCodeError'
+}
+
+export interface JoinCode {
+  secret: Uint8Array
+  coordinator: PeerId
+  addrs: Multiaddr[]
+}
+
+const payload = z.object({
+  v: z.literal(1),
+  k: z.instanceof(Uint8Array).refine(k => k.length === SECRET_BYTES, 'secret must be 32 bytes'),
+  p: z.string(),
+  a: z.array(z.string()).min(1)
+})
+
+export function newSecret (): Uint8Array {
+  return new Uint8Array(randomBytes(SECRET_BYTES))
+}
+
+export function encodeJoinCode (code: JoinCode): string {
+  const a = code.addrs.map(ma => ma.decapsulateCode(421).toString())
+  return PREFIX + Buffer.from(encode({ v: 1, k: code.secret, p: code.coordinator.toString(), a })).toString('base64url')
+}
+
+export function decodeJoinCode (text: string): JoinCode {
+  const trimmed = text.trim()
+  if (!trimmed.startsWith(PREFIX) || trimmed.length > MAX_CODE_CHARS) {
+    throw new BadJoinCodeError(`not a join code (it starts with "${PREFIX}"; find it in the coordinator's DATA/join)`)
+  }
+  let parsed
+  try {
+    parsed = payload.parse(decode(Buffer.from(trimmed.slice(PREFIX.length), 'base64url')))
+  } catch {
+    throw new BadJoinCodeError('join code is damaged (copy it again from the coordinator\'s DATA/join)')
+  }
+  let coordinator: PeerId
+  let addrs: Multiaddr[]
+  try {
+    coordinator = peerIdFromString(parsed.p)
+    addrs = parsed.a.map(a => multiaddr(a).encapsulate(`/p2p/${parsed.p}`))
+  } catch {
+    throw new BadJoinCodeError('join code holds a bad address or peer ID')
+  }
+  return { secret: parsed.k, coordinator, addrs }
+}
+
+/** `--join` takes the code itself or a file holding it. */
+export async function readJoinCode (codeOrFile: string): Promise<JoinCode> {
+  if (codeOrFile.trim().startsWith(PREFIX)) return decodeJoinCode(codeOrFile)
+  let text: string
+  try {
+    text = await readFile(codeOrFile, 'utf8')
+  } catch (err: any) {
+    throw new BadJoinCodeError(`--join ${codeOrFile}: neither a join code nor a readable file (${err.code ?? err.message})`)
+  }
+  return decodeJoinCode(text)
+}
+
+/** The pnet module wants the go-ipfs swarm.key text form. */
+export function swarmKey (secret: Uint8Array): Uint8Array {
+  return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${Buffer.from(secret).toString('hex')}`)
+}

@@ -1,0 +1,193 @@
+// Starting the grid's roles on libp2p hosts. `grid up` is these composed in one process; each `grid ROLE`
+// command starts one of them alone. Tests start them the same way, so what they test is what users run.
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createHost, shareableAddrs } from './host.ts'
+import type { GridHost } from './host.ts'
+import { loadIdentity } from './identity.ts'
+import { SECRET_BYTES, encodeJoinCode, newSecret } from './join-code.ts'
+import type { JoinCode } from './join-code.ts'
+import { Worker } from './worker/index.ts'
+import type { Capabilities } from './worker/capabilities.ts'
+import { Coordinator } from '../coordinator/index.ts'
+import { Store } from '../artifact-store/index.ts'
+import { StoreAnnouncement } from '../artifact-store/membership.ts'
+import { LogReader } from '../artifact-store/log-reader.ts'
+import { createApp } from '../web/app.ts'
+import { startWebServer } from '../web/server.ts'
+import type { WebServer } from '../web/server.ts'
+
+export const SECRET_FILE = 'secret'
+export const JOIN_FILE = 'join'
+export const TOKEN_FILE = 'api-token'
+
+export class ListenError extends Error {
+  name = 'ListenError'
+}
+
+type Log = (line: string) => void
+
+/** Read a small secret file, or make it (mode 0600) the first time. */
+async function keptSecret (path: string, make: () => Uint8Array, valid: (b: Uint8Array) => boolean): Promise<Uint8Array> {
+  try {
+    const bytes = new Uint8Array(await readFile(path))
+    if (!valid(bytes)) throw new Error(`${path} is damaged; move it away to make a new one (nodes will need a new join code)`)
+    return bytes
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') throw err
+  }
+  await writeFile(path, make(), { mode: 0o600, flag: 'wx' }).catch((err) => { if (err.code !== 'EEXIST') throw err })
+  return new Uint8Array(await readFile(path))
+}
+
+async function startHost (dataDir: string, secret: Uint8Array, listen: string[], memory = false): Promise<GridHost> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  try {
+    return await createHost({ identity: await loadIdentity(dataDir), secret, listen, memory })
+  } catch (err: any) {
+    if (err.code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String(err.message))) {
+      throw new ListenError(`cannot listen on ${listen.join(', ')}: the port is in use (is another grid running? pass --listen /ip4/0.0.0.0/tcp/0 for a free port)`)
+    }
+    throw err
+  }
+}
+
+export interface CoordinatorNodeInit {
+  dataDir: string
+  listen: string[]
+  /** HOST:PORT to serve the HTTP API and web UI on; none for no HTTP. */
+  http?: string
+  /** Run a store in the same process (`grid up`). */
+  withStore: boolean
+  heartbeatMs?: number
+  silenceLimitMs?: number
+  log?: Log
+}
+
+export interface CoordinatorNode {
+  host: GridHost
+  coordinator: Coordinator
+  store?: Store
+  logs: LogReader
+  web?: WebServer
+  joinCode: string
+  /** The join code with only loopback addresses: what workers in this same process dial. */
+  localJoin: JoinCode
+  token: string
+  stop (): Promise<void>
+}
+
+export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<CoordinatorNode> {
+  await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
+  const secret = await keptSecret(join(init.dataDir, SECRET_FILE), newSecret, b => b.length === SECRET_BYTES)
+  const token = Buffer.from(await keptSecret(join(init.dataDir, TOKEN_FILE),
+    () => new TextEncoder().encode(randomBytes(32).toString('base64url')), b => b.length >= 16)).toString('utf8').trim()
+  const host = await startHost(init.dataDir, secret, init.listen)
+  const addrs = shareableAddrs(host)
+  if (addrs.length === 0) {
+    await host.stop()
+    throw new ListenError('a coordinator must listen on at least one address (give --listen)')
+  }
+  let store: Store | undefined
+  if (init.withStore) {
+    store = new Store({ host, dataDir: init.dataDir })
+    await store.start()
+  }
+  const coordinator = new Coordinator({
+    host,
+    dataDir: init.dataDir,
+    localStore: store !== undefined ? { peer: host.peerId.toString(), addrs: addrs.map(String) } : undefined,
+    heartbeatMs: init.heartbeatMs,
+    silenceLimitMs: init.silenceLimitMs,
+    log: init.log
+  })
+  await coordinator.start()
+  const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
+  let web: WebServer | undefined
+  if (init.http !== undefined) {
+    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token }), init.http)
+  }
+  const joinCode = encodeJoinCode({ secret, coordinator: host.peerId, addrs })
+  await writeFile(join(init.dataDir, JOIN_FILE), joinCode + '\n', { mode: 0o600 })
+  const loopback = addrs.filter(a => /^\/(ip4\/127\.|ip6\/::1\/|memory\/)/.test(a.toString()))
+  return {
+    host,
+    coordinator,
+    store,
+    logs,
+    web,
+    joinCode,
+    localJoin: { secret, coordinator: host.peerId, addrs: loopback.length > 0 ? loopback : addrs },
+    token,
+    stop: async () => {
+      await web?.close()
+      await coordinator.stop()
+      await store?.stop()
+      await host.stop()
+    }
+  }
+}
+
+export interface WorkerNodeInit {
+  dataDir: string
+  join: JoinCode
+  listen: string[]
+  capabilities: Capabilities
+  slots: number
+  log?: Log
+}
+
+export interface WorkerNode {
+  host: GridHost
+  worker: Worker
+  stop (): Promise<void>
+}
+
+export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode> {
+  const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
+  const host = await startHost(init.dataDir, init.join.secret, init.listen, memory)
+  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, log: init.log })
+  await worker.start()
+  return {
+    host,
+    worker,
+    stop: async () => {
+      await worker.stop()
+      await host.stop()
+    }
+  }
+}
+
+export interface StoreNodeInit {
+  dataDir: string
+  join: JoinCode
+  listen: string[]
+  log?: Log
+}
+
+export interface StoreNode {
+  host: GridHost
+  store: Store
+  announcement: StoreAnnouncement
+  stop (): Promise<void>
+}
+
+export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
+  const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
+  const host = await startHost(init.dataDir, init.join.secret, init.listen, memory)
+  const store = new Store({ host, dataDir: init.dataDir })
+  await store.start()
+  const announcement = new StoreAnnouncement(host, init.join, init.log)
+  announcement.start()
+  return {
+    host,
+    store,
+    announcement,
+    stop: async () => {
+      await announcement.stop()
+      await store.stop()
+      await host.stop()
+    }
+  }
+}

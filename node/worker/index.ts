@@ -1,0 +1,161 @@
+// The worker role: a keypair plus capabilities. It dials the coordinator (nothing dials a worker, so one
+// behind NAT works), says what it can do and how many slots it has, and runs the attempts it is handed.
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { GridHost } from '../host.ts'
+import type { JoinCode } from '../join-code.ts'
+import { MessageChannel } from '../wire.ts'
+import { SessionLoop } from '../session-loop.ts'
+import { Heartbeat } from '../heartbeat.ts'
+import { MAX_PENDING_REPORTS } from '../constants.ts'
+import type { Stream } from '@libp2p/interface'
+import { WORK_PROTOCOL, toWorker } from '../../coordinator/work-protocol.ts'
+import type { ToCoordinator, ToWorker } from '../../coordinator/work-protocol.ts'
+import { HELLO_TIMEOUT_MS } from '../../coordinator/constants.ts'
+import type { Capabilities } from './capabilities.ts'
+import { LogWriter } from './log-writer.ts'
+import { runStep } from './step-runner.ts'
+
+type Assign = Extract<ToWorker, { t: 'assign' }>
+type StopReason = 'cancelled' | 'stale' | 'timeout' | 'stopping'
+
+export interface WorkerInit {
+  host: GridHost
+  join: JoinCode
+  capabilities: Capabilities
+  slots: number
+  /** Work dirs live under `DATA/work/ATTEMPT`. */
+  dataDir: string
+  log?: (line: string) => void
+}
+
+interface Running {
+  stop: AbortController
+}
+
+export class Worker {
+  private readonly init: WorkerInit
+  private readonly running = new Map<string, Running>()
+  /** Reports waiting for a session; a final result must reach the coordinator even across a reconnect. */
+  private pending: ToCoordinator[] = []
+  private channel: MessageChannel<ToWorker, ToCoordinator> | undefined
+  private stopped = false
+  private readonly loop: SessionLoop
+  private readonly connected = Promise.withResolvers<void>()
+
+  constructor (init: WorkerInit) {
+    this.init = init
+    this.loop = new SessionLoop({
+      host: init.host,
+      target: { peer: init.join.coordinator.toString(), addrs: init.join.addrs.map(String) },
+      protocol: WORK_PROTOCOL,
+      session: async stream => { await this.session(stream) },
+      log: init.log
+    })
+  }
+
+  get peerId (): string {
+    return this.init.host.peerId.toString()
+  }
+
+  async start (): Promise<void> {
+    await mkdir(join(this.init.dataDir, 'work'), { recursive: true })
+    this.loop.start()
+  }
+
+  /** Resolves once the coordinator has welcomed this worker the first time. */
+  async ready (signal?: AbortSignal): Promise<void> {
+    await Promise.race([
+      this.connected.promise,
+      new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }))
+    ])
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    for (const run of this.running.values()) run.stop.abort('stopping')
+    this.channel?.abort(new Error('worker stopping'))
+    await this.loop.stop()
+  }
+
+  private async session (stream: Stream): Promise<void> {
+    const channel = new MessageChannel<ToWorker, ToCoordinator>(stream, toWorker)
+    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...this.running.keys()] })
+    const welcome = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+    if (welcome.t !== 'welcome') throw new Error(`coordinator sent ${welcome.t} before welcome`)
+    this.channel = channel
+    this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
+    this.connected.resolve()
+    for (const report of this.pending.splice(0)) this.report(report)
+    const heartbeat = new Heartbeat({
+      stream,
+      intervalMs: welcome.heartbeatMs,
+      silenceLimitMs: welcome.silenceLimitMs,
+      beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
+    })
+    try {
+      for await (const message of channel) {
+        heartbeat.heard()
+        if (message.t === 'assign') this.runAttempt(message).catch(err => this.init.log?.(`attempt ${message.attempt}: ${err.message}`))
+        else if (message.t === 'cancel') this.running.get(message.attempt)?.stop.abort(message.reason)
+      }
+    } finally {
+      heartbeat.stop()
+      if (this.channel === channel) this.channel = undefined
+      if (!this.stopped) this.init.log?.('lost the coordinator; reconnecting')
+    }
+  }
+
+  private report (message: ToCoordinator): void {
+    const channel = this.channel
+    if (channel === undefined) {
+      if (this.pending.length < MAX_PENDING_REPORTS || message.t === 'done') this.pending.push(message)
+      return
+    }
+    channel.send(message).catch(() => {
+      this.pending.push(message)
+    })
+  }
+
+  private async runAttempt (assign: Assign): Promise<void> {
+    if (this.running.has(assign.attempt)) return
+    const stop = new AbortController()
+    this.running.set(assign.attempt, { stop })
+    const workDir = join(this.init.dataDir, 'work', assign.attempt)
+    const deadline = setTimeout(() => stop.abort('timeout'), assign.job.timeout * 1000)
+    let outcome: 'succeeded' | 'failed' | StopReason = 'succeeded'
+    try {
+      await rm(workDir, { recursive: true, force: true })
+      await mkdir(workDir, { recursive: true })
+      const env = {
+        ...process.env,
+        ...assign.job.env,
+        GRID_BUILD_ID: assign.build,
+        GRID_ATTEMPT: assign.attempt
+      }
+      for (const [index, step] of assign.job.steps.entries()) {
+        if (stop.signal.aborted) break
+        this.report({ t: 'step-started', attempt: assign.attempt, step: index })
+        const writer = new LogWriter({ host: this.init.host, log: assign.logs[index], stores: assign.stores })
+        const exitCode = await runStep({ run: step.run, cwd: workDir, env: { ...env, GRID_STEP: step.name }, output: writer, signal: stop.signal })
+        if (stop.signal.reason === 'stale' || stop.signal.reason === 'stopping') writer.abort()
+        else await writer.seal().catch(err => this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`))
+        this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode })
+        if (exitCode !== 0) {
+          outcome = 'failed'
+          break
+        }
+      }
+    } catch (err: any) {
+      this.init.log?.(`attempt ${assign.attempt} could not run: ${err.message}`)
+      outcome = 'failed'
+    } finally {
+      clearTimeout(deadline)
+      if (stop.signal.aborted) outcome = stop.signal.reason as StopReason
+      this.running.delete(assign.attempt)
+      await rm(workDir, { recursive: true, force: true }).catch(() => {})
+    }
+    // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
+    if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome })
+  }
+}

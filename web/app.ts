@@ -1,0 +1,156 @@
+// The HTTP API (see CONTRACT.md). Reads are open; writes need the bearer token from DATA/api-token.
+// Every error is `{ "error": "one sentence" }` with a 4xx status; nothing a client sends reaches a stack trace.
+import { Hono } from 'hono'
+import type { Context } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { bearerAuth } from 'hono/bearer-auth'
+import { bodyLimit } from 'hono/body-limit'
+import { secureHeaders } from 'hono/secure-headers'
+import { stream as honoStream, streamSSE } from 'hono/streaming'
+import type { Scheduler } from '../coordinator/scheduler.ts'
+import type { StoreDirectory } from '../coordinator/store-directory.ts'
+import type { LogReader } from '../artifact-store/log-reader.ts'
+import type { BuildView } from '../artifact-store/build-log.ts'
+import { buildLog } from '../artifact-store/build-log.ts'
+import { ID_PATTERN } from '../coordinator/build.ts'
+import { parseJob } from '../coordinator/job.ts'
+import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../coordinator/constants.ts'
+import { homePage } from './home-page.ts'
+
+export interface ApiInit {
+  scheduler: Scheduler
+  stores: StoreDirectory
+  logs: LogReader
+  /** The HTTP API token (DATA/api-token). */
+  token: string
+}
+
+const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
+  throw new HTTPException(status, { message })
+}
+
+export function createApp (init: ApiInit): Hono {
+  const { scheduler, logs } = init
+  const app = new Hono()
+  const view: BuildView = {
+    get: async id => await scheduler.get(id),
+    nextChange: async (id, signal) => {
+      await new Promise<void>(resolve => {
+        const off = scheduler.onBuild(b => { if (b.id === id) done() })
+        const done = (): void => { off(); signal.removeEventListener('abort', done); resolve() }
+        signal.addEventListener('abort', done, { once: true })
+        if (signal.aborted) done()
+      })
+    }
+  }
+  const auth = bearerAuth({
+    token: init.token,
+    noAuthenticationHeaderMessage: { error: 'this needs the API token: send Authorization: Bearer TOKEN (see DATA/api-token)' },
+    invalidAuthenticationHeaderMessage: { error: 'the Authorization header must be "Bearer TOKEN"' },
+    invalidTokenMessage: { error: 'the API token is wrong' }
+  })
+
+  app.use(secureHeaders())
+
+  app.get('/', c => c.html(homePage()))
+  app.get('/api/health', c => c.json({ ok: true }))
+  app.get('/api/capacity', c => c.json({ ...scheduler.capacity(), stores: init.stores.list().length }))
+
+  app.post('/api/builds', auth, bodyLimit({ maxSize: MAX_JOB_BYTES, onError: () => fail(413, `a job is at most ${MAX_JOB_BYTES} bytes`) }), async c => {
+    let body: unknown
+    try {
+      body = await c.req.json()
+    } catch {
+      fail(400, 'the body must be a JSON job')
+    }
+    const build = await scheduler.submit(parseJob(body))
+    return c.json({ id: build.id }, 201)
+  })
+
+  app.get('/api/builds', async c => {
+    const text = c.req.query('limit')
+    const limit = text === undefined ? DEFAULT_LIST_LIMIT : Number(text)
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) fail(400, `limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`)
+    return c.json(await scheduler.list(limit))
+  })
+
+  app.get('/api/builds/:id', async c => c.json(await knownBuild(scheduler, c.req.param('id'))))
+
+  app.post('/api/builds/:id/cancel', auth, async c => {
+    const build = await knownBuild(scheduler, c.req.param('id'))
+    return c.json(await scheduler.cancel(build.id))
+  })
+
+  app.get('/api/builds/:id/log', async c => {
+    const build = await knownBuild(scheduler, c.req.param('id'))
+    const { from, follow } = logQuery(c)
+    return streamText(c, signal => buildLog(view, logs, build.id, { from, follow, signal }))
+  })
+
+  app.get('/api/logs/:logId', async c => {
+    const id = c.req.param('logId')
+    if (!ID_PATTERN.test(id) || !id.includes('.s')) fail(400, `${id} is not a log id`)
+    const { from, follow } = logQuery(c)
+    return streamText(c, signal => logs.read(id, { from, follow, signal }))
+  })
+
+  app.get('/api/events', c => streamSSE(c, async sse => {
+    const queue: Array<{ event: string, data: string }> = []
+    let wake: (() => void) | undefined
+    const push = (event: string, data: unknown): void => { queue.push({ event, data: JSON.stringify(data) }); wake?.() }
+    const offBuild = scheduler.onBuild(b => push('build', b))
+    const offCapacity = scheduler.onCapacity(cap => push('capacity', cap))
+    sse.onAbort(() => { offBuild(); offCapacity(); wake?.() })
+    push('capacity', scheduler.capacity())
+    while (!sse.aborted) {
+      for (const message of queue.splice(0)) await sse.writeSSE(message)
+      await new Promise<void>(resolve => { wake = resolve })
+    }
+  }))
+
+  app.notFound(c => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404))
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) {
+      // bearerAuth answers with its own response; keep it (it carries WWW-Authenticate).
+      const res = err.getResponse()
+      if (res.headers.get('content-type')?.includes('json') === true) return res
+      return c.json({ error: err.message }, err.status)
+    }
+    if (err.name === 'InvalidJobError') return c.json({ error: err.message }, 400)
+    if (err.name === 'UnknownBuildError') return c.json({ error: err.message }, 404)
+    if (err.name === 'BuildFinishedError') return c.json({ error: err.message }, 409)
+    console.error('http: unexpected error:', err)
+    return c.json({ error: 'internal error' }, 500)
+  })
+  return app
+}
+
+async function knownBuild (scheduler: Scheduler, id: string): Promise<NonNullable<Awaited<ReturnType<Scheduler['get']>>>> {
+  const build = ID_PATTERN.test(id) && !id.includes('.') ? await scheduler.get(id) : undefined
+  return build ?? fail(404, `no build ${id}`)
+}
+
+function logQuery (c: Context): { from: number, follow: boolean } {
+  const fromText = c.req.query('from') ?? '0'
+  const from = Number(fromText)
+  if (!/^\d+$/.test(fromText) || !Number.isSafeInteger(from)) fail(400, 'from must be a byte offset (a whole number)')
+  const followText = c.req.query('follow')
+  if (followText !== undefined && !['0', '1', 'true', 'false'].includes(followText)) fail(400, 'follow must be 1 or 0')
+  return { from, follow: followText === '1' || followText === 'true' }
+}
+
+function streamText (c: Context, source: (signal: AbortSignal) => AsyncIterable<Uint8Array>): Response {
+  c.header('Content-Type', 'text/plain; charset=utf-8')
+  c.header('Cache-Control', 'no-store')
+  // Proxies must not hold back a followed log.
+  c.header('X-Accel-Buffering', 'no')
+  return honoStream(c, async out => {
+    const stop = new AbortController()
+    out.onAbort(() => stop.abort())
+    try {
+      for await (const chunk of source(stop.signal)) await out.write(chunk)
+    } catch (err: any) {
+      if (!stop.signal.aborted) await out.write(`\n[log unavailable: ${err.message}]\n`)
+    }
+  })
+}
