@@ -1,0 +1,151 @@
+// Shared pieces of the end-to-end tests: temp data dirs, a grid started the way `grid up` starts it,
+// bounded polling, and child processes of the real CLI.
+import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startCoordinatorNode, startWorkerNode } from '../node/roles.ts'
+import type { CoordinatorNode, WorkerNode } from '../node/roles.ts'
+import type { Build } from '../coordinator/build.ts'
+import { FINISHED } from '../coordinator/build.ts'
+
+export const ROOT = join(import.meta.dirname, '..')
+export const GRID_BIN = join(ROOT, 'node/bin/grid.js')
+
+export async function tempDir (label: string): Promise<string> {
+  return await mkdtemp(join(tmpdir(), `grid-${label}-`))
+}
+
+export async function removeDir (dir: string | undefined): Promise<void> {
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+}
+
+/** Poll until `check` returns a value (not undefined/false), or fail after `timeoutMs`. */
+export async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined && value !== false) return value
+    } catch (err) {
+      last = err
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
+}
+
+export interface TestGrid {
+  dir: string
+  node: CoordinatorNode
+  workers: WorkerNode[]
+  url: string
+  token: string
+  api (path: string, init?: RequestInit): Promise<Response>
+  submit (job: unknown): Promise<string>
+  finished (id: string): Promise<Build>
+  stop (): Promise<void>
+}
+
+export interface TestGridInit {
+  workers?: Array<{ capabilities?: Record<string, string>, slots?: number }>
+  /** 'tcp' (default) listens on 127.0.0.1; 'memory' uses the in-process transport. */
+  transport?: 'tcp' | 'memory'
+  dir?: string
+  heartbeatMs?: number
+  silenceLimitMs?: number
+}
+
+let memoryCounter = 0
+
+/** What `grid up` runs, in this process: coordinator + store + HTTP API, plus workers on their own libp2p nodes. */
+export async function startTestGrid (init: TestGridInit = {}): Promise<TestGrid> {
+  const dir = init.dir ?? await tempDir('grid')
+  const listen = init.transport === 'memory' ? [`/memory/grid-${process.pid}-${memoryCounter++}`] : ['/ip4/127.0.0.1/tcp/0']
+  const node = await startCoordinatorNode({
+    dataDir: dir, listen, http: '127.0.0.1:0', withStore: true, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs
+  })
+  const workers: WorkerNode[] = []
+  for (const [i, w] of (init.workers ?? [{}]).entries()) {
+    const worker = await startWorkerNode({
+      dataDir: join(dir, 'workers', String(i + 1)),
+      join: node.localJoin,
+      listen: [],
+      capabilities: { os: process.platform, ...w.capabilities },
+      slots: w.slots ?? 1
+    })
+    workers.push(worker)
+  }
+  await Promise.all(workers.map(async w => { await w.worker.ready(AbortSignal.timeout(10_000)) }))
+  const url = node.web?.url ?? ''
+  const api = async (path: string, requestInit?: RequestInit): Promise<Response> => await fetch(url + path, requestInit)
+  const grid: TestGrid = {
+    dir,
+    node,
+    workers,
+    url,
+    token: node.token,
+    api,
+    submit: async (job) => {
+      const res = await api('/api/builds', { method: 'POST', headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/json' }, body: JSON.stringify(job) })
+      const body = await res.json() as { id?: string, error?: string }
+      if (res.status !== 201 || body.id === undefined) throw new Error(`submit answered ${res.status}: ${body.error}`)
+      return body.id
+    },
+    finished: async (id) => await waitFor(`build ${id} to finish`, async () => {
+      const build = await (await api(`/api/builds/${id}`)).json() as Build
+      return FINISHED.has(build.status) ? build : undefined
+    }, 30_000),
+    stop: async () => {
+      for (const w of workers) await w.stop()
+      await node.stop()
+      if (init.dir === undefined) await removeDir(dir)
+    }
+  }
+  return grid
+}
+
+export interface CliProcess {
+  child: ChildProcessWithoutNullStreams
+  stdout (): string
+  stderr (): string
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>
+  /** Wait for a line on stdout or stderr matching `pattern`. */
+  line (pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>
+  stop (): Promise<void>
+}
+
+/** Run the real `grid` command (the same launcher `npx grid` runs) as a child process. */
+export function grid (args: string[], cwd: string = ROOT): CliProcess {
+  const child = spawn(process.execPath, [GRID_BIN, ...args], { cwd, env: { ...process.env, FORCE_COLOR: '0' } })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', d => { out += d })
+  child.stderr.on('data', d => { err += d })
+  const exited = new Promise<number | string>(resolve => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)))
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    line: async (pattern, timeoutMs = 15_000) => await waitFor(`${pattern} from grid ${args[0]}`, () => pattern.exec(out) ?? pattern.exec(err) ?? undefined, timeoutMs),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** Run `grid ...` to its end. */
+export async function gridRun (args: string[], cwd?: string, timeoutMs = 60_000): Promise<{ code: number | string, stdout: string, stderr: string }> {
+  const p = grid(args, cwd)
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs)
+  const code = await p.exited
+  clearTimeout(timer)
+  return { code, stdout: p.stdout(), stderr: p.stderr() }
+}

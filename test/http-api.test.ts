@@ -1,0 +1,90 @@
+// The HTTP API's answers to bad requests: a 4xx with one clear sentence, and nothing changed.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { startTestGrid } from './helpers.ts'
+import type { TestGrid } from './helpers.ts'
+import { MAX_JOB_BYTES } from '../coordinator/constants.ts'
+
+const api = suite<{ grid: TestGrid }>('HTTP API bad input')
+
+api.before(async ctx => { ctx.grid = await startTestGrid({ workers: [] }) })
+api.after(async ctx => { await ctx.grid?.stop() })
+
+async function error (res: Response, status: number): Promise<string> {
+  assert.is(res.status, status)
+  const body = await res.json() as { error: string }
+  assert.type(body.error, 'string')
+  assert.not.match(body.error, /\n|at .*\.ts:\d+/, 'one line, no stack trace')
+  return body.error
+}
+
+/** `token` null sends no Authorization header at all. */
+const post = (grid: TestGrid, path: string, body: string, token: string | null = grid.token): Promise<Response> =>
+  grid.api(path, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(token !== null ? { authorization: `Bearer ${token}` } : {}) } })
+
+api('health answers ok', async ({ grid }) => {
+  assert.equal(await (await grid.api('/api/health')).json(), { ok: true })
+})
+
+api('an unknown route is a 404 with an error', async ({ grid }) => {
+  assert.match(await error(await grid.api('/api/nope'), 404), /no route GET \/api\/nope/)
+  await error(await grid.api('/api/builds', { method: 'DELETE' }), 404)
+})
+
+api('writes need the token', async ({ grid }) => {
+  const job = JSON.stringify({ steps: [{ run: 'true' }] })
+  assert.match(await error(await post(grid, '/api/builds', job, null), 401), /token/)
+  assert.match(await error(await post(grid, '/api/builds', job, 'wrong-token-wrong-token'), 401), /wrong/)
+  await error(await post(grid, '/api/builds/0mwv1se3l2c9ee67a/cancel', '', null), 401)
+  assert.equal(await (await grid.api('/api/builds')).json(), [], 'nothing was queued')
+})
+
+api('a job with no steps, bad JSON, or a typo is refused with the field named', async ({ grid }) => {
+  assert.match(await error(await post(grid, '/api/builds', '{"steps":[]}'), 400), /steps: a job needs at least one step/)
+  assert.match(await error(await post(grid, '/api/builds', '{"name":"x"}'), 400), /^steps: /)
+  assert.match(await error(await post(grid, '/api/builds', '{not json'), 400), /JSON/)
+  assert.match(await error(await post(grid, '/api/builds', '{"steps":[{"run":"true"}],"step":1}'), 400), /step/)
+  assert.match(await error(await post(grid, '/api/builds', '{"steps":[{"run":"true"}],"timeout":-1}'), 400), /^timeout: /)
+  assert.match(await error(await post(grid, '/api/builds', '[]'), 400), /^job: /)
+  assert.equal(await (await grid.api('/api/builds')).json(), [], 'nothing was queued')
+})
+
+api('a job body over the limit is 413', async ({ grid }) => {
+  const huge = JSON.stringify({ steps: [{ run: 'x'.repeat(MAX_JOB_BYTES) }] })
+  assert.match(await error(await post(grid, '/api/builds', huge), 413), /at most/)
+})
+
+api('a build that does not exist is 404 on every route', async ({ grid }) => {
+  assert.match(await error(await grid.api('/api/builds/0mwv1se3l2c9ee67a'), 404), /no build 0mwv1se3l2c9ee67a/)
+  await error(await grid.api('/api/builds/..%2F..%2Fetc'), 404)
+  await error(await grid.api('/api/builds/0mwv1se3l2c9ee67a/log'), 404)
+  await error(await post(grid, '/api/builds/0mwv1se3l2c9ee67a/cancel', ''), 404)
+})
+
+api('list limits and log offsets are checked', async ({ grid }) => {
+  for (const limit of ['0', '-1', 'abc', '1.5', '100000']) {
+    assert.match(await error(await grid.api(`/api/builds?limit=${limit}`), 400), /limit/)
+  }
+  const id = await grid.submit({ requires: { never: 'x' }, steps: [{ run: 'true' }] })
+  for (const from of ['-1', 'x', '1e3']) {
+    assert.match(await error(await grid.api(`/api/builds/${id}/log?from=${from}`), 400), /from/)
+  }
+  assert.match(await error(await grid.api(`/api/builds/${id}/log?follow=maybe`), 400), /follow/)
+  assert.match(await error(await grid.api('/api/logs/not..a..log'), 400), /not a log id/)
+})
+
+api('cancelling a finished build is a conflict', async ({ grid }) => {
+  const id = await grid.submit({ requires: { never: 'y' }, steps: [{ run: 'true' }] })
+  assert.is((await (await post(grid, `/api/builds/${id}/cancel`, '')).json()).status, 'cancelled')
+  assert.match(await error(await post(grid, `/api/builds/${id}/cancel`, ''), 409), /already cancelled/)
+})
+
+api('the web UI is served with safe headers', async ({ grid }) => {
+  const res = await grid.api('/')
+  assert.is(res.status, 200)
+  assert.match(await res.text(), /nameless-grid/)
+  assert.is(res.headers.get('x-content-type-options'), 'nosniff')
+  assert.ok(res.headers.get('x-frame-options') !== null)
+})
+
+api.run()
