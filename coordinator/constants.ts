@@ -9,6 +9,16 @@ export const HEARTBEAT_INTERVAL_MS = 1_000
  */
 export const WORKER_SILENCE_LIMIT_MS = 5_000
 
+/**
+ * After a coordinator restart, a build that was running waits this long for its worker to reconnect and claim it
+ * before it is lost and re-queued: longer than a worker's longest reconnect backoff (RECONNECT_MAX_MS) plus a dial.
+ */
+export const RECLAIM_WINDOW_MS = 15_000
+
+/** Job priorities: higher runs first; equal priorities run oldest first. */
+export const MIN_PRIORITY = -1_000
+export const MAX_PRIORITY = 1_000
+
 /** A worker must say hello this soon after opening its session. */
 export const HELLO_TIMEOUT_MS = 5_000
 

@@ -18,6 +18,7 @@ export interface CoordinatorInit {
   /** Test knobs; production uses the constants. */
   heartbeatMs?: number
   silenceLimitMs?: number
+  reclaimWindowMs?: number
   log?: (line: string) => void
 }
 
@@ -35,7 +36,7 @@ export class Coordinator {
     this.scheduler = new Scheduler({
       history: this.history,
       stores: () => this.stores.list(),
-      reclaimWindowMs: init.silenceLimitMs,
+      reclaimWindowMs: init.reclaimWindowMs,
       log: init.log
     })
     this.sessions = new WorkSessions({

@@ -1,7 +1,7 @@
 // What a user may ask the grid to build, validated strictly: an unknown key is a typo, not something to ignore.
 import { z } from 'zod'
 import {
-  DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_COMMAND_CHARS, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S
+  DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_COMMAND_CHARS, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
 
 const capabilityKey = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'capability names are 1-64 letters, digits or _.:-')
@@ -18,7 +18,9 @@ export const jobSchema = z.strictObject({
   steps: z.array(stepSchema).min(1, 'a job needs at least one step').max(MAX_STEPS),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and _'), z.string().max(MAX_COMMAND_CHARS)).default({}),
   timeout: z.number().int().positive().max(MAX_TIMEOUT_S).default(DEFAULT_TIMEOUT_S),
-  retries: z.number().int().min(0).max(MAX_RETRIES).default(DEFAULT_RETRIES)
+  retries: z.number().int().min(0).max(MAX_RETRIES).default(DEFAULT_RETRIES),
+  /** Higher runs first; equal priorities run oldest first. */
+  priority: z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY).default(0)
 })
 
 /** A job as submitted (defaults optional). */

@@ -6,7 +6,7 @@ import { FINISHED, attemptId, logId, newBuildId } from './build.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from './job.ts'
 import { satisfies, unmetRequirement } from './job.ts'
-import { WORKER_SILENCE_LIMIT_MS } from './constants.ts'
+import { RECLAIM_WINDOW_MS } from './constants.ts'
 
 /** Where a worker should push logs and artifacts. */
 export interface StoreAddress {
@@ -58,6 +58,8 @@ export class BuildFinishedError extends Error {
 interface Seat {
   link: WorkerLink
   running: Set<string>
+  /** Finishing what it runs, then leaving: it takes nothing new. */
+  draining: boolean
 }
 
 interface Running {
@@ -69,7 +71,7 @@ export interface SchedulerInit {
   history: BuildHistory
   /** Where workers push output; asked at each assignment so store changes take effect at once. */
   stores: () => StoreAddress[]
-  /** @default WORKER_SILENCE_LIMIT_MS */
+  /** @default RECLAIM_WINDOW_MS */
   reclaimWindowMs?: number
   log?: (line: string) => void
 }
@@ -98,7 +100,7 @@ export class Scheduler {
   constructor (init: SchedulerInit) {
     this.history = init.history
     this.stores = init.stores
-    this.reclaimWindowMs = init.reclaimWindowMs ?? WORKER_SILENCE_LIMIT_MS
+    this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
     this.log = init.log ?? (() => {})
   }
 
@@ -108,7 +110,7 @@ export class Scheduler {
     active.sort((a, b) => a.id < b.id ? -1 : 1)
     for (const build of active) {
       this.live.set(build.id, build)
-      if (build.status === 'queued') this.queue.push(build.id)
+      if (build.status === 'queued') this.enqueue(build)
       else {
         // Its worker may still be running it: give it a window to come back and claim the attempt.
         const current = build.attempts.at(-1)
@@ -153,7 +155,7 @@ export class Scheduler {
       artifacts: []
     }
     this.live.set(build.id, build)
-    this.queue.push(build.id)
+    this.enqueue(build)
     await this.history.save(build)
     this.notify(build, true)
     this.dispatch()
@@ -188,7 +190,7 @@ export class Scheduler {
 
   /** A worker opened a session. `claims` are attempts it is still running from before (a reconnect). */
   workerJoined (link: WorkerLink, claims: string[] = []): void {
-    const seat: Seat = { link, running: new Set() }
+    const seat: Seat = { link, running: new Set(), draining: false }
     this.seats.add(seat)
     for (const claim of claims) {
       const running = this.attempts.get(claim)
@@ -205,6 +207,15 @@ export class Scheduler {
     this.log(`worker ${link.worker} joined with ${link.slots} slot(s)`)
     this.capacityChanged()
     this.dispatch()
+  }
+
+  /** The worker is shutting down gracefully: it finishes its builds but gets no new ones. */
+  workerDraining (link: WorkerLink): void {
+    const seat = [...this.seats].find(s => s.link === link)
+    if (seat === undefined || seat.draining) return
+    seat.draining = true
+    this.log(`worker ${link.worker} draining: ${seat.running.size} build(s) to finish`)
+    this.capacityChanged()
   }
 
   /** The session ended or went silent: every attempt it held is lost. */
@@ -269,10 +280,12 @@ export class Scheduler {
         group = { capabilities: caps, nodes: 0, slots: 0, busy: 0 }
         groups.set(key, group)
       }
+      // A draining worker offers only the slots it is still busy in.
+      const offered = seat.draining ? seat.running.size : seat.link.slots
       group.nodes++
-      group.slots += seat.link.slots
+      group.slots += offered
       group.busy += seat.running.size
-      slots += seat.link.slots
+      slots += offered
       busy += seat.running.size
     }
     return { nodes: this.seats.size, slots, busy, queued: this.queue.length, groups: [...groups.values()] }
@@ -301,11 +314,20 @@ export class Scheduler {
     this.queue = remaining
   }
 
+  /** Keep the queue in the order builds should start: higher priority first, then oldest (ids sort by age). */
+  private enqueue (build: Build): void {
+    const before = (other: Build): boolean =>
+      (other.job.priority ?? 0) < (build.job.priority ?? 0) || ((other.job.priority ?? 0) === (build.job.priority ?? 0) && other.id > build.id)
+    const at = this.queue.findIndex(id => { const other = this.live.get(id); return other !== undefined && before(other) })
+    if (at < 0) this.queue.push(build.id)
+    else this.queue.splice(at, 0, build.id)
+  }
+
   private freestSeat (requires: Record<string, string>): Seat | undefined {
     let best: Seat | undefined
     let bestFree = 0
     for (const seat of this.seats) {
-      const free = seat.link.slots - seat.running.size
+      const free = seat.draining ? 0 : seat.link.slots - seat.running.size
       if (free > bestFree && satisfies(requires, seat.link.capabilities)) {
         best = seat
         bestFree = free
@@ -356,8 +378,7 @@ export class Scheduler {
     if (outcome === 'lost' && lostSoFar <= build.job.retries) {
       this.log(`build ${build.id}: attempt ${id} lost, queued again (${lostSoFar}/${build.job.retries} retries used)`)
       build.status = 'queued'
-      this.queue.push(build.id)
-      this.queue.sort()
+      this.enqueue(build)
       this.changed(build)
     } else {
       this.finish(build, outcome)

@@ -25,6 +25,8 @@ const capabilities = z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), z.str
 export const toCoordinator = z.discriminatedUnion('t', [
   z.object({ t: z.literal('hello'), capabilities, slots: z.number().int().min(1).max(MAX_SLOTS), running: z.array(attemptRef).max(MAX_CLAIMS) }),
   z.object({ t: z.literal('beat') }),
+  /** The worker is shutting down: finish what runs, send nothing new. */
+  z.object({ t: z.literal('drain') }),
   z.object({ t: z.literal('step-started'), attempt: attemptRef, step: z.number().int().min(0) }),
   z.object({ t: z.literal('step'), attempt: attemptRef, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
   z.object({ t: z.literal('done'), attempt: attemptRef, outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']) })
@@ -47,7 +49,8 @@ export const toWorker = z.discriminatedUnion('t', [
       steps: z.array(z.object({ name: z.string(), run: z.string() })).min(1),
       env: z.record(z.string(), z.string()),
       timeout: z.number().positive(),
-      retries: z.number()
+      retries: z.number(),
+      priority: z.number().optional()
     }).loose(),
     logs: z.array(z.string().regex(ID_PATTERN)),
     stores: z.array(storeAddress).max(64)
@@ -139,6 +142,7 @@ export class WorkSessions {
         heartbeat.heard()
         switch (message.t) {
           case 'beat': break
+          case 'drain': scheduler.workerDraining(session); break
           case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
           case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
           case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome); break

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { DEFAULT_COORDINATOR_PORT } from './constants.ts'
+import { DEFAULT_COORDINATOR_PORT, DEFAULT_DRAIN_TIMEOUT_S } from './constants.ts'
 import { createHost } from './host.ts'
 import type { GridHost } from './host.ts'
 import { readJoinCode } from './join-code.ts'
@@ -205,12 +205,28 @@ export function program (): Command {
     .addOption(joinOption())
     .option('--cap <key=value>', 'add or override a capability (os, arch, cpus and tools are detected), repeatable', collect, [])
     .option('--slots <n>', 'builds to run at once', wholeNumber(1, MAX_SLOTS), 1)
+    .option('--drain-timeout <seconds>', 'on SIGTERM, how long running builds may take to finish (a second SIGTERM ends them now)', wholeNumber(0, 7 * 24 * 3600), DEFAULT_DRAIN_TIMEOUT_S)
     .action(async (opts) => {
       const caps = opts.cap as string[]
       capabilities(caps)
       const code = await readJoinCode(opts.join)
       const [node] = await startWorkers(1, join(opts.data, 'worker'), code, caps, opts.slots)
-      stopOnSignal(async () => { await node.stop() })
+      // First SIGTERM: take no new work, finish what runs, leave. Second (or the timeout): leave now.
+      const hurry = new AbortController()
+      let draining = false
+      const onSignal = (signal: string): void => {
+        if (draining) {
+          log(`${signal} again: ending running builds now (they will be re-queued)`)
+          hurry.abort()
+          return
+        }
+        draining = true
+        log(`${signal}: draining (send it again to stop now)`)
+        setTimeout(() => hurry.abort(), opts.drainTimeout * 1000).unref()
+        node.worker.drain(hurry.signal).then(() => node.host.stop()).then(() => process.exit(0), err => { log(`stopping failed: ${err.message}`); process.exit(1) })
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
     })
 
   grid.command('submit')

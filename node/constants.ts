@@ -41,3 +41,6 @@ export const TOOL_PROBE_TIMEOUT_MS = 2_000
 
 /** Reports kept while the coordinator is unreachable, resent on reconnect (final results above all). */
 export const MAX_PENDING_REPORTS = 10_000
+
+/** `grid worker` on SIGTERM waits this long for running builds before ending them (they re-queue as lost). */
+export const DEFAULT_DRAIN_TIMEOUT_S = 600

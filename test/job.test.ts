@@ -61,7 +61,8 @@ accepted('a full job keeps every field as given', () => {
     retries: 0
   }
   const job = parseJob(structuredClone(input))
-  assert.equal(job, input)
+  // Field by field: defaults for fields the input does not mention may grow.
+  for (const key of Object.keys(input) as Array<keyof typeof input>) assert.equal(job[key], input[key], key)
 })
 
 accepted('limits themselves are allowed', () => {

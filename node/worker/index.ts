@@ -40,6 +40,8 @@ export class Worker {
   private pending: ToCoordinator[] = []
   private channel: MessageChannel<ToWorker, ToCoordinator> | undefined
   private stopped = false
+  private draining = false
+  private idle: Array<() => void> = []
   private readonly loop: SessionLoop
   private readonly connected = Promise.withResolvers<void>()
 
@@ -71,6 +73,24 @@ export class Worker {
     ])
   }
 
+  /**
+   * Graceful shutdown: tell the coordinator to send nothing new, let running builds finish, then leave.
+   * Resolves once they finished, or when `signal` aborts (a second SIGTERM, a drain timeout); whatever still
+   * runs then is ended by stop() and comes back to the queue as lost.
+   */
+  async drain (signal?: AbortSignal): Promise<void> {
+    this.draining = true
+    if (this.channel !== undefined) this.report({ t: 'drain' })
+    if (this.running.size > 0) {
+      this.init.log?.(`draining: waiting for ${this.running.size} build(s) to finish`)
+      await new Promise<void>(resolve => {
+        this.idle.push(resolve)
+        signal?.addEventListener('abort', () => resolve(), { once: true })
+      })
+    }
+    await this.stop()
+  }
+
   async stop (): Promise<void> {
     this.stopped = true
     for (const run of this.running.values()) run.stop.abort('stopping')
@@ -80,12 +100,15 @@ export class Worker {
 
   private async session (stream: Stream): Promise<void> {
     const channel = new MessageChannel<ToWorker, ToCoordinator>(stream, toWorker)
-    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...this.running.keys()] })
+    // Claim what still runs and what finished while the coordinator was away: its result is waiting to be sent.
+    const claims = new Set([...this.running.keys(), ...this.pending.flatMap(r => 'attempt' in r ? [r.attempt] : [])])
+    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims] })
     const welcome = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
     if (welcome.t !== 'welcome') throw new Error(`coordinator sent ${welcome.t} before welcome`)
     this.channel = channel
     this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
     this.connected.resolve()
+    if (this.draining) this.report({ t: 'drain' })
     for (const report of this.pending.splice(0)) this.report(report)
     const heartbeat = new Heartbeat({
       stream,
@@ -157,5 +180,6 @@ export class Worker {
     }
     // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
     if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome })
+    if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve()
   }
 }

@@ -1,0 +1,449 @@
+// The wire every protocol speaks (length-prefixed CBOR checked against a schema), and hostile input
+// against a real store node over TCP + pnet + Noise + Yamux: bad frames end one stream, never the node.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { encode } from 'cborg'
+import { z } from 'zod'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { lpStream, streamPair } from '@libp2p/utils'
+import type { LengthPrefixedStream } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { MessageChannel, parseMessage, bytesField, BadMessageError } from '../node/wire.ts'
+import { createHost } from '../node/host.ts'
+import type { GridHost } from '../node/host.ts'
+import { newSecret } from '../node/join-code.ts'
+import { MAX_MESSAGE_BYTES, REQUEST_TIMEOUT_MS } from '../node/constants.ts'
+import { Store } from '../artifact-store/index.ts'
+import { LOG_APPEND_PROTOCOL, appendReply } from '../artifact-store/log-append-protocol.ts'
+import type { AppendReply, AppendRequest } from '../artifact-store/log-append-protocol.ts'
+import { LOG_READ_PROTOCOL, readReply } from '../artifact-store/log-read-protocol.ts'
+import type { ReadReply, ReadRequest } from '../artifact-store/log-read-protocol.ts'
+import { MAX_APPEND_BYTES } from '../artifact-store/constants.ts'
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+async function rejection (promise: Promise<unknown>): Promise<any> {
+  try {
+    await promise
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected a rejection, the promise resolved')
+}
+
+function throwsName (fn: () => unknown, name: string): any {
+  try {
+    fn()
+  } catch (err: any) {
+    assert.is(err?.name, name, `threw ${err?.name}: ${err?.message}`)
+    return err
+  }
+  assert.unreachable(`expected ${name}, nothing was thrown`)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// parseMessage and bytesField
+
+const parse = suite('wire: parseMessage and bytesField')
+
+const sample = z.object({ t: z.literal('hello'), n: z.number().int().min(0), data: bytesField(8) })
+
+parse('valid CBOR matching the schema is returned typed', () => {
+  const message = parseMessage(encode({ t: 'hello', n: 3, data: new Uint8Array([1, 2, 3]) }), sample)
+  assert.is(message.t, 'hello')
+  assert.is(message.n, 3)
+  assert.instance(message.data, Uint8Array)
+  assert.equal([...message.data], [1, 2, 3])
+})
+
+parse('undecodable bytes are a BadMessageError', () => {
+  const full = encode({ t: 'hello', n: 3, data: new Uint8Array(2) })
+  const cases: Array<[string, Uint8Array]> = [
+    ['a lone break', new Uint8Array([0xff])],
+    ['a reserved minor', new Uint8Array([0x1c])],
+    ['a truncated message', full.subarray(0, full.length - 2)],
+    ['two messages in one frame', new Uint8Array([...encode(1), ...encode(2)])],
+    ['an unknown tag', new Uint8Array([0xd8, 42, 0x41, 0x00])],
+    ['an array claiming 2^32 entries', new Uint8Array([0x9b, 0, 0, 0, 1, 0, 0, 0, 0])],
+    ['nothing at all', new Uint8Array(0)],
+    ['random bytes', new Uint8Array([0x5f, 0x42, 0x00])]
+  ]
+  for (const [what, bytes] of cases) {
+    const err = throwsName(() => parseMessage(bytes, sample), 'BadMessageError')
+    assert.instance(err, BadMessageError, what)
+  }
+})
+
+parse('deeply nested CBOR is a BadMessageError, not a crash', () => {
+  const deep = new Uint8Array(200_001).fill(0x81)
+  deep[200_000] = 0x00
+  throwsName(() => parseMessage(deep, sample), 'BadMessageError')
+})
+
+parse('valid CBOR that fails the schema is a BadMessageError', () => {
+  const cases: unknown[] = [
+    { t: 'bye', n: 3, data: new Uint8Array(1) },
+    { t: 'hello', n: -1, data: new Uint8Array(1) },
+    { t: 'hello', n: 1.5, data: new Uint8Array(1) },
+    { t: 'hello', n: '3', data: new Uint8Array(1) },
+    { t: 'hello', n: 3 },
+    { t: 'hello', n: 3, data: 'not bytes' },
+    { t: 'hello', n: 3, data: [1, 2, 3] },
+    { t: 'hello', n: 3, data: new Uint8Array(9) },
+    [1, 2, 3],
+    'hello',
+    null
+  ]
+  for (const value of cases) {
+    throwsName(() => parseMessage(encode(value), sample), 'BadMessageError')
+  }
+})
+
+parse('bytesField takes Uint8Arrays up to its limit and nothing else', () => {
+  const field = bytesField(4)
+  assert.ok(field.safeParse(new Uint8Array(0)).success)
+  assert.ok(field.safeParse(new Uint8Array(4)).success)
+  assert.ok(field.safeParse(Buffer.from('abcd')).success, 'a Buffer is a Uint8Array')
+  assert.not.ok(field.safeParse(new Uint8Array(5)).success)
+  assert.not.ok(field.safeParse('abcd').success)
+  assert.not.ok(field.safeParse([1, 2]).success)
+  assert.not.ok(field.safeParse(undefined).success)
+  assert.not.ok(field.safeParse(new Uint16Array(2)).success)
+})
+
+parse.run()
+
+// ---------------------------------------------------------------------------------------------------------
+// MessageChannel over an in-process stream pair
+
+const channel = suite('wire: MessageChannel')
+
+const ping = z.object({ t: z.literal('ping'), seq: z.number().int(), body: bytesField(MAX_MESSAGE_BYTES) })
+type Ping = z.infer<typeof ping>
+
+async function pair (): Promise<[Stream, Stream]> {
+  return await streamPair()
+}
+
+channel('messages sent are received in order, then a clean close reads as undefined', async () => {
+  const [a, b] = await pair()
+  const out = new MessageChannel<Ping, Ping>(a, ping)
+  const into = new MessageChannel<Ping, Ping>(b, ping)
+  // Sent without awaiting in between, with sizes that straddle chunking: frames must not interleave.
+  const sizes = [0, 1, 100, 70_000, 3, 300_000, 17]
+  await Promise.all(sizes.map(async (size, seq) => { await out.send({ t: 'ping', seq, body: new Uint8Array(size).fill(seq) }) }))
+  await out.close()
+  const got: Ping[] = []
+  for await (const message of into) got.push(message)
+  assert.equal(got.map(m => m.seq), sizes.map((_, i) => i))
+  got.forEach((m, i) => {
+    assert.is(m.body.length, sizes[i])
+    assert.ok(m.body.every(x => x === i), `message ${i} carries its own bytes`)
+  })
+  assert.is(await into.receive(), undefined)
+})
+
+channel('expect after a clean close is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  await new MessageChannel<Ping, Ping>(a, ping).close()
+  const err = await rejection(new MessageChannel<Ping, Ping>(b, ping).expect())
+  assert.is(err.name, 'BadMessageError')
+})
+
+channel('a frame of garbage is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  await lpStream(a).write(new Uint8Array([0xff, 0xfe, 0xfd]))
+  const err = await rejection(new MessageChannel<Ping, Ping>(b, ping).receive())
+  assert.is(err.name, 'BadMessageError')
+})
+
+channel('a frame failing the schema is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  await lpStream(a).write(encode({ t: 'ping', seq: 'one', body: new Uint8Array(1) }))
+  const err = await rejection(new MessageChannel<Ping, Ping>(b, ping).receive())
+  assert.is(err.name, 'BadMessageError')
+})
+
+channel('a frame just over the limit is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  const into = new MessageChannel<Ping, Ping>(b, ping, { maxMessageBytes: 100 })
+  // 101 still fits the one-byte length prefix the limit allows.
+  lpStream(a).write(new Uint8Array(101)).catch(() => {})
+  const err = await rejection(into.receive())
+  assert.is(err.name, 'BadMessageError')
+})
+
+channel('a frame whose length prefix is longer than the limit allows is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  const into = new MessageChannel<Ping, Ping>(b, ping, { maxMessageBytes: 100 })
+  // 200 needs a two-byte varint where a 100-byte limit allows one: the peer is just as wrong as above.
+  lpStream(a).write(new Uint8Array(200)).catch(() => {})
+  const err = await rejection(into.receive())
+  assert.is(err.name, 'BadMessageError', `got ${err.name}: ${err.message}`)
+})
+
+channel('a frame over MAX_MESSAGE_BYTES whose length needs a longer varint is a BadMessageError', async () => {
+  const [a, b] = await pair()
+  const into = new MessageChannel<Ping, Ping>(b, ping)
+  // Only the length prefix is sent: 3 MiB, a four-byte varint where MAX_MESSAGE_BYTES needs three.
+  const prefix = new Uint8Array([0x80, 0x80, 0xc0, 0x01])
+  a.send(prefix)
+  const err = await rejection(into.receive())
+  assert.is(err.name, 'BadMessageError', `got ${err.name}: ${err.message}`)
+})
+
+channel.run()
+
+// ---------------------------------------------------------------------------------------------------------
+// Hostile input against a real store node
+
+interface NetCtx {
+  dir: string
+  secret: Uint8Array
+  server: GridHost
+  store: Store
+  client: GridHost
+  outsider: GridHost
+  addr: Multiaddr
+}
+
+const network = suite<NetCtx>('wire: hostile peers against a store node', {} as NetCtx)
+
+let logCounter = 0
+function logId (): string {
+  return `0mwv1se3l2c9ee${String(100 + logCounter++).padStart(3, '0')}.a1.s0`
+}
+
+/** How a stream the test wrote junk into ended. */
+interface Ending { ended: true, by: string }
+
+/**
+ * Read from a raw stream until the server ends it. A reply means the server took the junk as valid,
+ * and our own deadline means it neither answered nor dropped the stream: both fail the test.
+ */
+async function endingOf (lp: LengthPrefixedStream<Stream>, deadlineMs = 10_000): Promise<Ending> {
+  const deadline = AbortSignal.timeout(deadlineMs)
+  try {
+    const frame = await lp.read({ signal: deadline })
+    throw new Error(`the server answered junk with a ${frame.byteLength}-byte reply`)
+  } catch (err: any) {
+    if (deadline.aborted) throw new Error(`the server neither answered nor ended the stream within ${deadlineMs} ms`)
+    if (err?.message?.startsWith('the server answered') === true) throw err
+    return { ended: true, by: err?.name ?? String(err) }
+  }
+}
+
+async function rawStream (ctx: NetCtx, protocol: string): Promise<{ stream: Stream, lp: LengthPrefixedStream<Stream> }> {
+  const stream = await ctx.client.dialProtocol(ctx.addr, protocol, { signal: AbortSignal.timeout(10_000) })
+  // Our side may write frames of any size: only the server's limit is under test.
+  return { stream, lp: lpStream(stream, { maxDataLength: 16 * 1024 * 1024 }) }
+}
+
+/** Send one raw frame on a new stream of `protocol` and wait for the server to end that stream. */
+async function junk (ctx: NetCtx, protocol: string, frame: Uint8Array): Promise<Ending> {
+  const { lp } = await rawStream(ctx, protocol)
+  lp.write(frame).catch(() => {})
+  return await endingOf(lp)
+}
+
+/** A correct writer on a fresh stream: append `text` to a new log, seal it, and check the replies. */
+async function appendLog (ctx: NetCtx, id: string, text: string): Promise<void> {
+  const stream = await ctx.client.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+  const ch = new MessageChannel<AppendReply, AppendRequest>(stream, appendReply)
+  const bytes = enc.encode(text)
+  const half = Math.floor(bytes.length / 2)
+  const opts = { signal: AbortSignal.timeout(10_000) }
+  await ch.send({ t: 'append', log: id, offset: 0, bytes: bytes.subarray(0, half) })
+  assert.equal(await ch.expect(opts), { t: 'ok', size: half })
+  await ch.send({ t: 'append', log: id, offset: half, bytes: bytes.subarray(half) })
+  assert.equal(await ch.expect(opts), { t: 'ok', size: bytes.length })
+  await ch.send({ t: 'seal', log: id, size: bytes.length })
+  assert.equal(await ch.expect(opts), { t: 'sealed', size: bytes.length })
+  await ch.close()
+}
+
+/** A correct reader on a fresh stream: the whole log and its end. */
+async function readLog (ctx: NetCtx, id: string, from = 0): Promise<{ text: string, end: ReadReply }> {
+  const stream = await ctx.client.dialProtocol(ctx.addr, LOG_READ_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+  const ch = new MessageChannel<ReadReply, ReadRequest>(stream, readReply)
+  await ch.send({ t: 'read', log: id, from, follow: false })
+  const parts: Uint8Array[] = []
+  let offset = from
+  while (true) {
+    const reply = await ch.expect({ signal: AbortSignal.timeout(10_000) })
+    if (reply.t === 'data') {
+      assert.is(reply.offset, offset, 'data frames are contiguous')
+      offset += reply.bytes.length
+      parts.push(reply.bytes)
+      continue
+    }
+    assert.is(reply.t, 'end')
+    await ch.close()
+    return { text: dec.decode(Buffer.concat(parts)), end: reply }
+  }
+}
+
+/** The store still serves correct peers: a fresh log written and read back on new streams. */
+async function storeStillWorks (ctx: NetCtx): Promise<void> {
+  const id = logId()
+  const text = `still serving ${id}\n`.repeat(20)
+  await appendLog(ctx, id, text)
+  const { text: got, end } = await readLog(ctx, id)
+  assert.is(got, text)
+  assert.equal(end, { t: 'end', size: text.length, sealed: true })
+  assert.is((await readLog(ctx, id, 5)).text, text.slice(5))
+}
+
+network.before(async ctx => {
+  ctx.dir = await mkdtemp(join(tmpdir(), 'grid-wire-'))
+  ctx.secret = newSecret()
+  const listen = ['/ip4/127.0.0.1/tcp/0']
+  ctx.server = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen })
+  ctx.store = new Store({ host: ctx.server, dataDir: ctx.dir })
+  await ctx.store.start()
+  ctx.client = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen })
+  ctx.outsider = await createHost({ identity: await generateKeyPair('Ed25519'), secret: newSecret(), listen })
+  ctx.addr = ctx.server.getMultiaddrs()[0]
+  assert.ok(ctx.addr !== undefined, 'the server listens')
+})
+
+network.after(async ctx => {
+  await ctx.store?.stop().catch(() => {})
+  for (const host of [ctx.outsider, ctx.client, ctx.server]) await host?.stop().catch(() => {})
+  if (ctx.dir !== undefined) await rm(ctx.dir, { recursive: true, force: true })
+})
+
+network('a correct append and read work before any junk', async ctx => {
+  await storeStillWorks(ctx)
+})
+
+network('log-append: a frame of garbage ends the stream, the store goes on', async ctx => {
+  await junk(ctx, LOG_APPEND_PROTOCOL, new Uint8Array(randomBytes(64)).fill(0xff, 0, 1))
+  await storeStillWorks(ctx)
+})
+
+network('log-append: a frame over MAX_MESSAGE_BYTES ends the stream, the store goes on', async ctx => {
+  await junk(ctx, LOG_APPEND_PROTOCOL, new Uint8Array(MAX_MESSAGE_BYTES + 1))
+  await storeStillWorks(ctx)
+})
+
+network('log-append: a length prefix for a huge frame (never sent) ends the stream', async ctx => {
+  const { stream, lp } = await rawStream(ctx, LOG_APPEND_PROTOCOL)
+  // 3 MiB announced, nothing more: the store must not wait for (or buffer) bytes it would refuse.
+  stream.send(new Uint8Array([0x80, 0x80, 0xc0, 0x01]))
+  await endingOf(lp)
+  await storeStillWorks(ctx)
+})
+
+network('log-append: well-formed CBOR with the wrong fields ends the stream', async ctx => {
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: logId(), at: 0, data: enc.encode('x') }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'delete', log: logId() }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: logId(), offset: 0, bytes: 'a string, not bytes' }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode(['append', logId(), 0]))
+  await storeStillWorks(ctx)
+})
+
+network('log-append: a log id that fails ID_PATTERN is refused and nothing is stored', async ctx => {
+  for (const log of ['../../etc', '../../etc/passwd', '', 'A'.repeat(12), `${logId()}!000000000000`, `${logId()}\u0000x`]) {
+    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: enc.encode('pwned') }))
+    assert.is(await ctx.store.logs.info(log), undefined, `nothing stored under ${JSON.stringify(log)}`)
+  }
+  await storeStillWorks(ctx)
+})
+
+network('log-append: a negative, fractional or oversized offset is refused and nothing is stored', async ctx => {
+  for (const offset of [-1, -1_000_000, 0.5, Number.MAX_SAFE_INTEGER, Number.NaN, Number.POSITIVE_INFINITY]) {
+    const log = logId()
+    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset, bytes: enc.encode('x') }))
+    assert.is(await ctx.store.logs.info(log), undefined, `nothing stored at offset ${offset}`)
+  }
+  const log = logId()
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'seal', log, size: -1 }))
+  assert.is(await ctx.store.logs.info(log), undefined)
+  await storeStillWorks(ctx)
+})
+
+network('log-append: an append over MAX_APPEND_BYTES is refused', async ctx => {
+  const log = logId()
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: new Uint8Array(MAX_APPEND_BYTES + 1) }))
+  assert.is(await ctx.store.logs.info(log), undefined)
+  await storeStillWorks(ctx)
+})
+
+network('log-append: junk after a good append ends the stream but keeps what was appended', async ctx => {
+  const log = logId()
+  const { lp } = await rawStream(ctx, LOG_APPEND_PROTOCOL)
+  await lp.write(encode({ t: 'append', log, offset: 0, bytes: enc.encode('kept') }))
+  const reply = await lp.read({ signal: AbortSignal.timeout(10_000) })
+  assert.equal(parseMessage(reply.subarray(), appendReply), { t: 'ok', size: 4 })
+  lp.write(new Uint8Array([0xff])).catch(() => {})
+  await endingOf(lp)
+  assert.is((await readLog(ctx, log)).text, 'kept')
+  await storeStillWorks(ctx)
+})
+
+network('log-read: garbage, wrong fields, a bad log id, a negative offset and a huge frame each end the stream', async ctx => {
+  const good = logId()
+  await appendLog(ctx, good, 'readable\n')
+  const frames: Array<[string, Uint8Array]> = [
+    ['garbage', new Uint8Array([0xff, 0x00, 0x13, 0x37])],
+    ['wrong fields', encode({ t: 'read', log: good, offset: 0 })],
+    ['an unknown type', encode({ t: 'write', log: good })],
+    ['a bad log id', encode({ t: 'read', log: '../../etc', from: 0, follow: false })],
+    ['a bad stat id', encode({ t: 'stat', log: '../../etc' })],
+    ['a negative offset', encode({ t: 'read', log: good, from: -1, follow: false })],
+    ['a string offset', encode({ t: 'read', log: good, from: '0', follow: false })],
+    ['over the size limit', new Uint8Array(MAX_MESSAGE_BYTES + 1)]
+  ]
+  for (const [what, frame] of frames) {
+    try {
+      await junk(ctx, LOG_READ_PROTOCOL, frame)
+    } catch (err: any) {
+      throw new Error(`${what}: ${err.message}`)
+    }
+  }
+  assert.is((await readLog(ctx, good)).text, 'readable\n')
+  await storeStillWorks(ctx)
+})
+
+network('log-read: a reader that never finishes its request is dropped after REQUEST_TIMEOUT_MS', async ctx => {
+  const silent = await rawStream(ctx, LOG_READ_PROTOCOL)
+  const partial = await rawStream(ctx, LOG_READ_PROTOCOL)
+  // A length prefix of 100 and only 10 bytes of the frame.
+  partial.stream.send(new Uint8Array([100, ...new Uint8Array(10)]))
+  const bound = REQUEST_TIMEOUT_MS + 10_000
+  await Promise.all([endingOf(silent.lp, bound), endingOf(partial.lp, bound)])
+  await storeStillWorks(ctx)
+})
+
+network('many junk streams at once do not take the store down', async ctx => {
+  const endings = await Promise.all(Array.from({ length: 40 }, async (_, i) => await junk(
+    ctx,
+    i % 2 === 0 ? LOG_APPEND_PROTOCOL : LOG_READ_PROTOCOL,
+    i % 4 < 2 ? new Uint8Array([0xff, i]) : encode({ t: 'append', log: '../../etc', offset: -i, bytes: new Uint8Array(1) })
+  )))
+  assert.is(endings.length, 40)
+  assert.ok(endings.every(e => e.ended))
+  await storeStillWorks(ctx)
+})
+
+network('a node with a different secret cannot open a stream at all', async ctx => {
+  const err = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_READ_PROTOCOL, { signal: AbortSignal.timeout(10_000) }))
+  assert.ok(err instanceof Error)
+  assert.is.not(err.name, 'AbortError', 'refused by the handshake, not by our own deadline')
+  assert.is.not(err.name, 'TimeoutError', 'refused by the handshake, not by our own deadline')
+  assert.is(ctx.outsider.getConnections(ctx.server.peerId).length, 0)
+  assert.is(ctx.server.getConnections(ctx.outsider.peerId).length, 0)
+  const again = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(10_000) }))
+  assert.ok(again instanceof Error)
+  // The members of the grid are not disturbed by the attempt.
+  await storeStillWorks(ctx)
+})
+
+network.run()
