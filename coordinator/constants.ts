@@ -15,6 +15,9 @@ export const WORKER_SILENCE_LIMIT_MS = 5_000
  */
 export const RECLAIM_WINDOW_MS = 15_000
 
+/** The coordinator ends an attempt as `timeout` this long after the job's limit if its worker has not: the worker's own kill comes first. */
+export const TIMEOUT_GRACE_MS = 10_000
+
 /** Job priorities: higher runs first; equal priorities run oldest first. */
 export const MIN_PRIORITY = -1_000
 export const MAX_PRIORITY = 1_000

@@ -49,15 +49,19 @@ export class LevelBuildHistory implements BuildHistory {
     return done
   }
 
+  // Reads wait for the writes already queued: a build saved a moment ago must read back as saved.
   async get (id: string): Promise<Build | undefined> {
+    await this.writing
     return await this.builds.get(id)
   }
 
   async list (limit: number): Promise<Build[]> {
+    await this.writing
     return await this.builds.values({ reverse: true, limit }).all()
   }
 
   async active (): Promise<Build[]> {
+    await this.writing
     const ids = await this.activeIndex.keys().all()
     const builds = await this.builds.getMany(ids)
     return builds.filter((b): b is Build => b !== undefined)

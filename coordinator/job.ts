@@ -36,9 +36,12 @@ export class InvalidJobError extends Error {
 export function parseJob (input: unknown): Job {
   const parsed = jobSchema.safeParse(input)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]
+    // An unknown key is most likely a typo of the field zod also reports missing: name what the user typed.
+    const issue = parsed.error.issues.find(i => i.code === 'unrecognized_keys') ?? parsed.error.issues[0]
     const where = issue.path.length > 0 ? issue.path.join('.') : 'job'
-    throw new InvalidJobError(`${where}: ${issue.message}`)
+    // A bad record key carries our own message one level down.
+    const message = issue.code === 'invalid_key' ? issue.issues[0]?.message ?? issue.message : issue.message
+    throw new InvalidJobError(`${where}: ${message}`)
   }
   const job = parsed.data
   return { ...job, steps: job.steps.map((s, i) => ({ name: s.name ?? `step ${i + 1}`, run: s.run })) }

@@ -6,7 +6,7 @@ import { FINISHED, attemptId, logId, newBuildId } from './build.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from './job.ts'
 import { satisfies, unmetRequirement } from './job.ts'
-import { RECLAIM_WINDOW_MS } from './constants.ts'
+import { RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
 
 /** Where a worker should push logs and artifacts. */
 export interface StoreAddress {
@@ -184,6 +184,8 @@ export class Scheduler {
         this.attempts.get(current.id)?.seat?.link.cancel(current.id, 'cancelled')
         this.endAttempt(build, current.id, 'cancelled')
       }
+      // Its slot is free now.
+      this.dispatch()
     }
     return build
   }
@@ -199,6 +201,8 @@ export class Scheduler {
         running.seat?.running.delete(claim)
         running.seat = seat
         seat.running.add(claim)
+        // Reclaimed after a coordinator restart: the timeout backstop was not armed in this process yet.
+        if (!this.timeouts.has(claim)) this.armTimeout(running.build, claim)
       } else {
         // Not current any more (lost and re-queued, or cancelled): the worker must stop it.
         link.cancel(claim, 'stale')
@@ -350,16 +354,22 @@ export class Scheduler {
     build.steps = build.job.steps.map((s, i) => ({ name: s.name, log: logs[i] }))
     seat.running.add(id)
     this.attempts.set(id, { build, seat })
-    // Backstop for a worker that never reports its own timeout: a little past the job's limit.
+    this.armTimeout(build, id)
+    seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores() })
+    this.changed(build)
+  }
+
+  /** Backstop for a worker that never reports its own timeout: a little past the job's limit from the attempt's start. */
+  private armTimeout (build: Build, id: string): void {
+    const started = Date.parse(build.attempts.find(a => a.id === id)?.started ?? new Date().toISOString())
+    const due = started + build.job.timeout * 1000 + TIMEOUT_GRACE_MS - Date.now()
     this.timeouts.set(id, setTimeout(() => {
       const running = this.attempts.get(id)
       if (running === undefined) return
       running.seat?.link.cancel(id, 'stale')
       this.endAttempt(build, id, 'timeout')
       this.dispatch()
-    }, build.job.timeout * 1000 + 10_000).unref())
-    seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores() })
-    this.changed(build)
+    }, Math.max(0, due)).unref())
   }
 
   /** Close an attempt and decide the build's fate: finished, or (lost with retries left) queued again. */

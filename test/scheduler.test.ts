@@ -638,7 +638,7 @@ cancel('cancelling a running build frees its slot for the next queued build', as
   const second = await s.submit(job())
   assert.is(second.status, 'queued')
   await s.cancel(first.id)
-  assert.is(s.capacity().busy, 0)
+  assert.is(s.capacity().busy, 1, "the freed slot is taken at once")
   assert.is(second.status, 'running', 'the queued build takes the freed slot')
   assert.equal(link.assigned.map(a => a.build), [first.id, second.id])
 })

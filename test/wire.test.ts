@@ -315,7 +315,9 @@ network.before(async ctx => {
 
 network.after(async ctx => {
   await ctx.store?.stop().catch(() => {})
-  for (const host of [ctx.outsider, ctx.client, ctx.server]) await host?.stop().catch(() => {})
+  for (const host of [ctx.outsider, ctx.client, ctx.server]) {
+    try { await host?.stop() } catch {}
+  }
   if (ctx.dir !== undefined) await rm(ctx.dir, { recursive: true, force: true })
 })
 
