@@ -3,7 +3,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../node/host.ts'
 
-export const ECHO_PROTOCOL = '/bench/echo/1.0.0'
+import { ECHO_PROTOCOL } from './echo-protocol.ts'
 
 const secret = Buffer.from(process.argv[2], 'hex')
 const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret, listen: ['/ip4/127.0.0.1/tcp/0'] })

@@ -17,8 +17,9 @@ export class LevelBuildHistory implements BuildHistory {
   private readonly db: Level<string, string>
   private readonly builds
   private readonly activeIndex
-  /** Writes go one after another: two puts of one build must land in the order they were made. */
+  /** Writes go one after another: two saves of one build must land in the order they were made. */
   private writing: Promise<void> = Promise.resolve()
+  private readonly pending = new Map<string, Build>()
 
   constructor (path: string) {
     this.db = new Level<string, string>(path)
@@ -36,13 +37,19 @@ export class LevelBuildHistory implements BuildHistory {
   }
 
   save (build: Build): Promise<void> {
-    // Snapshot now: the caller keeps mutating the live object.
-    const value = structuredClone(build)
+    // Snapshot now: the caller keeps mutating the live object. Saves made while a batch is being written
+    // go together in the next one, and only a build's newest snapshot is written: under load one batch
+    // carries many builds' changes instead of five writes per build.
+    this.pending.set(build.id, structuredClone(build))
     const done = this.writing.then(async () => {
+      if (this.pending.size === 0) return
       const batch = this.db.batch()
-      batch.put(value.id, value, { sublevel: this.builds })
-      if (FINISHED.has(value.status)) batch.del(value.id, { sublevel: this.activeIndex })
-      else batch.put(value.id, '', { sublevel: this.activeIndex })
+      for (const value of this.pending.values()) {
+        batch.put(value.id, value, { sublevel: this.builds })
+        if (FINISHED.has(value.status)) batch.del(value.id, { sublevel: this.activeIndex })
+        else batch.put(value.id, '', { sublevel: this.activeIndex })
+      }
+      this.pending.clear()
       await batch.write()
     })
     this.writing = done.catch(() => {})

@@ -38,8 +38,16 @@ export class LogWriter {
   private drained: Array<() => void> = []
   private sealed = false
 
+  /** The first stream, opened as soon as the writer exists so negotiating it overlaps the step's start. */
+  private opening: Promise<MessageChannel<AppendReply, AppendRequest> | undefined> | undefined
+
   constructor (init: LogWriterInit) {
     this.init = init
+    const store = init.stores[0]
+    if (store !== undefined) {
+      this.opening = openStream(init.host, store, LOG_APPEND_PROTOCOL)
+        .then(stream => new MessageChannel<AppendReply, AppendRequest>(stream, appendReply), () => undefined)
+    }
   }
 
   /** Bytes written so far (acknowledged or not). */
@@ -80,6 +88,7 @@ export class LogWriter {
   abort (): void {
     this.sealed = true
     clearTimeout(this.timer)
+    this.opening?.then(channel => channel?.abort(new Error('log abandoned')), () => {})
     this.channel?.abort(new Error('log abandoned'))
     this.failure ??= new LogUnwritableError('log abandoned')
     this.release()
@@ -149,6 +158,10 @@ export class LogWriter {
       const store = this.init.stores[tryNumber % Math.max(1, this.init.stores.length)]
       if (store === undefined) throw new LogUnwritableError('no store to write logs to')
       try {
+        if (this.opening !== undefined) {
+          this.channel ??= await this.opening
+          this.opening = undefined
+        }
         this.channel ??= new MessageChannel<AppendReply, AppendRequest>(
           await openStream(this.init.host, store, LOG_APPEND_PROTOCOL), appendReply)
         await this.channel.send(request)
