@@ -10,6 +10,8 @@ export interface LogInfo {
   sealed: boolean
   created: string
   sealedAt?: string
+  /** Sealed by the coordinator because the attempt writing it was lost, not by its writer. */
+  fenced?: boolean
 }
 
 export class LogGapError extends Error {
@@ -91,6 +93,22 @@ export class LogStore {
       if (info.size !== size) throw new LogGapError(id, size, info.size)
       if (info.sealed) return info
       const next: LogInfo = { ...info, sealed: true, sealedAt: new Date().toISOString() }
+      await this.meta.put(id, next)
+      this.infos.set(id, next)
+      this.changes.emit(id)
+      return next
+    })
+  }
+
+  /**
+   * Seal a log wherever it stands, on the coordinator's word that its attempt is over (its worker was lost):
+   * a stale worker that wakes up cannot add a byte, and tailers of it stop waiting.
+   */
+  fence (id: string): Promise<LogInfo> {
+    return this.serialise(id, async () => {
+      const info = await this.info(id) ?? { size: 0, sealed: false, created: new Date().toISOString() }
+      if (info.sealed) return info
+      const next: LogInfo = { ...info, sealed: true, sealedAt: new Date().toISOString(), fenced: true }
       await this.meta.put(id, next)
       this.infos.set(id, next)
       this.changes.emit(id)

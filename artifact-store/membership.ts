@@ -7,6 +7,7 @@ import { MessageChannel } from '../node/wire.ts'
 import { SessionLoop } from '../node/session-loop.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import { HELLO_TIMEOUT_MS } from '../coordinator/constants.ts'
+import type { LogStore } from './log-store.ts'
 import { STORE_MEMBERSHIP_PROTOCOL, toStore } from '../coordinator/store-membership-protocol.ts'
 import type { CoordinatorToStore, StoreToCoordinator } from '../coordinator/store-membership-protocol.ts'
 
@@ -15,8 +16,11 @@ export class StoreAnnouncement {
   private readonly loop: SessionLoop
   private readonly joined = Promise.withResolvers<void>()
 
-  constructor (host: GridHost, join: JoinCode, log?: (line: string) => void) {
+  private readonly logs: LogStore
+
+  constructor (host: GridHost, join: JoinCode, logs: LogStore, log?: (line: string) => void) {
     this.host = host
+    this.logs = logs
     this.loop = new SessionLoop({
       host,
       target: { peer: join.coordinator.toString(), addrs: join.addrs.map(String) },
@@ -53,7 +57,10 @@ export class StoreAnnouncement {
       beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
     })
     try {
-      for await (const _ of channel) heartbeat.heard()
+      for await (const message of channel) {
+        heartbeat.heard()
+        if (message.t === 'fence') await Promise.all(message.logs.map(async id => await this.logs.fence(id)))
+      }
     } finally {
       heartbeat.stop()
     }

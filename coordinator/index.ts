@@ -15,6 +15,8 @@ export interface CoordinatorInit {
   dataDir: string
   /** A store running in this same process (`grid up`): listed first, without a session. */
   localStore?: PeerAddress
+  /** Fences logs on that local store. */
+  localFence?: (logs: string[]) => void
   /** Test knobs; production uses the constants. */
   heartbeatMs?: number
   silenceLimitMs?: number
@@ -36,6 +38,7 @@ export class Coordinator {
     this.scheduler = new Scheduler({
       history: this.history,
       stores: () => this.stores.list(),
+      fenceLogs: logs => { this.stores.fence(logs) },
       reclaimWindowMs: init.reclaimWindowMs,
       log: init.log
     })
@@ -47,7 +50,7 @@ export class Coordinator {
 
   async start (): Promise<void> {
     await this.history.open()
-    if (this.init.localStore !== undefined) this.stores.add(this.init.localStore)
+    if (this.init.localStore !== undefined) this.stores.add(this.init.localStore, this.init.localFence)
     await this.scheduler.start()
     await this.sessions.start()
     await this.memberships.start()

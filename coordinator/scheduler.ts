@@ -71,6 +71,8 @@ export interface SchedulerInit {
   history: BuildHistory
   /** Where workers push output; asked at each assignment so store changes take effect at once. */
   stores: () => StoreAddress[]
+  /** Seal an attempt's logs on the stores once its worker is lost, so a stale worker cannot append. */
+  fenceLogs?: (logs: string[]) => void
   /** @default RECLAIM_WINDOW_MS */
   reclaimWindowMs?: number
   log?: (line: string) => void
@@ -81,6 +83,7 @@ type Listener<T> = (value: T) => void
 export class Scheduler {
   private readonly history: BuildHistory
   private readonly stores: () => StoreAddress[]
+  private readonly fenceLogs: (logs: string[]) => void
   private readonly reclaimWindowMs: number
   private readonly log: (line: string) => void
   /** Builds not yet finished, by id; finished ones live only in history. */
@@ -100,6 +103,7 @@ export class Scheduler {
   constructor (init: SchedulerInit) {
     this.history = init.history
     this.stores = init.stores
+    this.fenceLogs = init.fenceLogs ?? (() => {})
     this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
     this.log = init.log ?? (() => {})
   }
@@ -367,6 +371,7 @@ export class Scheduler {
       const running = this.attempts.get(id)
       if (running === undefined) return
       running.seat?.link.cancel(id, 'stale')
+      this.fenceLogs(build.attempts.find(a => a.id === id)?.logs ?? [])
       this.endAttempt(build, id, 'timeout')
       this.dispatch()
     }, Math.max(0, due)).unref())
@@ -383,6 +388,9 @@ export class Scheduler {
     if (attempt !== undefined) {
       attempt.outcome = outcome
       attempt.finished = new Date().toISOString()
+      // A worker that is lost (or ignored its timeout) may still be alive somewhere: its logs are closed to it.
+      // A cancelled or timed-out worker that answers seals its own logs, with its last lines in them.
+      if (outcome === 'lost') this.fenceLogs(attempt.logs)
     }
     const lostSoFar = build.attempts.filter(a => a.outcome === 'lost').length
     if (outcome === 'lost' && lostSoFar <= build.job.retries) {

@@ -8,6 +8,7 @@ import { Heartbeat } from '../node/heartbeat.ts'
 import type { GridHost } from '../node/host.ts'
 import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
 import type { StoreDirectory } from './store-directory.ts'
+import { ID_PATTERN } from './build.ts'
 
 export const STORE_MEMBERSHIP_PROTOCOL = '/nameless-grid/store-membership/1.0.0'
 
@@ -17,7 +18,12 @@ export const toCoordinator = z.discriminatedUnion('t', [
 ])
 export type StoreToCoordinator = z.infer<typeof toCoordinator>
 
+/** Logs fenced per message; a lost worker held at most its slots' worth of steps. */
+const MAX_FENCED_LOGS = 10_000
+
 export const toStore = z.discriminatedUnion('t', [
+  /** These logs' attempts are over: seal them where they stand. */
+  z.object({ t: z.literal('fence'), logs: z.array(z.string().regex(ID_PATTERN)).max(MAX_FENCED_LOGS) }),
   z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
   z.object({ t: z.literal('beat') })
 ])
@@ -58,7 +64,9 @@ export class StoreMemberships {
       const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
       if (hello.t !== 'hello') throw new Error('a store session starts with hello')
       await channel.send({ t: 'welcome', heartbeatMs: HEARTBEAT_INTERVAL_MS, silenceLimitMs: WORKER_SILENCE_LIMIT_MS })
-      leave = this.directory.add({ peer: connection.remotePeer.toString(), addrs: hello.addrs })
+      leave = this.directory.add({ peer: connection.remotePeer.toString(), addrs: hello.addrs }, logs => {
+        channel.send({ t: 'fence', logs }).catch(() => {})
+      })
       for await (const message of channel) {
         heartbeat.heard()
         if (message.t === 'hello') throw new Error('hello twice')

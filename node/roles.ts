@@ -98,6 +98,7 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     host,
     dataDir: init.dataDir,
     localStore: store !== undefined ? { peer: host.peerId.toString(), addrs: addrs.map(String) } : undefined,
+    localFence: store !== undefined ? logs => { for (const id of logs) store.logs.fence(id).catch(() => {}) } : undefined,
     heartbeatMs: init.heartbeatMs,
     silenceLimitMs: init.silenceLimitMs,
     log: init.log
@@ -178,7 +179,7 @@ export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
   const host = await startHost(init.dataDir, init.join.secret, init.listen, memory)
   const store = new Store({ host, dataDir: init.dataDir })
   await store.start()
-  const announcement = new StoreAnnouncement(host, init.join, init.log)
+  const announcement = new StoreAnnouncement(host, init.join, store.logs, init.log)
   announcement.start()
   return {
     host,

@@ -126,6 +126,10 @@ scheduling('a SIGSTOPped busy worker is lost within 15 s, the build re-runs, and
   await new Promise(resolve => setTimeout(resolve, 1_000))
   assert.equal(await getBuild(ctx, id), done)
   assert.ok((await logOf(ctx, id)).includes(`finished-${done.attempts[1].id}`), 'the log is the current attempt\'s')
+  // The frozen attempt's log was fenced when it was lost: what the woken worker tried to append was refused,
+  // and a follower of that log ends instead of waiting for a seal that would never come.
+  const stale = await (await fetch(`${ctx.url}/api/logs/${done.attempts[0].logs[0]}?follow=1`, { signal: AbortSignal.timeout(10_000) })).text()
+  assert.is(stale, 'started\n')
   for (const w of [a, b]) { await ctx.workers.get(w)?.stop(); ctx.workers.delete(w) }
 })
 
