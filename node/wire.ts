@@ -50,7 +50,7 @@ export class MessageChannel<In, Out> {
       frame = await this.lp.read(options)
     } catch (err: any) {
       if (err?.name === 'UnexpectedEOFError') return undefined
-      if (err?.name === 'InvalidDataLengthError' || err?.name === 'InvalidMessageLengthError') {
+      if (err?.name === 'InvalidDataLengthError' || err?.name === 'InvalidDataLengthLengthError' || err?.name === 'InvalidMessageLengthError') {
         throw new BadMessageError(`message larger than ${this.maxMessageBytes} bytes`)
       }
       throw err

@@ -2,7 +2,7 @@
 // bounded polling, and child processes of the real CLI.
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startCoordinatorNode, startWorkerNode } from '../node/roles.ts'
@@ -148,4 +148,15 @@ export async function gridRun (args: string[], cwd?: string, timeoutMs = 60_000)
   const code = await p.exited
   clearTimeout(timer)
   return { code, stdout: p.stdout(), stderr: p.stderr() }
+}
+
+/** True once `pid` has exited. A zombie counts as gone: PID 1 in some sandboxes never reaps orphans. */
+export async function processGone (pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return true
+  }
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  return stat === '' || stat.split(') ')[1]?.startsWith('Z') === true
 }

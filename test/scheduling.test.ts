@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { grid, removeDir, tempDir, waitFor } from './helpers.ts'
+import { grid, processGone, removeDir, tempDir, waitFor } from './helpers.ts'
 import type { CliProcess } from './helpers.ts'
 import type { Build } from '../coordinator/build.ts'
 import { FINISHED } from '../coordinator/build.ts'
@@ -141,7 +141,7 @@ scheduling('a build past its timeout ends `timeout`, and everything it started i
   assert.is(done.status, 'timeout')
   assert.is(done.attempts[0].outcome, 'timeout')
   const pid = Number(await readFile(pidFile, 'utf8'))
-  await waitFor('the background sleep to be gone', () => { try { process.kill(pid, 0); return false } catch { return true } }, 5_000)
+  await waitFor('the background sleep to be gone', async () => await processGone(pid), 5_000)
   await ctx.workers.get(w)?.stop()
   ctx.workers.delete(w)
 })
@@ -156,7 +156,7 @@ scheduling('cancel: a queued build never runs; a running one is stopped on its w
   await waitFor('output', async () => (await logOf(ctx, running)).includes('started'))
   assert.is((await (await cancel(running)).json()).status, 'cancelled')
   const pid = Number(await readFile(pidFile, 'utf8'))
-  await waitFor('the step to be killed on the worker', () => { try { process.kill(pid, 0); return false } catch { return true } }, 5_000)
+  await waitFor('the step to be killed on the worker', async () => await processGone(pid), 5_000)
   assert.is((await getBuild(ctx, queued)).attempts.length, 0)
   const after = await submit(ctx, { requires: { pool: 'cancel' }, steps: [{ run: 'echo free again' }] })
   assert.is((await until(ctx, after, 'finished', finished)).status, 'succeeded')

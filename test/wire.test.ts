@@ -436,19 +436,22 @@ network('many junk streams at once do not take the store down', async ctx => {
 })
 
 network('a node with a different secret cannot open a stream at all', async ctx => {
-  const t0 = Date.now()
-  const err = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_READ_PROTOCOL, { signal: AbortSignal.timeout(10_000) }))
-  console.log('first', Date.now() - t0, err.name, err.message)
+  // Refused by the handshake: at once when the garbled bytes break it, or when the server gives up on an
+  // upgrade that cannot finish (seen at about 6 s). Our own deadline lies well past both.
+  const deadline = 20_000
+  const err = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_READ_PROTOCOL, { signal: AbortSignal.timeout(deadline) }))
   assert.ok(err instanceof Error)
   assert.is.not(err.name, 'AbortError', 'refused by the handshake, not by our own deadline')
   assert.is.not(err.name, 'TimeoutError', 'refused by the handshake, not by our own deadline')
   assert.is(ctx.outsider.getConnections(ctx.server.peerId).length, 0)
   assert.is(ctx.server.getConnections(ctx.outsider.peerId).length, 0)
-  const again = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(10_000) }))
-  console.log('second', Date.now() - t0, again.name, again.message)
+  const again = await rejection(ctx.outsider.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(deadline) }))
   assert.ok(again instanceof Error)
+  assert.is.not(again.name, 'AbortError')
+  assert.is.not(again.name, 'TimeoutError')
+  assert.is(ctx.server.getConnections(ctx.outsider.peerId).length, 0)
+  // The members of the grid are not disturbed by the attempt.
   await storeStillWorks(ctx)
-  console.log('third', Date.now() - t0)
 })
 
 network.run()
