@@ -44,3 +44,6 @@ export const MAX_PENDING_REPORTS = 10_000
 
 /** `grid worker` on SIGTERM waits this long for running builds before ending them (they re-queue as lost). */
 export const DEFAULT_DRAIN_TIMEOUT_S = 600
+
+/** Idle log-append streams a worker keeps per store for its next steps (one per slot is plenty). */
+export const MAX_IDLE_APPEND_STREAMS = 8

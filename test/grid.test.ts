@@ -112,7 +112,9 @@ builds('the log follows a running build live and ends when the build ends', asyn
 })
 
 builds('status changes arrive as Server-Sent Events', async ({ grid }) => {
+  // Bounded: if the event never comes the read is aborted and the test fails instead of hanging.
   const controller = new AbortController()
+  const bound = setTimeout(() => controller.abort(), 15_000)
   const res = await grid.api('/api/events', { signal: controller.signal })
   assert.is(res.headers.get('content-type'), 'text/event-stream')
   const reader = res.body!.getReader()
@@ -120,10 +122,12 @@ builds('status changes arrive as Server-Sent Events', async ({ grid }) => {
   const id = await grid.submit({ steps: [{ run: 'true' }] })
   await waitFor('a build event for the new build', async () => {
     const { value } = await reader.read()
+    if (value === undefined) throw new Error(`events ended before the build finished: ${JSON.stringify(await (await grid.api(`/api/builds/${id}`)).json())}`)
     seen += new TextDecoder().decode(value)
     return seen.includes('event: build') && seen.includes(id) && seen.includes('"succeeded"')
   })
   assert.match(seen, /event: capacity/)
+  clearTimeout(bound)
   controller.abort()
 })
 

@@ -15,6 +15,9 @@ import { buildLog } from '../artifact-store/build-log.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
 import { parseJob } from '../coordinator/job.ts'
 import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../coordinator/constants.ts'
+
+/** Events queued for one slow SSE client before it is dropped. */
+const MAX_EVENT_BACKLOG = 10_000
 import { homePage } from './home-page.ts'
 
 export interface ApiInit {
@@ -97,14 +100,30 @@ export function createApp (init: ApiInit): Hono {
   app.get('/api/events', c => streamSSE(c, async sse => {
     const queue: Array<{ event: string, data: string }> = []
     let wake: (() => void) | undefined
-    const push = (event: string, data: unknown): void => { queue.push({ event, data: JSON.stringify(data) }); wake?.() }
+    let overrun = false
+    const push = (event: string, data: unknown): void => {
+      // A client that stopped reading is dropped rather than buffered without end; it reconnects and reloads.
+      if (queue.length >= MAX_EVENT_BACKLOG) overrun = true
+      else queue.push({ event, data: JSON.stringify(data) })
+      wake?.()
+    }
     const offBuild = scheduler.onBuild(b => push('build', b))
     const offCapacity = scheduler.onCapacity(cap => push('capacity', cap))
     sse.onAbort(() => { offBuild(); offCapacity(); wake?.() })
     push('capacity', scheduler.capacity())
-    while (!sse.aborted) {
-      for (const message of queue.splice(0)) await sse.writeSSE(message)
-      await new Promise<void>(resolve => { wake = resolve })
+    try {
+      while (!sse.aborted && !overrun) {
+        // Drain everything, including what arrives while a write is awaited, before sleeping again.
+        for (let message = queue.shift(); message !== undefined; message = queue.shift()) await sse.writeSSE(message)
+        await new Promise<void>(resolve => {
+          wake = resolve
+          if (queue.length > 0 || sse.aborted || overrun) resolve()
+        })
+        wake = undefined
+      }
+    } finally {
+      offBuild()
+      offCapacity()
     }
   }))
 

@@ -14,6 +14,7 @@ import type { ToCoordinator, ToWorker } from '../../coordinator/work-protocol.ts
 import { HELLO_TIMEOUT_MS } from '../../coordinator/constants.ts'
 import type { Capabilities } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
+import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
 
 type Assign = Extract<ToWorker, { t: 'assign' }>
@@ -43,10 +44,12 @@ export class Worker {
   private draining = false
   private idle: Array<() => void> = []
   private readonly loop: SessionLoop
+  private readonly appendStreams: AppendStreams
   private readonly connected = Promise.withResolvers<void>()
 
   constructor (init: WorkerInit) {
     this.init = init
+    this.appendStreams = new AppendStreams(init.host)
     this.loop = new SessionLoop({
       host: init.host,
       target: { peer: init.join.coordinator.toString(), addrs: init.join.addrs.map(String) },
@@ -95,6 +98,7 @@ export class Worker {
     this.stopped = true
     for (const run of this.running.values()) run.stop.abort('stopping')
     this.channel?.abort(new Error('worker stopping'))
+    this.appendStreams.closeAll()
     await this.loop.stop()
   }
 
@@ -148,8 +152,12 @@ export class Worker {
     const deadline = setTimeout(() => stop.abort('timeout'), assign.job.timeout * 1000)
     let outcome: 'succeeded' | 'failed' | StopReason = 'succeeded'
     try {
-      await rm(workDir, { recursive: true, force: true })
-      await mkdir(workDir, { recursive: true })
+      // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
+      await mkdir(workDir).catch(async err => {
+        if (err.code !== 'EEXIST') throw err
+        await rm(workDir, { recursive: true, force: true })
+        await mkdir(workDir)
+      })
       const env = {
         ...process.env,
         ...assign.job.env,
@@ -159,7 +167,7 @@ export class Worker {
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
-        const writer = new LogWriter({ host: this.init.host, log: assign.logs[index], stores: assign.stores })
+        const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[index], stores: assign.stores })
         const exitCode = await runStep({ run: step.run, cwd: workDir, env: { ...env, GRID_STEP: step.name }, output: writer, signal: stop.signal })
         if (stop.signal.reason === 'stale' || stop.signal.reason === 'stopping') writer.abort()
         else await writer.seal().catch(err => this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`))
@@ -176,10 +184,11 @@ export class Worker {
       clearTimeout(deadline)
       if (stop.signal.aborted) outcome = stop.signal.reason as StopReason
       this.running.delete(assign.attempt)
-      await rm(workDir, { recursive: true, force: true }).catch(() => {})
     }
     // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
+    // The result goes out before the work dir is removed: the next build need not wait for the cleanup.
     if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome })
+    await rm(workDir, { recursive: true, force: true }).catch(() => {})
     if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve()
   }
 }

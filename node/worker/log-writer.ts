@@ -1,12 +1,9 @@
 // A step's output on its way to a store: batched (about 100 ms or 64 KiB), each append carrying its offset,
 // kept until the store acknowledges it so a broken stream is resumed on a new one without losing or
 // doubling a byte. The coordinator never sees these bytes.
-import type { GridHost } from '../host.ts'
 import type { PeerAddress } from '../dial.ts'
-import { openStream } from '../dial.ts'
-import { MessageChannel } from '../wire.ts'
-import { LOG_APPEND_PROTOCOL, appendReply } from '../../artifact-store/log-append-protocol.ts'
 import type { AppendReply, AppendRequest } from '../../artifact-store/log-append-protocol.ts'
+import type { AppendChannel, AppendStreams } from './append-streams.ts'
 import {
   LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS
 } from '../constants.ts'
@@ -16,7 +13,8 @@ export class LogUnwritableError extends Error {
 }
 
 export interface LogWriterInit {
-  host: GridHost
+  /** The worker's pool of open append streams. */
+  streams: AppendStreams
   log: string
   stores: PeerAddress[]
   /** @default LOG_BATCH_BYTES */
@@ -31,22 +29,24 @@ export class LogWriter {
   private pending: Uint8Array[] = []
   private pendingBytes = 0
   private acked = 0
-  private channel: MessageChannel<AppendReply, AppendRequest> | undefined
+  private channel: AppendChannel | undefined
+  /** The store `channel` talks to, so a healthy channel goes back to the right pool. */
+  private channelStore: PeerAddress | undefined
   private timer: NodeJS.Timeout | undefined
   private pumping: Promise<void> | undefined
   private failure: Error | undefined
   private drained: Array<() => void> = []
   private sealed = false
 
-  /** The first stream, opened as soon as the writer exists so negotiating it overlaps the step's start. */
-  private opening: Promise<MessageChannel<AppendReply, AppendRequest> | undefined> | undefined
+  /** The first stream, taken as soon as the writer exists so getting it overlaps the step's start. */
+  private opening: Promise<AppendChannel | undefined> | undefined
 
   constructor (init: LogWriterInit) {
     this.init = init
     const store = init.stores[0]
     if (store !== undefined) {
-      this.opening = openStream(init.host, store, LOG_APPEND_PROTOCOL)
-        .then(stream => new MessageChannel<AppendReply, AppendRequest>(stream, appendReply), () => undefined)
+      this.channelStore = store
+      this.opening = init.streams.take(store).catch(() => undefined)
     }
   }
 
@@ -80,7 +80,8 @@ export class LogWriter {
     if (this.failure !== undefined) throw this.failure
     const reply = await this.request({ t: 'seal', log: this.init.log, size: this.acked })
     if (reply.t !== 'sealed') throw new LogUnwritableError(`store refused to seal log ${this.init.log}: ${JSON.stringify(reply)}`)
-    await this.channel?.close().catch(() => {})
+    if (this.channel !== undefined && this.channelStore !== undefined) this.init.streams.give(this.channelStore, this.channel)
+    this.channel = undefined
     return this.acked
   }
 
@@ -162,8 +163,10 @@ export class LogWriter {
           this.channel ??= await this.opening
           this.opening = undefined
         }
-        this.channel ??= new MessageChannel<AppendReply, AppendRequest>(
-          await openStream(this.init.host, store, LOG_APPEND_PROTOCOL), appendReply)
+        if (this.channel === undefined) {
+          this.channel = await this.init.streams.take(store)
+          this.channelStore = store
+        }
         await this.channel.send(request)
         return await this.channel.expect({ signal: AbortSignal.timeout(LOG_APPEND_TIMEOUT_MS) })
       } catch (err: any) {
