@@ -2,13 +2,16 @@
 // bounded polling, and child processes of the real CLI.
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startCoordinatorNode, startWorkerNode } from '../node/roles.ts'
 import type { CoordinatorNode, WorkerNode } from '../node/roles.ts'
 import type { Build } from '../coordinator/build.ts'
 import { FINISHED } from '../coordinator/build.ts'
+import { waitFor } from './wait.ts'
+
+export { processGone, waitFor } from './wait.ts'
 
 export const ROOT = join(import.meta.dirname, '..')
 export const GRID_BIN = join(ROOT, 'node/bin/grid.js')
@@ -19,22 +22,6 @@ export async function tempDir (label: string): Promise<string> {
 
 export async function removeDir (dir: string | undefined): Promise<void> {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true })
-}
-
-/** Poll until `check` returns a value (not undefined/false), or fail after `timeoutMs`. */
-export async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value !== undefined && value !== false) return value
-    } catch (err) {
-      last = err
-    }
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
 }
 
 export interface TestGrid {
@@ -150,13 +137,3 @@ export async function gridRun (args: string[], cwd?: string, timeoutMs = 60_000)
   return { code, stdout: p.stdout(), stderr: p.stderr() }
 }
 
-/** True once `pid` has exited. A zombie counts as gone: PID 1 in some sandboxes never reaps orphans. */
-export async function processGone (pid: number): Promise<boolean> {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return true
-  }
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
-  return stat === '' || stat.split(') ')[1]?.startsWith('Z') === true
-}

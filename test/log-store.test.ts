@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import { LogStore } from '../artifact-store/log-store.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
+import { rejection, sleep, within } from './wait.ts'
 
 interface Ctx {
   dir: string
@@ -46,29 +47,6 @@ async function readText (logs: LogStore, id: string, from?: number): Promise<str
   return dec.decode(await collect(logs.read(id, { from })))
 }
 
-/** Resolve with `promise`, or reject after `ms`: a stuck follower fails the test instead of hanging it. */
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
-
-async function rejection (promise: Promise<unknown>): Promise<any> {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection, the promise resolved')
-}
 
 logStore.before(async ctx => {
   ctx.dir = await mkdtemp(join(tmpdir(), 'grid-log-store-'))

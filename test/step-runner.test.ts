@@ -3,11 +3,11 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runStep } from '../node/worker/step-runner.ts'
 import type { StepInit } from '../node/worker/step-runner.ts'
+import { processGone, sleep, waitFor, within } from './wait.ts'
 
 interface Ctx {
   dir: string
@@ -37,48 +37,6 @@ function capture (): Captured {
   }
 }
 
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
-
-async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (true) {
-    const value = await check()
-    if (value !== undefined && value !== false) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(25)
-  }
-}
-
-/**
- * Whether `pid` is gone. A killed process whose parent (the step's shell) died first is reparented to
- * PID 1; in containers whose PID 1 does not reap, it stays a zombie: dead, but `kill(pid, 0)` still succeeds.
- */
-function gone (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (err: any) {
-    if (err.code === 'ESRCH') return true
-    throw err
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
-  } catch {
-    return true
-  }
-}
 
 async function readPid (file: string): Promise<number> {
   return await waitFor(`a pid in ${file}`, async () => {
@@ -156,12 +114,12 @@ stepRunner('aborting kills the whole process group, background children too', as
   const pid = await readPid(pidFile)
   ctx.strays.push(pid)
   await sleep(200)
-  assert.ok(!gone(pid), 'the background sleep runs before the abort')
+  assert.ok(!(await processGone(pid)), 'the background sleep runs before the abort')
   controller.abort()
   const code = await within(STEP_BOUND_MS, 'the aborted step to end', step)
   assert.ok(code >= 128, `exit code ${code} says killed by a signal`)
   assert.not.match(out.text(), /never/)
-  await waitFor(`background sleep ${pid} to be gone`, () => gone(pid), 3_000)
+  await waitFor(`background sleep ${pid} to be gone`, async () => await processGone(pid), 3_000)
 })
 
 stepRunner('aborting a step in a foreground command kills it and its background sibling', async ctx => {
@@ -176,7 +134,7 @@ stepRunner('aborting a step in a foreground command kills it and its background 
   const code = await within(STEP_BOUND_MS, 'the aborted step to end', step)
   assert.ok(code >= 128, `exit code ${code} says killed by a signal`)
   assert.not.match(out.text(), /never/)
-  await waitFor(`background sleep ${pid} to be gone`, () => gone(pid), 3_000)
+  await waitFor(`background sleep ${pid} to be gone`, async () => await processGone(pid), 3_000)
 })
 
 stepRunner('a step that ignores SIGTERM is killed after the grace', async ctx => {

@@ -24,18 +24,10 @@ import type { AppendReply, AppendRequest } from '../artifact-store/log-append-pr
 import { LOG_READ_PROTOCOL, readReply } from '../artifact-store/log-read-protocol.ts'
 import type { ReadReply, ReadRequest } from '../artifact-store/log-read-protocol.ts'
 import { MAX_APPEND_BYTES } from '../artifact-store/constants.ts'
+import { rejection } from './wait.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
-
-async function rejection (promise: Promise<unknown>): Promise<any> {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection, the promise resolved')
-}
 
 function throwsName (fn: () => unknown, name: string): any {
   try {
