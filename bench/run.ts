@@ -134,7 +134,9 @@ async function submit (grid: Grid, job: unknown): Promise<string> {
 /** Trivial builds (`true`) through `workers` workers: builds per second from the first submit to the last finish. */
 async function dispatchRate (grid: Grid, dir: string, workers: 4 | 50): Promise<{ rate: number, cpuMsPerBuild: number }> {
   const pools: ChildProcessWithoutNullStreams[] = []
-  for (let left = workers; left > 0; left -= 25) pools.push(await startPool(grid, dir, Math.min(25, left), `pool=w${workers}`))
+  // Four workers are four processes, as four `grid worker` commands would be; fifty share two pool processes.
+  const perProcess = workers <= 4 ? 1 : 25
+  for (let left = workers; left > 0; left -= perProcess) pools.push(await startPool(grid, dir, Math.min(perProcess, left), `pool=w${workers}`))
   const count = DISPATCH_BUILDS[workers]
   const cpuBefore = await cpuMsOf(grid.pid)
   const began = performance.now()
