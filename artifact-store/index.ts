@@ -2,6 +2,8 @@
 import { join } from 'node:path'
 import { Level } from 'level'
 import type { GridHost } from '../node/host.ts'
+import type { PeerId } from '@libp2p/interface'
+import { GrantVerifier } from '../coordinator/write-grant.ts'
 import { LogStore } from './log-store.ts'
 import { handleLogAppends, LOG_APPEND_PROTOCOL } from './log-append-protocol.ts'
 import { handleLogReads, LOG_READ_PROTOCOL } from './log-read-protocol.ts'
@@ -9,6 +11,8 @@ import { handleLogReads, LOG_READ_PROTOCOL } from './log-read-protocol.ts'
 export interface StoreInit {
   host: GridHost
   dataDir: string
+  /** Whose write grants this store honours: the grid's coordinator. */
+  coordinator: PeerId
 }
 
 export class Store {
@@ -24,7 +28,7 @@ export class Store {
 
   async start (): Promise<void> {
     await this.db.open()
-    await handleLogAppends(this.init.host, this.logs)
+    await handleLogAppends(this.init.host, this.logs, new GrantVerifier(this.init.coordinator))
     await handleLogReads(this.init.host, this.logs)
   }
 

@@ -2,11 +2,13 @@
 // One stream per log; each append names its offset, each gets the store's size back, so a writer that
 // reconnects resends from what the store really holds.
 import { z } from 'zod'
-import type { Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../node/wire.ts'
 import type { GridHost } from '../node/host.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
 import type { LogStore } from './log-store.ts'
+import { GRANT_BYTES, attemptOfLog } from '../coordinator/write-grant.ts'
+import type { GrantVerifier } from '../coordinator/write-grant.ts'
 import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS, MAX_LOG_BYTES } from './constants.ts'
 
 export const LOG_APPEND_PROTOCOL = '/nameless-grid/log-append/1.0.0'
@@ -14,9 +16,12 @@ export const LOG_APPEND_PROTOCOL = '/nameless-grid/log-append/1.0.0'
 const logRef = z.string().regex(ID_PATTERN)
 const offset = z.number().int().min(0).max(MAX_LOG_BYTES)
 
+/** The coordinator's write grant for the log's attempt and this writer (see coordinator/write-grant.ts). */
+const grant = bytesField(GRANT_BYTES)
+
 export const appendRequest = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('append'), log: logRef, offset, bytes: bytesField(MAX_APPEND_BYTES) }),
-  z.object({ t: z.literal('seal'), log: logRef, size: offset })
+  z.object({ t: z.literal('append'), log: logRef, offset, bytes: bytesField(MAX_APPEND_BYTES), grant }),
+  z.object({ t: z.literal('seal'), log: logRef, size: offset, grant })
 ])
 export type AppendRequest = z.infer<typeof appendRequest>
 
@@ -29,16 +34,27 @@ export const appendReply = z.discriminatedUnion('t', [
 ])
 export type AppendReply = z.infer<typeof appendReply>
 
-export async function handleLogAppends (host: GridHost, logs: LogStore): Promise<void> {
-  await host.handle(LOG_APPEND_PROTOCOL, (stream) => {
-    serveAppends(stream, logs).catch(() => {})
+export class NoWriteGrantError extends Error {
+  name = 'NoWriteGrantError'
+}
+
+export async function handleLogAppends (host: GridHost, logs: LogStore, grants: GrantVerifier): Promise<void> {
+  await host.handle(LOG_APPEND_PROTOCOL, (stream, connection) => {
+    serveAppends(stream, connection, logs, grants).catch(() => {})
   }, { maxInboundStreams: MAX_APPEND_STREAMS })
 }
 
-async function serveAppends (stream: Stream, logs: LogStore): Promise<void> {
+async function serveAppends (stream: Stream, connection: Connection, logs: LogStore, grants: GrantVerifier): Promise<void> {
   const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest)
+  const writer = connection.remotePeer.toString()
   try {
     for await (const request of channel) {
+      // Only the worker the coordinator gave this log's attempt to may write it.
+      const attempt = attemptOfLog(request.log)
+      if (attempt === undefined || !await grants.allows(request.grant, attempt, writer)) {
+        await channel.send({ t: 'error', error: `no write grant for log ${request.log} from ${writer}` })
+        throw new NoWriteGrantError(`${writer} has no grant for ${request.log}`)
+      }
       try {
         if (request.t === 'append') {
           await channel.send({ t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) })

@@ -20,10 +20,14 @@ export type StoreToCoordinator = z.infer<typeof toCoordinator>
 
 /** Logs fenced per message; a lost worker held at most its slots' worth of steps. */
 const MAX_FENCED_LOGS = 10_000
+/** Denied peers sent in one message. */
+const MAX_DENIED = 100_000
 
 export const toStore = z.discriminatedUnion('t', [
   /** These logs' attempts are over: seal them where they stand. */
   z.object({ t: z.literal('fence'), logs: z.array(z.string().regex(ID_PATTERN)).max(MAX_FENCED_LOGS) }),
+  /** The grid's whole deny list: the store refuses and drops these peers. */
+  z.object({ t: z.literal('denied'), peers: z.array(z.string().max(200)).max(MAX_DENIED) }),
   z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
   z.object({ t: z.literal('beat') })
 ])
@@ -34,9 +38,12 @@ export class StoreMemberships {
   private readonly directory: StoreDirectory
   private readonly open = new Set<Stream>()
 
-  constructor (host: GridHost, directory: StoreDirectory) {
+  private readonly denied: () => string[]
+
+  constructor (host: GridHost, directory: StoreDirectory, denied: () => string[]) {
     this.host = host
     this.directory = directory
+    this.denied = denied
   }
 
   async start (): Promise<void> {
@@ -63,9 +70,12 @@ export class StoreMemberships {
     try {
       const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
       if (hello.t !== 'hello') throw new Error('a store session starts with hello')
+      // The deny list before the welcome: a store refuses denied peers before anyone is sent to it.
+      await channel.send({ t: 'denied', peers: this.denied() })
       await channel.send({ t: 'welcome', heartbeatMs: HEARTBEAT_INTERVAL_MS, silenceLimitMs: WORKER_SILENCE_LIMIT_MS })
-      leave = this.directory.add({ peer: connection.remotePeer.toString(), addrs: hello.addrs }, logs => {
-        channel.send({ t: 'fence', logs }).catch(() => {})
+      leave = this.directory.add({ peer: connection.remotePeer.toString(), addrs: hello.addrs }, {
+        fence: logs => { channel.send({ t: 'fence', logs }).catch(() => {}) },
+        deny: peers => { channel.send({ t: 'denied', peers }).catch(() => {}) }
       })
       for await (const message of channel) {
         heartbeat.heard()

@@ -2,14 +2,15 @@
 // stream; it says what it can do, the coordinator hands it attempts, and both send heartbeats so a frozen
 // or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
 import { z } from 'zod'
-import type { Connection, Stream } from '@libp2p/interface'
-import { MessageChannel } from '../node/wire.ts'
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import { MessageChannel, bytesField } from '../node/wire.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import type { GridHost } from '../node/host.ts'
 import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
 import type { Assignment, Scheduler, WorkerLink } from './scheduler.ts'
 import type { Capabilities } from './build.ts'
 import { ID_PATTERN } from './build.ts'
+import { GRANT_BYTES, issueGrant } from './write-grant.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
 
@@ -53,7 +54,9 @@ export const toWorker = z.discriminatedUnion('t', [
       priority: z.number().optional()
     }).loose(),
     logs: z.array(z.string().regex(ID_PATTERN)),
-    stores: z.array(storeAddress).max(64)
+    stores: z.array(storeAddress).max(64),
+    /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
+    grant: bytesField(GRANT_BYTES)
   }),
   z.object({ t: z.literal('cancel'), attempt: attemptRef, reason: z.enum(['cancelled', 'stale']) })
 ])
@@ -65,31 +68,46 @@ class WorkSession implements WorkerLink {
   readonly capabilities: Capabilities
   readonly slots: number
   private readonly channel: MessageChannel<ToCoordinator, ToWorker>
+  private readonly coordinatorKey: PrivateKey
+  /** Messages leave in the order they were made, even when one (an assignment) waits for its signature. */
+  private outbox: Promise<void> = Promise.resolve()
 
-  constructor (worker: string, hello: Extract<ToCoordinator, { t: 'hello' }>, channel: MessageChannel<ToCoordinator, ToWorker>) {
+  constructor (worker: string, hello: Extract<ToCoordinator, { t: 'hello' }>, channel: MessageChannel<ToCoordinator, ToWorker>, coordinatorKey: PrivateKey) {
     this.worker = worker
     this.capabilities = hello.capabilities
     this.slots = hello.slots
     this.channel = channel
+    this.coordinatorKey = coordinatorKey
   }
 
   assign (a: Assignment): void {
-    this.send({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores })
+    const grant = issueGrant(this.coordinatorKey, a.attempt, this.worker)
+    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, grant: await grant }))
   }
 
   cancel (attempt: string, reason: 'cancelled' | 'stale'): void {
-    this.send({ t: 'cancel', attempt, reason })
+    this.send(() => ({ t: 'cancel', attempt, reason }))
   }
 
-  send (message: ToWorker): void {
+  beat (): void {
+    this.send(() => ({ t: 'beat' }))
+  }
+
+  welcome (heartbeatMs: number, silenceLimitMs: number): void {
+    this.send(() => ({ t: 'welcome', heartbeatMs, silenceLimitMs }))
+  }
+
+  private send (make: () => ToWorker | Promise<ToWorker>): void {
     // A failed send means the stream is gone; the read loop sees that and ends the session.
-    this.channel.send(message).catch(() => {})
+    this.outbox = this.outbox.then(async () => { await this.channel.send(await make()) }).catch(() => {})
   }
 }
 
 export interface WorkSessionsInit {
   host: GridHost
   scheduler: Scheduler
+  /** Signs write grants; the coordinator's own identity key. */
+  identity: PrivateKey
   /** @default HEARTBEAT_INTERVAL_MS */
   heartbeatMs?: number
   /** @default WORKER_SILENCE_LIMIT_MS */
@@ -128,15 +146,15 @@ export class WorkSessions {
       stream,
       intervalMs: heartbeatMs,
       silenceLimitMs,
-      beat: () => session?.send({ t: 'beat' }),
+      beat: () => session?.beat(),
       onSilence: ms => this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
     })
     try {
       const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
       if (hello.t !== 'hello') throw new Error('a session starts with hello')
       heartbeat.heard()
-      session = new WorkSession(connection.remotePeer.toString(), hello, channel)
-      session.send({ t: 'welcome', heartbeatMs, silenceLimitMs })
+      session = new WorkSession(connection.remotePeer.toString(), hello, channel, this.init.identity)
+      session.welcome(heartbeatMs, silenceLimitMs)
       scheduler.workerJoined(session, hello.running)
       for await (const message of channel) {
         heartbeat.heard()

@@ -9,7 +9,7 @@ import { createHost } from './host.ts'
 import type { GridHost } from './host.ts'
 import { readJoinCode } from './join-code.ts'
 import type { JoinCode } from './join-code.ts'
-import { startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
+import { TOKEN_FILE, WEB_URL_FILE, startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
 import type { WorkerNode } from './roles.ts'
 import { detectCapabilities, parseCapability } from './worker/capabilities.ts'
 import { askCoordinator } from '../coordinator/builds-protocol.ts'
@@ -76,13 +76,11 @@ function stopOnSignal (stop: () => Promise<void>): void {
   process.on('SIGTERM', onSignal)
 }
 
-async function startWorkers (count: number, dataDir: string, code: JoinCode, caps: string[], slots: number): Promise<WorkerNode[]> {
+/** One worker node per data dir (each dir holds that worker's identity). */
+async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = []): Promise<WorkerNode[]> {
   const detected = { ...await detectCapabilities(), ...capabilities(caps) }
   const workers: WorkerNode[] = []
-  for (let i = 1; i <= count; i++) {
-    const node = await startWorkerNode({ dataDir: join(dataDir, `${i}`), join: code, listen: [], capabilities: detected, slots, log })
-    workers.push(node)
-  }
+  for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, listen, capabilities: detected, slots, log }))
   return workers
 }
 
@@ -157,7 +155,7 @@ export function program (): Command {
         withStore: true,
         log
       })
-      const workers = await startWorkers(opts.workers, join(opts.data, 'workers'), node.localJoin, caps, opts.slots)
+      const workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, caps, opts.slots)
       stopOnSignal(async () => {
         for (const w of workers) await w.stop()
         await node.stop()
@@ -210,7 +208,7 @@ export function program (): Command {
       const caps = opts.cap as string[]
       capabilities(caps)
       const code = await readJoinCode(opts.join)
-      const [node] = await startWorkers(1, join(opts.data, 'worker'), code, caps, opts.slots)
+      const [node] = await startWorkers([join(opts.data, 'worker')], code, caps, opts.slots, opts.listen ?? [])
       // First SIGTERM: take no new work, finish what runs, leave. Second (or the timeout): leave now.
       const hurry = new AbortController()
       let draining = false
@@ -298,6 +296,34 @@ export function program (): Command {
         await host.stop()
       }
     })
+
+  for (const [name, verb] of [['deny', 'shut a peer out of the grid now: dropped and refused by every node'], ['allow', 'let a denied peer back in']] as const) {
+    grid.command(name)
+      .description(`${verb} (run beside the coordinator: uses DATA/web-url and DATA/api-token)`)
+      .argument('<peer>', 'a peer ID, as build history shows it (attempts[].worker)')
+      .addOption(dataOption())
+      .action(async (peer: string, opts) => {
+        const read = async (file: string): Promise<string> => {
+          try {
+            return (await readFile(join(opts.data, file), 'utf8')).trim()
+          } catch {
+            throw new UsageError(`no ${file} in ${opts.data}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
+          }
+        }
+        const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
+        let res: Response
+        try {
+          res = name === 'deny'
+            ? await fetch(`${url}/api/denied`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ peer }) })
+            : await fetch(`${url}/api/denied/${encodeURIComponent(peer)}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
+        } catch (err: any) {
+          throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
+        }
+        const body = await res.json() as { error?: string, denied?: string[] }
+        if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
+        log(`${name === 'deny' ? 'denied' : 'allowed'} ${peer}; ${body.denied?.length ?? 0} peer(s) denied`)
+      })
+  }
 
   return grid
 }

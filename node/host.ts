@@ -21,6 +21,8 @@ export interface HostInit {
   listen: string[]
   /** Add the in-memory transport (tests): implied when listening on /memory. */
   memory?: boolean
+  /** Peer IDs refused at the gate; the set is read live, so adding to it takes effect at once. */
+  denied?: ReadonlySet<string>
 }
 
 export async function createHost (init: HostInit): Promise<GridHost> {
@@ -38,6 +40,11 @@ export async function createHost (init: HostInit): Promise<GridHost> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionProtector: preSharedKey({ psk: swarmKey(init.secret) }),
+    connectionGater: {
+      denyDialPeer: peer => init.denied?.has(peer.toString()) === true,
+      denyInboundEncryptedConnection: peer => init.denied?.has(peer.toString()) === true,
+      denyOutboundEncryptedConnection: peer => init.denied?.has(peer.toString()) === true
+    },
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,

@@ -5,12 +5,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHost, shareableAddrs } from './host.ts'
 import type { GridHost } from './host.ts'
+import type { PrivateKey } from '@libp2p/interface'
 import { loadIdentity } from './identity.ts'
 import { SECRET_BYTES, encodeJoinCode, newSecret } from './join-code.ts'
 import type { JoinCode } from './join-code.ts'
 import { Worker } from './worker/index.ts'
 import type { Capabilities } from './worker/capabilities.ts'
 import { Coordinator } from '../coordinator/index.ts'
+import { DenyList } from '../coordinator/deny-list.ts'
 import { Store } from '../artifact-store/index.ts'
 import { StoreAnnouncement } from '../artifact-store/membership.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
@@ -21,6 +23,9 @@ import type { WebServer } from '../web/server.ts'
 export const SECRET_FILE = 'secret'
 export const JOIN_FILE = 'join'
 export const TOKEN_FILE = 'api-token'
+/** Where `grid up`/`grid coordinator` note their HTTP URL, for operator commands run beside them (`grid deny`). */
+export const WEB_URL_FILE = 'web-url'
+export const DENIED_FILE = 'denied'
 
 export class ListenError extends Error {
   name = 'ListenError'
@@ -41,10 +46,11 @@ async function keptSecret (path: string, make: () => Uint8Array, valid: (b: Uint
   return new Uint8Array(await readFile(path))
 }
 
-async function startHost (dataDir: string, secret: Uint8Array, listen: string[], memory = false): Promise<GridHost> {
+async function startHost (dataDir: string, secret: Uint8Array, listen: string[], memory = false, denied?: ReadonlySet<string>): Promise<{ host: GridHost, identity: PrivateKey }> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const identity = await loadIdentity(dataDir)
   try {
-    return await createHost({ identity: await loadIdentity(dataDir), secret, listen, memory })
+    return { host: await createHost({ identity, secret, listen, memory, denied }), identity }
   } catch (err: any) {
     if (err.code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String(err.message))) {
       throw new ListenError(`cannot listen on ${listen.join(', ')}: the port is in use (is another grid running? pass --listen /ip4/0.0.0.0/tcp/0 for a free port)`)
@@ -83,7 +89,9 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   const secret = await keptSecret(join(init.dataDir, SECRET_FILE), newSecret, b => b.length === SECRET_BYTES)
   const token = Buffer.from(await keptSecret(join(init.dataDir, TOKEN_FILE),
     () => new TextEncoder().encode(randomBytes(32).toString('base64url')), b => b.length >= 16)).toString('utf8').trim()
-  const host = await startHost(init.dataDir, secret, init.listen)
+  const denied = new DenyList(new Set(), join(init.dataDir, DENIED_FILE))
+  await denied.load()
+  const { host, identity } = await startHost(init.dataDir, secret, init.listen, false, denied.peers)
   const addrs = shareableAddrs(host)
   if (addrs.length === 0) {
     await host.stop()
@@ -91,14 +99,18 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   }
   let store: Store | undefined
   if (init.withStore) {
-    store = new Store({ host, dataDir: init.dataDir })
+    store = new Store({ host, dataDir: init.dataDir, coordinator: host.peerId })
     await store.start()
   }
   const coordinator = new Coordinator({
     host,
+    identity,
     dataDir: init.dataDir,
     localStore: store !== undefined ? { peer: host.peerId.toString(), addrs: addrs.map(String) } : undefined,
-    localFence: store !== undefined ? logs => { for (const id of logs) store.logs.fence(id).catch(() => {}) } : undefined,
+    localControl: store !== undefined
+      ? { fence: logs => { for (const id of logs) store.logs.fence(id).catch(() => {}) }, deny: () => {} }
+      : undefined,
+    denied,
     heartbeatMs: init.heartbeatMs,
     silenceLimitMs: init.silenceLimitMs,
     log: init.log
@@ -107,8 +119,9 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
   let web: WebServer | undefined
   if (init.http !== undefined) {
-    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token }), init.http)
+    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission: coordinator }), init.http)
   }
+  if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
   const joinCode = encodeJoinCode({ secret, coordinator: host.peerId, addrs })
   await writeFile(join(init.dataDir, JOIN_FILE), joinCode + '\n', { mode: 0o600 })
   const loopback = addrs.filter(a => /^\/(ip4\/127\.|ip6\/::1\/|memory\/)/.test(a.toString()))
@@ -147,7 +160,7 @@ export interface WorkerNode {
 
 export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode> {
   const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
-  const host = await startHost(init.dataDir, init.join.secret, init.listen, memory)
+  const { host } = await startHost(init.dataDir, init.join.secret, init.listen, memory)
   const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, log: init.log })
   await worker.start()
   return {
@@ -176,10 +189,12 @@ export interface StoreNode {
 
 export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
   const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
-  const host = await startHost(init.dataDir, init.join.secret, init.listen, memory)
-  const store = new Store({ host, dataDir: init.dataDir })
+  // The store learns the grid's deny list from the coordinator with every welcome and change.
+  const denied = new DenyList(new Set())
+  const { host } = await startHost(init.dataDir, init.join.secret, init.listen, memory, denied.peers)
+  const store = new Store({ host, dataDir: init.dataDir, coordinator: init.join.coordinator })
   await store.start()
-  const announcement = new StoreAnnouncement(host, init.join, store.logs, init.log)
+  const announcement = new StoreAnnouncement(host, init.join, store.logs, denied, init.log)
   announcement.start()
   return {
     host,

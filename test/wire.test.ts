@@ -11,7 +11,9 @@ import { z } from 'zod'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream, streamPair } from '@libp2p/utils'
 import type { LengthPrefixedStream } from '@libp2p/utils'
-import type { Stream } from '@libp2p/interface'
+import type { PrivateKey, Stream } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { attemptOfLog, issueGrant } from '../coordinator/write-grant.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { MessageChannel, parseMessage, bytesField, BadMessageError } from '../node/wire.ts'
 import { createHost } from '../node/host.ts'
@@ -203,6 +205,8 @@ interface NetCtx {
   client: GridHost
   outsider: GridHost
   addr: Multiaddr
+  /** The grid's coordinator key: the store honours write grants it signed. */
+  coordinatorKey: PrivateKey
 }
 
 const network = suite<NetCtx>('wire: hostile peers against a store node', {} as NetCtx)
@@ -244,6 +248,11 @@ async function junk (ctx: NetCtx, protocol: string, frame: Uint8Array): Promise<
   return await endingOf(lp)
 }
 
+/** The coordinator's grant for the client node to write `id`'s attempt. */
+async function grantFor (ctx: NetCtx, id: string, worker: string = ctx.client.peerId.toString()): Promise<Uint8Array> {
+  return await issueGrant(ctx.coordinatorKey, attemptOfLog(id)!, worker)
+}
+
 /** A correct writer on a fresh stream: append `text` to a new log, seal it, and check the replies. */
 async function appendLog (ctx: NetCtx, id: string, text: string): Promise<void> {
   const stream = await ctx.client.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
@@ -251,11 +260,12 @@ async function appendLog (ctx: NetCtx, id: string, text: string): Promise<void> 
   const bytes = enc.encode(text)
   const half = Math.floor(bytes.length / 2)
   const opts = { signal: AbortSignal.timeout(10_000) }
-  await ch.send({ t: 'append', log: id, offset: 0, bytes: bytes.subarray(0, half) })
+  const grant = await grantFor(ctx, id)
+  await ch.send({ t: 'append', log: id, offset: 0, bytes: bytes.subarray(0, half), grant })
   assert.equal(await ch.expect(opts), { t: 'ok', size: half })
-  await ch.send({ t: 'append', log: id, offset: half, bytes: bytes.subarray(half) })
+  await ch.send({ t: 'append', log: id, offset: half, bytes: bytes.subarray(half), grant })
   assert.equal(await ch.expect(opts), { t: 'ok', size: bytes.length })
-  await ch.send({ t: 'seal', log: id, size: bytes.length })
+  await ch.send({ t: 'seal', log: id, size: bytes.length, grant })
   assert.equal(await ch.expect(opts), { t: 'sealed', size: bytes.length })
   await ch.close()
 }
@@ -297,7 +307,8 @@ network.before(async ctx => {
   ctx.secret = newSecret()
   const listen = ['/ip4/127.0.0.1/tcp/0']
   ctx.server = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen })
-  ctx.store = new Store({ host: ctx.server, dataDir: ctx.dir })
+  ctx.coordinatorKey = await generateKeyPair('Ed25519')
+  ctx.store = new Store({ host: ctx.server, dataDir: ctx.dir, coordinator: peerIdFromPrivateKey(ctx.coordinatorKey) })
   await ctx.store.start()
   ctx.client = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen })
   ctx.outsider = await createHost({ identity: await generateKeyPair('Ed25519'), secret: newSecret(), listen })
@@ -315,6 +326,33 @@ network.after(async ctx => {
 
 network('a correct append and read work before any junk', async ctx => {
   await storeStillWorks(ctx)
+})
+
+network('a member without the grant for a log cannot append to it or seal it', async ctx => {
+  const id = logId()
+  const other = `${attemptOfLog(id)!.replace(/\.a1$/, '.a2')}.s0`
+  const forged = new Uint8Array(64).fill(7)
+  const notMine = await grantFor(ctx, id, ctx.outsider.peerId.toString())
+  const otherAttempts = await grantFor(ctx, other)
+  const selfSigned = await issueGrant(await generateKeyPair('Ed25519'), attemptOfLog(id)!, ctx.client.peerId.toString())
+  for (const grant of [forged, notMine, otherAttempts, selfSigned]) {
+    for (const request of [
+      { t: 'append' as const, log: id, offset: 0, bytes: enc.encode('intruder\n'), grant },
+      { t: 'seal' as const, log: id, size: 0, grant }
+    ]) {
+      const stream = await ctx.client.dialProtocol(ctx.addr, LOG_APPEND_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+      const ch = new MessageChannel<AppendReply, AppendRequest>(stream, appendReply)
+      await ch.send(request)
+      const reply = await ch.expect({ signal: AbortSignal.timeout(10_000) })
+      assert.is(reply.t, 'error')
+      assert.match((reply as { error: string }).error, /no write grant/)
+      stream.abort(new Error('done'))
+    }
+  }
+  const { end } = await readLog(ctx, id)
+  assert.equal(end, { t: 'end', size: 0, sealed: false }, 'the log holds nothing and is not sealed')
+  await appendLog(ctx, id, 'the rightful writer\n')
+  assert.is((await readLog(ctx, id)).text, 'the rightful writer\n')
 })
 
 network('log-append: a frame of garbage ends the stream, the store goes on', async ctx => {
@@ -345,7 +383,8 @@ network('log-append: well-formed CBOR with the wrong fields ends the stream', as
 
 network('log-append: a log id that fails ID_PATTERN is refused and nothing is stored', async ctx => {
   for (const log of ['../../etc', '../../etc/passwd', '', 'A'.repeat(12), `${logId()}!000000000000`, `${logId()}\u0000x`]) {
-    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: enc.encode('pwned') }))
+    // A real grant rides along: the id itself must be what is refused.
+    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: enc.encode('pwned'), grant: await grantFor(ctx, logId()) }))
     assert.is(await ctx.store.logs.info(log), undefined, `nothing stored under ${JSON.stringify(log)}`)
   }
   await storeStillWorks(ctx)
@@ -354,18 +393,18 @@ network('log-append: a log id that fails ID_PATTERN is refused and nothing is st
 network('log-append: a negative, fractional or oversized offset is refused and nothing is stored', async ctx => {
   for (const offset of [-1, -1_000_000, 0.5, Number.MAX_SAFE_INTEGER, Number.NaN, Number.POSITIVE_INFINITY]) {
     const log = logId()
-    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset, bytes: enc.encode('x') }))
+    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset, bytes: enc.encode('x'), grant: await grantFor(ctx, log) }))
     assert.is(await ctx.store.logs.info(log), undefined, `nothing stored at offset ${offset}`)
   }
   const log = logId()
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'seal', log, size: -1 }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'seal', log, size: -1, grant: await grantFor(ctx, log) }))
   assert.is(await ctx.store.logs.info(log), undefined)
   await storeStillWorks(ctx)
 })
 
 network('log-append: an append over MAX_APPEND_BYTES is refused', async ctx => {
   const log = logId()
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: new Uint8Array(MAX_APPEND_BYTES + 1) }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: new Uint8Array(MAX_APPEND_BYTES + 1), grant: await grantFor(ctx, log) }))
   assert.is(await ctx.store.logs.info(log), undefined)
   await storeStillWorks(ctx)
 })
@@ -373,7 +412,7 @@ network('log-append: an append over MAX_APPEND_BYTES is refused', async ctx => {
 network('log-append: junk after a good append ends the stream but keeps what was appended', async ctx => {
   const log = logId()
   const { lp } = await rawStream(ctx, LOG_APPEND_PROTOCOL)
-  await lp.write(encode({ t: 'append', log, offset: 0, bytes: enc.encode('kept') }))
+  await lp.write(encode({ t: 'append', log, offset: 0, bytes: enc.encode('kept'), grant: await grantFor(ctx, log) }))
   const reply = await lp.read({ signal: AbortSignal.timeout(10_000) })
   assert.equal(parseMessage(reply.subarray(), appendReply), { t: 'ok', size: 4 })
   lp.write(new Uint8Array([0xff])).catch(() => {})

@@ -18,7 +18,10 @@ import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../coordinato
 
 /** Events queued for one slow SSE client before it is dropped. */
 const MAX_EVENT_BACKLOG = 10_000
-import { homePage } from './home-page.ts'
+import { uiRoutes } from './ui/pages.ts'
+import { gridMetrics } from './metrics.ts'
+import { admissionRoutes } from './admission.ts'
+import type { Admission } from './admission.ts'
 
 export interface ApiInit {
   scheduler: Scheduler
@@ -26,6 +29,8 @@ export interface ApiInit {
   logs: LogReader
   /** The HTTP API token (DATA/api-token). */
   token: string
+  /** Denying and allowing peers at runtime (`/api/denied`). */
+  admission?: Admission
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -53,13 +58,27 @@ export function createApp (init: ApiInit): Hono {
     invalidTokenMessage: { error: 'the API token is wrong' }
   })
 
+  const metrics = gridMetrics({ scheduler, stores: init.stores })
+  app.use(metrics.requests)
   app.use(secureHeaders())
+  app.use('/api/events', metrics.subscribers)
 
-  app.get('/', c => c.html(homePage()))
+  // The web UI: /, /timeline, /submit, /builds/:id and its browser modules under /ui/.
+  app.route('/', uiRoutes())
+  app.get('/metrics', async c => {
+    c.header('Content-Type', metrics.registry.contentType)
+    return c.body(await metrics.registry.metrics())
+  })
   app.get('/api/health', c => c.json({ ok: true }))
   app.get('/api/capacity', c => c.json({ ...scheduler.capacity(), stores: init.stores.list().length }))
 
-  app.post('/api/builds', auth, bodyLimit({ maxSize: MAX_JOB_BYTES, onError: () => fail(413, `a job is at most ${MAX_JOB_BYTES} bytes`) }), async c => {
+  // The 413 goes out before the rest of the body is read: close the connection, or a client reusing it would
+  // have its next request land in the unread remainder.
+  const jobLimit = bodyLimit({
+    maxSize: MAX_JOB_BYTES,
+    onError: c => c.json({ error: `a job is at most ${MAX_JOB_BYTES} bytes` }, 413, { Connection: 'close' })
+  })
+  app.post('/api/builds', auth, jobLimit, async c => {
     let body: unknown
     try {
       body = await c.req.json()
@@ -127,6 +146,8 @@ export function createApp (init: ApiInit): Hono {
     }
   }))
 
+  if (init.admission !== undefined) app.route('/api/denied', admissionRoutes(init.admission, auth))
+
   app.notFound(c => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404))
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
@@ -138,6 +159,7 @@ export function createApp (init: ApiInit): Hono {
     if (err.name === 'InvalidJobError') return c.json({ error: err.message }, 400)
     if (err.name === 'UnknownBuildError') return c.json({ error: err.message }, 404)
     if (err.name === 'BuildFinishedError') return c.json({ error: err.message }, 409)
+    if (err.name === 'BadPeerIdError') return c.json({ error: err.message }, 400)
     console.error('http: unexpected error:', err)
     return c.json({ error: 'internal error' }, 500)
   })

@@ -167,7 +167,7 @@ export class Worker {
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
-        const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[index], stores: assign.stores })
+        const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[index], grant: assign.grant, stores: assign.stores })
         const exitCode = await runStep({ run: step.run, cwd: workDir, env: { ...env, GRID_STEP: step.name }, output: writer, signal: stop.signal })
         if (stop.signal.reason === 'stale' || stop.signal.reason === 'stopping') writer.abort()
         else await writer.seal().catch(err => this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`))

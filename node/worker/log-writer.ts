@@ -16,6 +16,8 @@ export interface LogWriterInit {
   /** The worker's pool of open append streams. */
   streams: AppendStreams
   log: string
+  /** The coordinator's write grant for this log's attempt. */
+  grant: Uint8Array
   stores: PeerAddress[]
   /** @default LOG_BATCH_BYTES */
   batchBytes?: number
@@ -78,7 +80,7 @@ export class LogWriter {
     await this.pumping
     if (this.pendingBytes > 0 && this.failure === undefined) await this.pump()
     if (this.failure !== undefined) throw this.failure
-    const reply = await this.request({ t: 'seal', log: this.init.log, size: this.acked })
+    const reply = await this.request({ t: 'seal', log: this.init.log, size: this.acked, grant: this.init.grant })
     if (reply.t !== 'sealed') throw new LogUnwritableError(`store refused to seal log ${this.init.log}: ${JSON.stringify(reply)}`)
     if (this.channel !== undefined && this.channelStore !== undefined) this.init.streams.give(this.channelStore, this.channel)
     this.channel = undefined
@@ -106,7 +108,7 @@ export class LogWriter {
     while (this.pendingBytes > 0 && this.failure === undefined) {
       const batch = this.takeBatch(batchBytes)
       try {
-        const reply = await this.request({ t: 'append', log: this.init.log, offset: this.acked, bytes: batch })
+        const reply = await this.request({ t: 'append', log: this.init.log, offset: this.acked, bytes: batch, grant: this.init.grant })
         // A resend after a lost reply may find the store already past this batch: count what it holds.
         if (reply.t === 'ok' && reply.size >= this.acked + batch.length && reply.size <= this.size) this.acknowledge(reply.size - this.acked)
         else throw new LogUnwritableError(`store answered ${reply.t} ${'size' in reply ? reply.size : ''} to an append at ${this.acked}`)
