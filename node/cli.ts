@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { DEFAULT_COORDINATOR_PORT, DEFAULT_DRAIN_TIMEOUT_S } from './constants.ts'
 import { createHost } from './host.ts'
-import type { GridHost } from './host.ts'
+import type { GridHost, SecretHolder } from './host.ts'
 import { readJoinCode } from './join-code.ts'
 import type { JoinCode } from './join-code.ts'
 import { TOKEN_FILE, WEB_URL_FILE, startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
@@ -77,10 +77,10 @@ function stopOnSignal (stop: () => Promise<void>): void {
 }
 
 /** One worker node per data dir (each dir holds that worker's identity). */
-async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = []): Promise<WorkerNode[]> {
+async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = [], secret?: SecretHolder): Promise<WorkerNode[]> {
   const detected = { ...await detectCapabilities(), ...capabilities(caps) }
   const workers: WorkerNode[] = []
-  for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, listen, capabilities: detected, slots, log }))
+  for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, secret, listen, capabilities: detected, slots, log }))
   return workers
 }
 
@@ -131,6 +131,31 @@ async function followBuild (host: GridHost, code: JoinCode, id: string, from: nu
   return build
 }
 
+/** An operator's write to the HTTP API of the grid whose data dir is `dataDir` (uses DATA/web-url and DATA/api-token). */
+async function operatorRequest (dataDir: string, method: 'POST' | 'DELETE', path: string, json?: unknown): Promise<unknown> {
+  const read = async (file: string): Promise<string> => {
+    try {
+      return (await readFile(join(dataDir, file), 'utf8')).trim()
+    } catch {
+      throw new UsageError(`no ${file} in ${dataDir}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
+    }
+  }
+  const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
+  let res: Response
+  try {
+    res = await fetch(url + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: json !== undefined ? JSON.stringify(json) : undefined
+    })
+  } catch (err: any) {
+    throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
+  }
+  const body = await res.json() as { error?: string }
+  if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
+  return body
+}
+
 export function program (): Command {
   const grid = new Command('grid')
     .description('nameless-grid: a peer-to-peer build grid. Workers have no names; logs and artifacts never pass through the coordinator.')
@@ -155,7 +180,7 @@ export function program (): Command {
         withStore: true,
         log
       })
-      const workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, caps, opts.slots)
+      const workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, caps, opts.slots, [], node.secret)
       stopOnSignal(async () => {
         for (const w of workers) await w.stop()
         await node.stop()
@@ -297,31 +322,25 @@ export function program (): Command {
       }
     })
 
+  grid.command('rotate')
+    .description('make a new grid secret and join code; nodes holding only the old code are cut off (run beside the coordinator)')
+    .addOption(dataOption())
+    .action(async (opts) => {
+      const body = await operatorRequest(opts.data, 'POST', '/api/secret/rotate') as { join: string }
+      process.stdout.write(`join: ${body.join}\n`)
+      log('secret rotated: give the new join code to the nodes that stay')
+    })
+
   for (const [name, verb] of [['deny', 'shut a peer out of the grid now: dropped and refused by every node'], ['allow', 'let a denied peer back in']] as const) {
     grid.command(name)
       .description(`${verb} (run beside the coordinator: uses DATA/web-url and DATA/api-token)`)
       .argument('<peer>', 'a peer ID, as build history shows it (attempts[].worker)')
       .addOption(dataOption())
       .action(async (peer: string, opts) => {
-        const read = async (file: string): Promise<string> => {
-          try {
-            return (await readFile(join(opts.data, file), 'utf8')).trim()
-          } catch {
-            throw new UsageError(`no ${file} in ${opts.data}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
-          }
-        }
-        const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
-        let res: Response
-        try {
-          res = name === 'deny'
-            ? await fetch(`${url}/api/denied`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ peer }) })
-            : await fetch(`${url}/api/denied/${encodeURIComponent(peer)}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
-        } catch (err: any) {
-          throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
-        }
-        const body = await res.json() as { error?: string, denied?: string[] }
-        if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
-        log(`${name === 'deny' ? 'denied' : 'allowed'} ${peer}; ${body.denied?.length ?? 0} peer(s) denied`)
+        const body = name === 'deny'
+          ? await operatorRequest(opts.data, 'POST', '/api/denied', { peer })
+          : await operatorRequest(opts.data, 'DELETE', `/api/denied/${encodeURIComponent(peer)}`)
+        log(`${name === 'deny' ? 'denied' : 'allowed'} ${peer}; ${(body as { denied?: string[] }).denied?.length ?? 0} peer(s) denied`)
       })
   }
 

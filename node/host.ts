@@ -6,17 +6,22 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { preSharedKey } from '@libp2p/pnet'
-import type { PrivateKey } from '@libp2p/interface'
+import type { ConnectionProtector, PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { swarmKey } from './join-code.ts'
 import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS } from './constants.ts'
 
 export type GridHost = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>> }>
 
+/** The grid's secret as a host holds it: replaceable at runtime (rotation) without rebuilding the host. */
+export interface SecretHolder {
+  current: Uint8Array
+}
+
 export interface HostInit {
   identity: PrivateKey
-  /** The grid's 32-byte secret: nodes without it cannot complete a connection. */
-  secret: Uint8Array
+  /** The grid's 32-byte secret: nodes without it cannot complete a connection. A holder may be rotated later. */
+  secret: Uint8Array | SecretHolder
   /** Multiaddrs to listen on; none for a node that only dials out. */
   listen: string[]
   /** Add the in-memory transport (tests): implied when listening on /memory. */
@@ -39,7 +44,7 @@ export async function createHost (init: HostInit): Promise<GridHost> {
     transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionProtector: preSharedKey({ psk: swarmKey(init.secret) }),
+    connectionProtector: rotatableProtector(init.secret instanceof Uint8Array ? { current: init.secret } : init.secret),
     connectionGater: {
       denyDialPeer: peer => init.denied?.has(peer.toString()) === true,
       denyInboundEncryptedConnection: peer => init.denied?.has(peer.toString()) === true,
@@ -52,6 +57,26 @@ export async function createHost (init: HostInit): Promise<GridHost> {
     },
     services: { identify: identify() }
   })
+}
+
+/**
+ * libp2p's pnet protector keeps the key it was made with; this one makes a pnet protector from the holder's
+ * current key for each new connection, so rotating the secret takes effect for every connection after it.
+ */
+function rotatableProtector (secret: SecretHolder): () => ConnectionProtector {
+  return () => {
+    let key: Uint8Array | undefined
+    let protector: ConnectionProtector | undefined
+    return {
+      protect: async (connection, options) => {
+        if (key !== secret.current) {
+          key = secret.current
+          protector = preSharedKey({ psk: swarmKey(key) })()
+        }
+        return await protector!.protect(connection, options)
+      }
+    }
+  }
 }
 
 /** Addresses worth putting in a join code: what the host listens on, loopback last for other machines' sake. */

@@ -1,10 +1,10 @@
 // Starting the grid's roles on libp2p hosts. `grid up` is these composed in one process; each `grid ROLE`
 // command starts one of them alone. Tests start them the same way, so what they test is what users run.
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHost, shareableAddrs } from './host.ts'
-import type { GridHost } from './host.ts'
+import type { GridHost, SecretHolder } from './host.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import { loadIdentity } from './identity.ts'
 import { SECRET_BYTES, encodeJoinCode, newSecret } from './join-code.ts'
@@ -17,6 +17,7 @@ import { Store } from '../artifact-store/index.ts'
 import { StoreAnnouncement } from '../artifact-store/membership.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { createApp } from '../web/app.ts'
+import type { Admission } from '../web/admission.ts'
 import { startWebServer } from '../web/server.ts'
 import type { WebServer } from '../web/server.ts'
 
@@ -46,7 +47,7 @@ async function keptSecret (path: string, make: () => Uint8Array, valid: (b: Uint
   return new Uint8Array(await readFile(path))
 }
 
-async function startHost (dataDir: string, secret: Uint8Array, listen: string[], memory = false, denied?: ReadonlySet<string>): Promise<{ host: GridHost, identity: PrivateKey }> {
+async function startHost (dataDir: string, secret: Uint8Array | SecretHolder, listen: string[], memory = false, denied?: ReadonlySet<string>): Promise<{ host: GridHost, identity: PrivateKey }> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const identity = await loadIdentity(dataDir)
   try {
@@ -80,13 +81,21 @@ export interface CoordinatorNode {
   joinCode: string
   /** The join code with only loopback addresses: what workers in this same process dial. */
   localJoin: JoinCode
+  /** The grid's secret as this node's host uses it; workers in this process share it, so they follow a rotation. */
+  secret: SecretHolder
   token: string
+  /**
+   * Make a new secret and join code, and drop every connection (all were made with the old secret): nodes that
+   * hold only the old code are cut off; nodes given the new one come back.
+   */
+  rotate (): Promise<string>
   stop (): Promise<void>
 }
 
 export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<CoordinatorNode> {
   await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
-  const secret = await keptSecret(join(init.dataDir, SECRET_FILE), newSecret, b => b.length === SECRET_BYTES)
+  const secretFile = join(init.dataDir, SECRET_FILE)
+  const secret: SecretHolder = { current: await keptSecret(secretFile, newSecret, b => b.length === SECRET_BYTES) }
   const token = Buffer.from(await keptSecret(join(init.dataDir, TOKEN_FILE),
     () => new TextEncoder().encode(randomBytes(32).toString('base64url')), b => b.length >= 16)).toString('utf8').trim()
   const denied = new DenyList(new Set(), join(init.dataDir, DENIED_FILE))
@@ -119,21 +128,43 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
   let web: WebServer | undefined
   if (init.http !== undefined) {
-    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission: coordinator }), init.http)
+    const admission: Admission = {
+      get denied () { return coordinator.denied },
+      deny: async peer => await coordinator.deny(peer),
+      allow: async peer => await coordinator.allow(peer),
+      // `node` exists by the time anyone can call this over HTTP.
+      rotate: async () => await node.rotate()
+    }
+    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
-  const joinCode = encodeJoinCode({ secret, coordinator: host.peerId, addrs })
-  await writeFile(join(init.dataDir, JOIN_FILE), joinCode + '\n', { mode: 0o600 })
+  const writeJoinCode = async (): Promise<string> => {
+    const code = encodeJoinCode({ secret: secret.current, coordinator: host.peerId, addrs })
+    await writeFile(join(init.dataDir, JOIN_FILE), code + '\n', { mode: 0o600 })
+    return code
+  }
   const loopback = addrs.filter(a => /^\/(ip4\/127\.|ip6\/::1\/|memory\/)/.test(a.toString()))
-  return {
+  const node: CoordinatorNode = {
     host,
     coordinator,
     store,
     logs,
     web,
-    joinCode,
-    localJoin: { secret, coordinator: host.peerId, addrs: loopback.length > 0 ? loopback : addrs },
+    joinCode: await writeJoinCode(),
+    localJoin: { secret: secret.current, coordinator: host.peerId, addrs: loopback.length > 0 ? loopback : addrs },
+    secret,
     token,
+    rotate: async () => {
+      const next = newSecret()
+      await writeFile(`${secretFile}.tmp`, next, { mode: 0o600 })
+      await rename(`${secretFile}.tmp`, secretFile)
+      secret.current = next
+      node.localJoin = { ...node.localJoin, secret: next }
+      node.joinCode = await writeJoinCode()
+      await Promise.all(host.getConnections().map(async c => { await c.close().catch(() => c.abort(new Error('secret rotated'))) }))
+      init.log?.('secret rotated: connections made with the old join code are closed')
+      return node.joinCode
+    },
     stop: async () => {
       await web?.close()
       await coordinator.stop()
@@ -141,11 +172,14 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       await host.stop()
     }
   }
+  return node
 }
 
 export interface WorkerNodeInit {
   dataDir: string
   join: JoinCode
+  /** A worker in the coordinator's own process shares its secret holder, so it follows a rotation. */
+  secret?: SecretHolder
   listen: string[]
   capabilities: Capabilities
   slots: number
@@ -160,7 +194,7 @@ export interface WorkerNode {
 
 export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode> {
   const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
-  const { host } = await startHost(init.dataDir, init.join.secret, init.listen, memory)
+  const { host } = await startHost(init.dataDir, init.secret ?? init.join.secret, init.listen, memory)
   const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, log: init.log })
   await worker.start()
   return {

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
-import { grid, gridRun, removeDir, tempDir, waitFor } from './helpers.ts'
+import { grid, gridRun, removeDir, startTestGrid, tempDir, waitFor } from './helpers.ts'
 import type { CliProcess } from './helpers.ts'
 import { createHost } from '../node/host.ts'
 import { loadIdentity } from '../node/identity.ts'
@@ -133,4 +133,53 @@ admission('bad deny requests get one clear error and change nothing', async ctx 
   assert.match(nowhere.stderr.trim(), /^grid: no web-url in/)
 })
 
+admission('rotating the secret cuts off every node holding the old code; the new code works', async ctx => {
+  const joinFile = join(data(ctx), 'join')
+  const oldCode = (await readFile(joinFile, 'utf8')).trim()
+  const rotated = await gridRun(['rotate', '--data', data(ctx)])
+  assert.is(rotated.code, 0, rotated.stderr)
+  const newCode = /^join: (\S+)$/m.exec(rotated.stdout)![1]
+  assert.is.not(newCode, oldCode)
+  assert.is((await readFile(joinFile, 'utf8')).trim(), newCode)
+  assert.is(decodeJoinCode(newCode).coordinator.toString(), decodeJoinCode(oldCode).coordinator.toString(), 'same coordinator, new secret')
+
+  await waitFor('the old-code worker and store to be cut off', async () => { const c = await capacity(ctx); return c.nodes === 0 && c.stores === 1 }, 15_000)
+  await new Promise(resolve => setTimeout(resolve, 2_000))
+  assert.equal(await capacity(ctx), { ...(await capacity(ctx)), nodes: 0, stores: 1 }, 'they stay out')
+  const old = await gridRun(['submit', '--join', oldCode, '--run', 'true'])
+  assert.is(old.code, 1)
+  assert.match(old.stderr, /cannot reach/)
+
+  const fresh = grid(['worker', '--join', joinFile, '--data', join(ctx.dir, 'w-new'), '--cap', 'pool=rotated'])
+  try {
+    await fresh.line(/joined the grid/, 30_000)
+    const run = await gridRun(['submit', '--join', newCode, '--run', 'echo rotated', '--require', 'pool=rotated', '--follow'])
+    assert.is(run.code, 0, run.stderr)
+    assert.match(run.stdout, /rotated\n/)
+  } finally {
+    await fresh.stop()
+  }
+})
+
 admission.run()
+
+const inProcess = suite('rotation in one process (grid up)')
+
+inProcess('workers in the coordinator\'s own process follow a rotation by themselves', async () => {
+  const g = await startTestGrid({ workers: [{}] })
+  try {
+    const before = g.node.joinCode
+    const res = await g.api('/api/secret/rotate', { method: 'POST', headers: { authorization: `Bearer ${g.token}` } })
+    assert.is(res.status, 200)
+    const { join: code } = await res.json()
+    assert.is.not(code, before)
+    assert.is(g.node.joinCode, code)
+    const id = await g.submit({ steps: [{ run: 'echo after rotation' }] })
+    assert.is((await g.finished(id)).status, 'succeeded')
+    assert.is((await g.api('/api/secret/rotate', { method: 'POST' })).status, 401, 'rotation needs the token')
+  } finally {
+    await g.stop()
+  }
+})
+
+inProcess.run()

@@ -59,6 +59,7 @@ export async function startTestGrid (init: TestGridInit = {}): Promise<TestGrid>
     const worker = await startWorkerNode({
       dataDir: join(dir, 'workers', String(i + 1)),
       join: node.localJoin,
+      secret: node.secret,
       listen: [],
       capabilities: { os: process.platform, ...w.capabilities },
       slots: w.slots ?? 1

@@ -4,7 +4,11 @@ import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
 import type { Coordinator } from '../coordinator/index.ts'
 
-export type Admission = Pick<Coordinator, 'denied' | 'deny' | 'allow'>
+export interface Admission extends Pick<Coordinator, 'deny' | 'allow'> {
+  readonly denied: string[]
+  /** A new grid secret and join code; every node holding only the old code is cut off. */
+  rotate (): Promise<string>
+}
 
 export function admissionRoutes (coordinator: Admission, auth: MiddlewareHandler): Hono {
   const routes = new Hono()
@@ -20,5 +24,12 @@ export function admissionRoutes (coordinator: Admission, auth: MiddlewareHandler
     return c.json({ denied: await coordinator.deny(body.peer) })
   })
   routes.delete('/:peer', auth, async c => c.json({ denied: await coordinator.allow(c.req.param('peer')) }))
+  return routes
+}
+
+/** `POST /api/secret/rotate`: answers the new join code (the operator hands it to the nodes that stay). */
+export function rotationRoutes (admission: Admission, auth: MiddlewareHandler): Hono {
+  const routes = new Hono()
+  routes.post('/rotate', auth, async c => c.json({ join: await admission.rotate() }))
   return routes
 }

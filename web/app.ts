@@ -20,7 +20,7 @@ import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../coordinato
 const MAX_EVENT_BACKLOG = 10_000
 import { uiRoutes } from './ui/pages.ts'
 import { gridMetrics } from './metrics.ts'
-import { admissionRoutes } from './admission.ts'
+import { admissionRoutes, rotationRoutes } from './admission.ts'
 import type { Admission } from './admission.ts'
 
 export interface ApiInit {
@@ -146,7 +146,10 @@ export function createApp (init: ApiInit): Hono {
     }
   }))
 
-  if (init.admission !== undefined) app.route('/api/denied', admissionRoutes(init.admission, auth))
+  if (init.admission !== undefined) {
+    app.route('/api/denied', admissionRoutes(init.admission, auth))
+    app.route('/api/secret', rotationRoutes(init.admission, auth))
+  }
 
   app.notFound(c => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404))
   app.onError((err, c) => {
