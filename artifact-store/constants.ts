@@ -13,3 +13,10 @@ export const MAX_READ_STREAMS = 256
 
 /** Bytes sent in one read frame: large enough to keep a libp2p stream efficient. */
 export const READ_FRAME_BYTES = 256 * 1024
+
+/** Content is cut into blocks of this size (IPFS uses 256 KiB to 1 MiB; large blocks keep libp2p writes efficient). */
+export const BLOCK_BYTES = 1024 * 1024
+/** The largest block a store takes from a peer (IPFS's network cap is 2 MiB). */
+export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+/** Blocks one manifest may list: about 40 GiB of content at BLOCK_BYTES, and a manifest that still fits in one block. */
+export const MAX_MANIFEST_BLOCKS = 40_000
