@@ -20,3 +20,16 @@ export const BLOCK_BYTES = 1024 * 1024
 export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
 /** Blocks one manifest may list: about 40 GiB of content at BLOCK_BYTES, and a manifest that still fits in one block. */
 export const MAX_MANIFEST_BLOCKS = 40_000
+
+/** CIDs asked about in one "which do you lack" message: 4 GiB of content at BLOCK_BYTES. */
+export const MAX_CIDS_PER_ASK = 4_096
+/** Blocks a writer sends before waiting for acknowledgements: keeps the stream full, bounds memory on both sides. */
+export const PUT_WINDOW = 8
+/** Blocks a reader asks ahead of what it has consumed (Helia asks for all 1024 leaves at once and waits 16 s). */
+export const GET_WINDOW = 8
+/** Block streams a peer may hold open per connection. */
+export const MAX_BLOCK_STREAMS = 64
+/** A block frame: one block at most, plus its header. */
+export const MAX_BLOCK_FRAME_BYTES = MAX_BLOCK_BYTES + 4096
+/** Blocks a writer holds and asks about at once before sending the missing ones: bounds its memory to this many blocks. */
+export const PUT_GROUP_BLOCKS = 16
