@@ -133,3 +133,25 @@ export async function * fetchFrom (host: GridHost, holder: PeerAddress, cid: CID
     channel.abort(new Error('done'))
   }
 }
+
+/** Size and sha256 of `cid` from one holder, reading only its root (the manifest, or the single block). */
+export async function fetchRoot (host: GridHost, holder: PeerAddress, cid: CID, signal?: AbortSignal): Promise<{ size: number, sha256: string }> {
+  const stream = await openStream(host, holder, BLOCK_GET_PROTOCOL, signal)
+  const channel = new MessageChannel<Reply, Request>(stream, getReply, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
+  try {
+    await channel.send({ t: 'get', cid: cid.toString(), from: 0, to: 0 })
+    const first = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+    if (first.t === 'unknown') throw new ContentUnavailableError(`${holder.peer} does not hold ${cid}`)
+    if ((first.t !== 'block' && first.t !== 'manifest') || !matches(cid, first.bytes)) throw new WrongBytesError(`${holder.peer} sent bytes that are not ${cid}`)
+    return rootInfo(cid, first.bytes)
+  } finally {
+    channel.abort(new Error('done'))
+  }
+}
+
+/** Size and sha256 of content from its verified root bytes. */
+export function rootInfo (cid: CID, root: Uint8Array): { size: number, sha256: string } {
+  if (!isManifestCid(cid)) return { size: root.length, sha256: Buffer.from(cid.multihash.digest).toString('hex') }
+  const manifest = decodeManifest(root)
+  return { size: manifest.size, sha256: manifest.sha256 }
+}

@@ -9,7 +9,7 @@ import { Chunker, decodeManifest, isManifestCid, nameContent } from './content.t
 import type { Block } from './content.ts'
 import { askMissing } from './block-missing-protocol.ts'
 import { BlockSender } from './block-put-protocol.ts'
-import { ContentUnavailableError, blocksFor, fetchFrom } from './block-get-protocol.ts'
+import { ContentUnavailableError, blocksFor, fetchFrom, fetchRoot, rootInfo } from './block-get-protocol.ts'
 import type { Range } from './block-get-protocol.ts'
 import { PUT_GROUP_BLOCKS } from './constants.ts'
 
@@ -112,6 +112,21 @@ export async function * readContent (sources: ContentSources, cid: CID, range: R
     } catch (err: any) {
       // Halfway through, a switch would repeat bytes: fail instead. Before any byte, try the next holder.
       if (yielded) throw err
+      last = err
+    }
+  }
+  throw last ?? new ContentUnavailableError(`no peer holds ${cid}`)
+}
+
+/** Size and sha256 of `cid`, from this node's blockstore or the first holder that has it. */
+export async function contentInfo (sources: ContentSources, cid: CID, signal?: AbortSignal): Promise<{ size: number, sha256: string }> {
+  const root = await sources.local?.get(cid)
+  if (root !== undefined) return rootInfo(cid, root)
+  let last: Error | undefined
+  for (const holder of sources.holders().filter(h => h.peer !== sources.host.peerId.toString())) {
+    try {
+      return await fetchRoot(sources.host, holder, cid, signal)
+    } catch (err: any) {
       last = err
     }
   }

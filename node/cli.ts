@@ -1,6 +1,10 @@
 // The `grid` command. Every role command takes --data and --listen; joining commands take --join.
 // Any bad argument, unreachable grid or bad input ends with one line on stderr and a non-zero exit.
-import { readFile } from 'node:fs/promises'
+import { readFile, rename, rm, stat } from 'node:fs/promises'
+import { createReadStream, createWriteStream } from 'node:fs'
+import type { WriteStream } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { create as tarCreate } from 'tar'
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -20,6 +24,8 @@ import { parseJob } from '../coordinator/job.ts'
 import { MAX_SLOTS } from '../coordinator/constants.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { buildLog } from '../artifact-store/build-log.ts'
+import { parseCid } from '../artifact-store/content.ts'
+import { contentInfo, putContent, readContent } from '../artifact-store/content-client.ts'
 import { parseHttpAddress } from '../web/server.ts'
 
 const DEFAULT_DATA = './.grid'
@@ -87,6 +93,12 @@ async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[],
 /** A throwaway node for a client command: fresh identity, listens nowhere. */
 async function clientHost (code: JoinCode): Promise<GridHost> {
   return await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [], memory: code.addrs.some(a => a.toString().startsWith('/memory/')) })
+}
+
+/** The grid's stores, as the coordinator knows them now. */
+async function gridStores (host: GridHost, code: JoinCode): Promise<Array<{ peer: string, addrs: string[] }>> {
+  const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
+  return reply.t === 'stores' ? reply.stores : []
 }
 
 function coordinatorAddress (code: JoinCode): { peer: string, addrs: string[] } {
@@ -322,6 +334,72 @@ export function program (): Command {
       }
     })
 
+  grid.command('put')
+    .description('put a file (a directory goes as a tar) into the grid\'s store; prints its CID once stored')
+    .argument('<path>', 'a file or a directory')
+    .addOption(joinOption())
+    .action(async (path: string, opts) => {
+      let info
+      try {
+        info = await stat(path)
+      } catch (err: any) {
+        throw new UsageError(`cannot read ${path}: ${err.code ?? err.message}`)
+      }
+      const code = await readJoinCode(opts.join)
+      const host = await clientHost(code)
+      try {
+        const store = (await gridStores(host, code))[0]
+        if (store === undefined) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
+        // A directory goes as a tar with fixed times and owners, so putting an unchanged tree again sends nothing.
+        const source = info.isDirectory()
+          ? tarCreate({ cwd: path, portable: true, mtime: new Date(0), gzip: false }, ['.']) as unknown as AsyncIterable<Uint8Array>
+          : createReadStream(path, { highWaterMark: 1024 * 1024 })
+        const put = await putContent({ host, store }, source)
+        process.stdout.write(`${put.cid}\n`)
+        log(`${put.size} bytes, sha256 ${put.sha256}; sent ${put.sentBytes} bytes in ${put.sentBlocks} new block(s)`)
+      } finally {
+        await host.stop()
+      }
+    })
+
+  grid.command('get')
+    .description('fetch content by CID from any node that holds it, checking every block; to stdout without -o')
+    .argument('<cid>', 'what grid put or an artifact printed')
+    .addOption(joinOption())
+    .option('-o, --output <path>', 'write to this file (only once all of it arrived and checked out)')
+    .action(async (text: string, opts) => {
+      const cid = parseCid(text)
+      const code = await readJoinCode(opts.join)
+      const host = await clientHost(code)
+      try {
+        const stores = await gridStores(host, code)
+        const sources = { host, holders: () => stores }
+        const info = await contentInfo(sources, cid)
+        const whole = createHash('sha256')
+        const temp = opts.output !== undefined ? `${opts.output}.partial-${process.pid}` : undefined
+        const out: NodeJS.WritableStream = temp !== undefined ? createWriteStream(temp) : process.stdout
+        try {
+          for await (const chunk of readContent(sources, cid)) {
+            whole.update(chunk)
+            if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+          }
+          if (whole.digest('hex') !== info.sha256) throw new UsageError(`${cid}: the content's sha256 does not match its manifest`)
+          if (temp !== undefined) {
+            await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => err ? reject(err) : resolve()))
+            await rename(temp, opts.output)
+          }
+        } catch (err) {
+          if (temp !== undefined) {
+            (out as WriteStream).destroy()
+            await rm(temp, { force: true })
+          }
+          throw err
+        }
+      } finally {
+        await host.stop()
+      }
+    })
+
   grid.command('rotate')
     .description('make a new grid secret and join code; nodes holding only the old code are cut off (run beside the coordinator)')
     .addOption(dataOption())
@@ -356,7 +434,7 @@ export async function main (argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2
       return
     }
-    const known = ['UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
+    const known = ['BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
       'BadIdentityError', 'PeerUnreachableError', 'BadHttpAddressError', 'BadMessageError']
     if (known.includes(err?.name) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
     else log(`unexpected error: ${err?.stack ?? err}`)

@@ -135,7 +135,17 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       // `node` exists by the time anyone can call this over HTTP.
       rotate: async () => await node.rotate()
     }
-    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission }), init.http)
+    const localStore = store
+    const artifacts = {
+      sources: { host, local: localStore?.blocks, holders: () => coordinator.stores.list() },
+      // Uploads go to this node's own store when it has one, else to the first of the grid's.
+      target: () => {
+        if (localStore !== undefined) return { local: localStore.blocks }
+        const remote = coordinator.stores.list()[0]
+        return remote !== undefined ? { host, store: remote } : undefined
+      }
+    }
+    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
   const writeJoinCode = async (): Promise<string> => {

@@ -4,6 +4,8 @@ import * as assert from 'uvu/assert'
 import { startTestGrid } from './helpers.ts'
 import type { TestGrid } from './helpers.ts'
 import { MAX_JOB_BYTES } from '../coordinator/constants.ts'
+import { createHash, randomBytes } from 'node:crypto'
+import { BLOCK_BYTES } from '../artifact-store/constants.ts'
 
 const api = suite<{ grid: TestGrid }>('HTTP API bad input')
 
@@ -85,6 +87,34 @@ api('the web UI is served with safe headers', async ({ grid }) => {
   assert.match(await res.text(), /nameless-grid/)
   assert.is(res.headers.get('x-content-type-options'), 'nosniff')
   assert.ok(res.headers.get('x-frame-options') !== null)
+})
+
+api('artifacts: upload a raw body, download it whole or by range, verified', async ({ grid }) => {
+  const bytes = randomBytes(2 * BLOCK_BYTES + 999)
+  const up = await grid.api('/api/artifacts', { method: 'POST', body: bytes, headers: { authorization: `Bearer ${grid.token}` } })
+  assert.is(up.status, 201)
+  const { cid, size, sha256 } = await up.json()
+  assert.is(size, bytes.length)
+  assert.is(sha256, createHash('sha256').update(bytes).digest('hex'))
+  const whole = await grid.api(`/api/artifacts/${cid}`)
+  assert.is(whole.status, 200)
+  assert.is(whole.headers.get('content-length'), String(bytes.length))
+  assert.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes))
+  for (const [header, from, to] of [['bytes=0-9', 0, 10], [`bytes=${BLOCK_BYTES - 5}-${BLOCK_BYTES + 4}`, BLOCK_BYTES - 5, BLOCK_BYTES + 5], ['bytes=-100', bytes.length - 100, bytes.length], [`bytes=${bytes.length - 3}-`, bytes.length - 3, bytes.length]] as const) {
+    const part = await grid.api(`/api/artifacts/${cid}`, { headers: { range: header } })
+    assert.is(part.status, 206, header)
+    assert.is(part.headers.get('content-range'), `bytes ${from}-${to - 1}/${bytes.length}`)
+    assert.ok(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(from, to)), header)
+  }
+  const outside = await grid.api(`/api/artifacts/${cid}`, { headers: { range: `bytes=${bytes.length}-` } })
+  assert.is(outside.status, 416)
+  assert.is(outside.headers.get('content-range'), `bytes */${bytes.length}`)
+})
+
+api('artifacts: bad CID 400, unknown 404, upload without the token 401', async ({ grid }) => {
+  assert.match(await error(await grid.api('/api/artifacts/not-a-cid'), 400), /not a CID/)
+  assert.match(await error(await grid.api('/api/artifacts/bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am'), 404), /no node holds/)
+  await error(await grid.api('/api/artifacts', { method: 'POST', body: 'x' }), 401)
 })
 
 api.run()

@@ -22,6 +22,8 @@ import { uiRoutes } from './ui/pages.ts'
 import { gridMetrics } from './metrics.ts'
 import { admissionRoutes, rotationRoutes } from './admission.ts'
 import type { Admission } from './admission.ts'
+import { artifactRoutes } from './artifacts.ts'
+import type { ArtifactsInit } from './artifacts.ts'
 
 export interface ApiInit {
   scheduler: Scheduler
@@ -31,6 +33,8 @@ export interface ApiInit {
   token: string
   /** Denying and allowing peers at runtime (`/api/denied`). */
   admission?: Admission
+  /** Uploading and downloading content (`/api/artifacts`). */
+  artifacts?: ArtifactsInit
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -146,6 +150,7 @@ export function createApp (init: ApiInit): Hono {
     }
   }))
 
+  if (init.artifacts !== undefined) app.route('/api/artifacts', artifactRoutes(init.artifacts, auth))
   if (init.admission !== undefined) {
     app.route('/api/denied', admissionRoutes(init.admission, auth))
     app.route('/api/secret', rotationRoutes(init.admission, auth))
@@ -163,6 +168,7 @@ export function createApp (init: ApiInit): Hono {
     if (err.name === 'UnknownBuildError') return c.json({ error: err.message }, 404)
     if (err.name === 'BuildFinishedError') return c.json({ error: err.message }, 409)
     if (err.name === 'BadPeerIdError') return c.json({ error: err.message }, 400)
+    if (err.name === 'BlockRefusedError' || err.name === 'PeerUnreachableError') return c.json({ error: err.message }, 502)
     console.error('http: unexpected error:', err)
     return c.json({ error: 'internal error' }, 500)
   })

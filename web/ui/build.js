@@ -1,0 +1,135 @@
+// Build page: the job, its attempts and steps, and its log followed live while it runs.
+import { esc, badge, chips, buildLabel, buildDuration, duration, time, shortPeer, events, read, write, onToken, FINISHED } from './common.js'
+import { LogView } from './log-view.js'
+
+const id = decodeURIComponent(location.pathname.split('/').pop())
+/** A dropped log stream is picked up again from the last byte this long after, while the build runs. */
+const RESUME_DELAY_MS = 1000
+let build
+let hasToken = false
+
+const head = document.getElementById('build-head')
+const followButton = document.getElementById('follow')
+const logState = document.getElementById('log-state')
+const view = new LogView(document.getElementById('log'), {
+  onFollowChange: on => { followButton.setAttribute('aria-pressed', String(on)); followButton.textContent = on ? 'Auto-scroll on' : 'Auto-scroll off' }
+})
+followButton.addEventListener('click', () => view.setFollowing(!view.following))
+document.getElementById('raw-log').href = '/api/builds/' + encodeURIComponent(id) + '/log'
+
+function renderHead () {
+  const b = build
+  const finished = FINISHED.has(b.status)
+  const waiting = b.status === 'queued' && b.waiting !== undefined ? '<p class="notice">Waiting: ' + esc(b.waiting) + '</p>' : ''
+  head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b)) + '</h1><span class="grow"></span>' +
+    (hasToken && !finished ? '<button type="button" class="danger" id="cancel">Cancel</button>' : '') +
+    (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' +
+    '<div class="facts"><span>build <b class="mono">' + esc(b.id) + '</b></span>' +
+    '<span>created <b>' + esc(time(b.created)) + '</b></span>' +
+    (b.started !== undefined ? '<span>started <b>' + esc(time(b.started)) + '</b></span>' : '') +
+    (b.finished !== undefined ? '<span>finished <b>' + esc(time(b.finished)) + '</b></span>' : '') +
+    '<span>duration <b id="duration">' + esc(buildDuration(b)) + '</b></span></div>' + waiting +
+    '<p id="action-error" class="error" role="alert" hidden></p>' +
+    (!hasToken ? '<p class="muted small">Enter the API token in the header to cancel or re-run.</p>' : '')
+  document.getElementById('cancel')?.addEventListener('click', cancel)
+  document.getElementById('rerun')?.addEventListener('click', rerun)
+}
+
+function renderJob () {
+  const job = build.job
+  document.getElementById('job').innerHTML =
+    '<div class="facts"><span>requires <b>' + chips(job.requires) + '</b></span>' +
+    '<span>timeout <b>' + esc(duration(job.timeout * 1000)) + '</b></span><span>retries <b>' + esc(job.retries) + '</b></span>' +
+    (Object.keys(job.env ?? {}).length > 0 ? '<span>env <b>' + chips(job.env) + '</b></span>' : '') + '</div>'
+  document.getElementById('steps').innerHTML = job.steps.map((step, i) => {
+    const record = build.steps[i]
+    const exit = record?.exitCode
+    const ran = record?.started !== undefined && record?.finished !== undefined
+      ? duration(Date.parse(record.finished) - Date.parse(record.started))
+      : record?.started !== undefined ? duration(Date.now() - Date.parse(record.started)) : ''
+    const exitCell = exit === undefined ? '<span class="muted">' + (record?.started !== undefined ? 'running' : 'not run') + '</span>'
+      : '<span class="badge ' + (exit === 0 ? 'succeeded' : 'failed') + '">exit ' + esc(exit) + '</span>'
+    const log = record !== undefined ? '<a href="/api/logs/' + esc(record.log) + '" target="_blank" rel="noopener">log</a>' : ''
+    return '<tr><td>' + (i + 1) + '</td><td>' + esc(step.name) + '</td><td><pre class="cmd">' + esc(step.run) + '</pre></td><td>' +
+      exitCell + '</td><td>' + esc(ran) + '</td><td>' + log + '</td></tr>'
+  }).join('')
+  document.getElementById('attempts').innerHTML = build.attempts.length === 0
+    ? '<tr><td colspan="5" class="muted">No worker has taken it yet.</td></tr>'
+    : build.attempts.map(a => '<tr><td class="nowrap"><code title="' + esc(a.worker) + '">' + esc(shortPeer(a.worker)) + '</code></td><td>' + chips(a.capabilities) +
+      '</td><td>' + esc(time(a.started)) + '</td><td>' + esc(time(a.finished)) + '</td><td>' +
+      (a.outcome !== undefined ? badge(a.outcome) : badge('running')) + '</td></tr>').join('')
+  const artifacts = build.artifacts ?? []
+  document.getElementById('artifacts-card').hidden = artifacts.length === 0
+  document.getElementById('artifacts').innerHTML = artifacts.map(a =>
+    '<tr><td><code>' + esc(a.path) + '</code></td><td>' + esc(a.size) + ' B</td><td><code>' + esc(a.cid) + '</code></td></tr>').join('')
+}
+
+function render () {
+  if (build === undefined) return
+  if (!FINISHED.has(build.status)) view.setEmptyText(build.status === 'queued' ? 'No output yet: the build is waiting for a worker.' : 'No output yet.')
+  document.title = buildLabel(build) + ' (' + build.status + ') · nameless-grid'
+  renderHead()
+  renderJob()
+}
+
+function showError (err) {
+  const el = document.getElementById('action-error')
+  el.textContent = err.message
+  el.hidden = false
+}
+
+async function cancel () {
+  try { build = await write('/api/builds/' + encodeURIComponent(id) + '/cancel'); render() } catch (err) { showError(err) }
+}
+
+async function rerun () {
+  try {
+    const { id: next } = await write('/api/builds', build.job)
+    location.href = '/builds/' + encodeURIComponent(next)
+  } catch (err) { showError(err) }
+}
+
+async function followLog () {
+  let received = 0
+  const decoder = new TextDecoder()
+  for (;;) {
+    logState.textContent = FINISHED.has(build.status) ? '' : '(following live)'
+    try {
+      const res = await fetch('/api/builds/' + encodeURIComponent(id) + '/log?follow=1&from=' + received)
+      if (!res.ok) throw new Error('the log answered ' + res.status)
+      const reader = res.body.getReader()
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        received += chunk.value.byteLength
+        view.append(decoder.decode(chunk.value, { stream: true }))
+      }
+    } catch {}
+    if (FINISHED.has(build.status)) break
+    logState.textContent = '(connection lost, resuming…)'
+    await new Promise(resolve => setTimeout(resolve, RESUME_DELAY_MS))
+  }
+  view.append(decoder.decode())
+  view.setEmptyText('This build wrote no output.')
+  logState.textContent = '(' + view.lineCount + ' lines, complete)'
+}
+
+events({ build: b => { if (b.id === id) { build = b; render() } } }, (on, again) => {
+  // Changes made while the stream was down are not replayed: read the build again.
+  if (on && again) read('/api/builds/' + encodeURIComponent(id)).then(b => { build = b; render() }).catch(() => {})
+})
+try {
+  const fetched = await read('/api/builds/' + encodeURIComponent(id))
+  // An event that arrived meanwhile is newer.
+  build ??= fetched
+} catch (err) {
+  head.innerHTML = '<p class="error">' + esc(err.message) + '</p><a href="/">back to the builds</a>'
+}
+if (build !== undefined) {
+  onToken(on => { hasToken = on; render() })
+  setInterval(() => {
+    if (!FINISHED.has(build.status)) {
+      const d = document.getElementById('duration')
+      if (d !== null) d.textContent = buildDuration(build)
+    }
+  }, 1000)
+  followLog()
+}

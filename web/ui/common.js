@@ -1,0 +1,117 @@
+// Shared by every page: escaping, formatting, the API token (localStorage only) and the live event stream.
+const TOKEN_KEY = 'nameless-grid.api-token'
+export const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])
+
+export const esc = s => String(s ?? '').replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
+
+export function token () {
+  try { return localStorage.getItem(TOKEN_KEY) ?? '' } catch { return '' }
+}
+
+const tokenListeners = new Set()
+/** Calls `listener(hasToken)` now and whenever the token field changes. */
+export function onToken (listener) {
+  tokenListeners.add(listener)
+  listener(token() !== '')
+}
+
+function setupTokenField () {
+  const input = document.getElementById('token')
+  const state = document.getElementById('token-state')
+  if (input === null) return
+  const show = () => { state.textContent = token() !== '' ? 'saved' : 'read-only' }
+  input.value = token()
+  show()
+  input.addEventListener('input', () => {
+    try {
+      if (input.value.trim() === '') localStorage.removeItem(TOKEN_KEY)
+      else localStorage.setItem(TOKEN_KEY, input.value.trim())
+    } catch {}
+    show()
+    for (const listener of tokenListeners) listener(token() !== '')
+  })
+}
+setupTokenField()
+
+/** A write to the API with the token; resolves with the JSON answer or throws its `error` sentence. */
+export async function write (path, body) {
+  const res = await fetch(path, {
+    method: 'POST',
+    headers: { authorization: 'Bearer ' + token(), 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const answer = await res.json().catch(() => ({}))
+  if (!res.ok) throw new Error(answer.error ?? 'the server answered ' + res.status)
+  return answer
+}
+
+export async function read (path) {
+  const res = await fetch(path)
+  const answer = await res.json().catch(() => ({}))
+  if (!res.ok) throw new Error(answer.error ?? 'the server answered ' + res.status)
+  return answer
+}
+
+/**
+ * Subscribe to /api/events. EventSource reconnects by itself; the stream has no replay, so `onState(true, again)`
+ * tells a page it is live again and should reload what it shows (`again` is false on the first connection).
+ */
+export function events (handlers, onState = () => {}) {
+  const source = new EventSource('/api/events')
+  let connectedBefore = false
+  source.addEventListener('open', () => { onState(true, connectedBefore); connectedBefore = true })
+  source.addEventListener('error', () => onState(false, connectedBefore))
+  for (const [name, handler] of Object.entries(handlers)) source.addEventListener(name, e => handler(JSON.parse(e.data)))
+  addEventListener('pagehide', () => source.close())
+  return source
+}
+
+export function shortPeer (peer) {
+  return peer === undefined ? '' : '…' + peer.slice(-8)
+}
+
+export function buildLabel (build) {
+  return build.job.name ?? build.job.steps.map(s => s.name).join(', ')
+}
+
+export function duration (ms) {
+  if (!(ms >= 0)) return ''
+  const s = ms / 1000
+  if (s < 0.1) return '< 0.1 s'
+  if (s < 10) return s.toFixed(1) + ' s'
+  if (s < 60) return Math.round(s) + ' s'
+  const m = Math.floor(s / 60)
+  if (m < 60) return m + ' min ' + String(Math.round(s % 60)).padStart(2, '0') + ' s'
+  return Math.floor(m / 60) + ' h ' + String(m % 60).padStart(2, '0') + ' min'
+}
+
+/** How long a build ran (or has run so far, or has waited in the queue). */
+export function buildDuration (build, now = Date.now()) {
+  if (build.started === undefined) return build.status === 'queued' ? 'waiting ' + duration(now - Date.parse(build.created)) : ''
+  return duration((build.finished !== undefined ? Date.parse(build.finished) : now) - Date.parse(build.started))
+}
+
+export function time (iso) {
+  if (iso === undefined) return ''
+  const d = new Date(iso)
+  const today = new Date().toDateString() === d.toDateString()
+  return today ? d.toLocaleTimeString() : d.toLocaleString()
+}
+
+export function ago (iso, now = Date.now()) {
+  const s = Math.max(0, (now - Date.parse(iso)) / 1000)
+  if (s < 60) return Math.floor(s) + ' s ago'
+  if (s < 3600) return Math.floor(s / 60) + ' min ago'
+  if (s < 86400) return Math.floor(s / 3600) + ' h ago'
+  return new Date(iso).toLocaleDateString()
+}
+
+export function badge (status) {
+  return '<span class="badge ' + esc(status) + '">' + esc(status) + '</span>'
+}
+
+export function chips (record) {
+  const entries = Object.entries(record ?? {})
+  if (entries.length === 0) return '<span class="muted">any</span>'
+  return entries.map(([k, v]) => '<span class="chip">' + esc(k) + '=' + esc(v) + '</span>').join('')
+}

@@ -1,0 +1,72 @@
+// Home page: what the grid can build and its newest builds, kept live over /api/events.
+import { esc, badge, chips, buildLabel, buildDuration, shortPeer, ago, time, events, read, FINISHED } from './common.js'
+
+const SHOWN = 50
+const builds = new Map()
+
+function renderCapacity (c) {
+  const stores = c.stores === undefined ? '' : ' · <b>' + c.stores + '</b> store' + (c.stores === 1 ? '' : 's')
+  document.getElementById('capacity-summary').innerHTML =
+    '<b>' + c.nodes + '</b> worker' + (c.nodes === 1 ? '' : 's') + ' · <b>' + c.busy + '</b> of <b>' + c.slots +
+    '</b> slots busy · <b>' + c.queued + '</b> queued' + stores
+  const rows = c.groups.map(g =>
+    '<tr><td>' + chips(g.capabilities) + '</td><td>' + g.nodes + '</td><td class="nowrap"><span class="meter"><i style="width:' +
+    (g.slots > 0 ? Math.round(100 * g.busy / g.slots) : 0) + '%"></i></span>' + g.busy + ' / ' + g.slots + '</td></tr>')
+  document.getElementById('groups').innerHTML = rows.length > 0
+    ? rows.join('')
+    : '<tr><td colspan="3" class="muted">No worker is connected: start one with <code>grid worker --join CODE</code>.</td></tr>'
+}
+
+function renderBuilds () {
+  const now = Date.now()
+  const rows = [...builds.values()].sort((a, b) => a.id < b.id ? 1 : -1).slice(0, SHOWN)
+  const body = document.getElementById('builds')
+  if (rows.length === 0) {
+    body.innerHTML = '<tr><td colspan="5" class="muted">No builds yet. <a href="/submit">Submit one</a>.</td></tr>'
+    return
+  }
+  body.innerHTML = rows.map(b => {
+    const worker = b.attempts.at(-1)?.worker
+    const why = b.status === 'queued' && b.waiting !== undefined ? '<div class="muted small">' + esc(b.waiting) + '</div>' : ''
+    return '<tr class="link" data-id="' + esc(b.id) + '" data-status="' + esc(b.status) + '"><td>' + badge(b.status) + '</td>' +
+      '<td><a href="/builds/' + esc(b.id) + '">' + esc(buildLabel(b)) + '</a>' + why + '</td>' +
+      '<td>' + esc(buildDuration(b, now)) + '</td>' +
+      '<td class="wide"><code title="' + esc(worker) + '">' + esc(shortPeer(worker)) + '</code></td>' +
+      '<td class="wide" title="' + esc(time(b.created)) + '">' + esc(ago(b.created, now)) + '</td></tr>'
+  }).join('')
+}
+
+document.getElementById('builds').addEventListener('click', e => {
+  const row = e.target.closest('tr[data-id]')
+  if (row !== null && e.target.closest('a') === null) location.href = '/builds/' + row.dataset.id
+})
+
+let pending = false
+const schedule = () => {
+  if (pending) return
+  pending = true
+  requestAnimationFrame(() => { pending = false; renderBuilds() })
+}
+
+const live = document.getElementById('live')
+events({
+  build: b => { builds.set(b.id, b); schedule() },
+  capacity: c => renderCapacity({ ...c, stores: lastStores })
+}, (on, again) => {
+  live.textContent = on ? 'live' : 'reconnecting…'
+  live.classList.toggle('on', on)
+  if (on && again) load(true).catch(() => {})
+})
+
+// Capacity events carry no store count: it comes from /api/capacity.
+let lastStores
+/** Events that arrived while the list loaded are newer than it and win, except after a reconnect, when it is fresh. */
+async function load (replace) {
+  read('/api/capacity').then(c => { lastStores = c.stores; renderCapacity(c) }).catch(() => {})
+  const list = await read('/api/builds?limit=' + SHOWN)
+  for (const b of list) if (replace || !builds.has(b.id)) builds.set(b.id, b)
+  renderBuilds()
+}
+await load(false)
+// Running and queued durations tick.
+setInterval(() => { if ([...builds.values()].some(b => !FINISHED.has(b.status))) schedule() }, 1000)
