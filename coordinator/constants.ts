@@ -36,6 +36,12 @@ export const MAX_STEPS = 200
 export const MAX_COMMAND_CHARS = 65_536
 export const MAX_JOB_BYTES = 256 * 1024
 
+/** Artifact globs and inputs per job; a job that needs more should tar them. */
+export const MAX_ARTIFACT_GLOBS = 100
+export const MAX_INPUTS = 100
+/** Files one build may keep as artifacts. */
+export const MAX_ARTIFACTS = 1_000
+
 /** `GET /api/builds?limit=` is capped so one request cannot walk the whole history. */
 export const DEFAULT_LIST_LIMIT = 50
 export const MAX_LIST_LIMIT = 1_000

@@ -1,7 +1,7 @@
 // What a user may ask the grid to build, validated strictly: an unknown key is a typo, not something to ignore.
 import { z } from 'zod'
 import {
-  DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_COMMAND_CHARS, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
+  DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_COMMAND_CHARS, MAX_INPUTS, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
 
 const capabilityKey = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'capability names are 1-64 letters, digits or _.:-')
@@ -12,6 +12,17 @@ export const stepSchema = z.strictObject({
   run: z.string().min(1, 'a step needs a command in "run"').max(MAX_COMMAND_CHARS)
 })
 
+/** A path or glob inside the work dir: relative, and never climbing out of it. */
+const insideWorkDir = z.string().min(1).max(1000).refine(
+  p => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'),
+  'paths are relative to the work dir and may not contain ".."'
+)
+const contentName = z.string().regex(/^b[a-z2-7]{20,100}$/, 'expected a CID (as grid put prints it)')
+const inputSource = z.union([
+  contentName,
+  z.string().regex(/^build:[0-9a-z]{9,40}\/.+$/, 'expected a CID or build:BUILD_ID/ARTIFACT_PATH')
+])
+
 export const jobSchema = z.strictObject({
   name: z.string().max(200).optional(),
   requires: z.record(capabilityKey, capabilityValue).default({}),
@@ -19,6 +30,12 @@ export const jobSchema = z.strictObject({
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and _'), z.string().max(MAX_COMMAND_CHARS)).default({}),
   timeout: z.number().int().positive().max(MAX_TIMEOUT_S).default(DEFAULT_TIMEOUT_S),
   retries: z.number().int().min(0).max(MAX_RETRIES).default(DEFAULT_RETRIES),
+  /** A tar (by CID) unpacked into the work dir before the first step. */
+  src: contentName.optional(),
+  /** Files placed in the work dir first: content by CID, or another build's artifact (waiting for it to succeed). */
+  inputs: z.record(insideWorkDir, inputSource).refine(i => Object.keys(i).length <= MAX_INPUTS, `at most ${MAX_INPUTS} inputs`).default({}),
+  /** Globs, relative to the work dir, of files to keep after the steps. */
+  artifacts: z.array(insideWorkDir).max(MAX_ARTIFACT_GLOBS).default([]),
   /** Higher runs first; equal priorities run oldest first. */
   priority: z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY).default(0)
 })

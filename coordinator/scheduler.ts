@@ -269,9 +269,10 @@ export class Scheduler {
     this.changed(running.build)
   }
 
-  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>): void {
+  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: Build['artifacts'] = []): void {
     const running = this.current(link, attempt)
     if (running === undefined) return
+    running.build.artifacts = artifacts
     this.endAttempt(running.build, attempt, outcome)
     this.dispatch()
   }

@@ -6,7 +6,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../node/wire.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import type { GridHost } from '../node/host.ts'
-import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
+import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
 import type { Assignment, Scheduler, WorkerLink } from './scheduler.ts'
 import type { Capabilities } from './build.ts'
 import { ID_PATTERN } from './build.ts'
@@ -30,7 +30,18 @@ export const toCoordinator = z.discriminatedUnion('t', [
   z.object({ t: z.literal('drain') }),
   z.object({ t: z.literal('step-started'), attempt: attemptRef, step: z.number().int().min(0) }),
   z.object({ t: z.literal('step'), attempt: attemptRef, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
-  z.object({ t: z.literal('done'), attempt: attemptRef, outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']) })
+  z.object({
+    t: z.literal('done'),
+    attempt: attemptRef,
+    outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']),
+    /** What the worker pushed to a store: the coordinator records names and sizes, never bytes. */
+    artifacts: z.array(z.object({
+      path: z.string().min(1).max(4096),
+      cid: z.string().max(200),
+      size: z.number().int().min(0),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/)
+    })).max(MAX_ARTIFACTS).default([])
+  })
 ])
 export type ToCoordinator = z.infer<typeof toCoordinator>
 
@@ -51,7 +62,10 @@ export const toWorker = z.discriminatedUnion('t', [
       env: z.record(z.string(), z.string()),
       timeout: z.number().positive(),
       retries: z.number(),
-      priority: z.number().optional()
+      priority: z.number().optional(),
+      src: z.string().optional(),
+      inputs: z.record(z.string(), z.string()).optional(),
+      artifacts: z.array(z.string()).optional()
     }).loose(),
     logs: z.array(z.string().regex(ID_PATTERN)),
     stores: z.array(storeAddress).max(64),
@@ -163,7 +177,7 @@ export class WorkSessions {
           case 'drain': scheduler.workerDraining(session); break
           case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
           case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
-          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome); break
+          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome, message.artifacts); break
           case 'hello': throw new Error('hello twice')
         }
       }

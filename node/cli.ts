@@ -95,6 +95,11 @@ async function clientHost (code: JoinCode): Promise<GridHost> {
   return await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [], memory: code.addrs.some(a => a.toString().startsWith('/memory/')) })
 }
 
+/** A directory as a tar with fixed times and owners, so an unchanged tree always has the same CID. */
+function tarDirectory (dir: string): AsyncIterable<Uint8Array> {
+  return tarCreate({ cwd: dir, portable: true, mtime: new Date(0), gzip: false }, ['.']) as unknown as AsyncIterable<Uint8Array>
+}
+
 /** The grid's stores, as the coordinator knows them now. */
 async function gridStores (host: GridHost, code: JoinCode): Promise<Array<{ peer: string, addrs: string[] }>> {
   const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
@@ -270,6 +275,8 @@ export function program (): Command {
     .addOption(joinOption())
     .option('--run <command>', 'a one-step job running this shell command')
     .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', collect, [])
+    .option('--src <dir>', 'send this directory (as a tar) and unpack it in the work dir first')
+    .option('--artifact <glob>', 'keep files matching this glob (relative to the work dir) after the steps, repeatable', collect, [])
     .option('--follow', 'stream the build\'s log; exit 0 if it succeeded, 1 if not')
     .action(async (file: string | undefined, opts) => {
       if ((file === undefined) === (opts.run === undefined)) throw new UsageError('give either a job file or --run COMMAND')
@@ -293,10 +300,22 @@ export function program (): Command {
       } else {
         job = { steps: [{ name: 'run', run: opts.run }], requires: capabilities(opts.require) }
       }
+      if (opts.artifact.length > 0 && typeof job === 'object' && job !== null) {
+        const j = job as { artifacts?: string[] }
+        j.artifacts = [...(j.artifacts ?? []), ...opts.artifact]
+      }
       parseJob(job)
+      if (opts.src !== undefined && !(await stat(opts.src).catch(() => undefined))?.isDirectory()) throw new UsageError(`--src ${opts.src} is not a directory`)
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
       try {
+        if (opts.src !== undefined) {
+          const store = (await gridStores(host, code))[0]
+          if (store === undefined) throw new UsageError('the grid has no store to send --src to')
+          const put = await putContent({ host, store }, tarDirectory(opts.src))
+          ;(job as { src?: string }).src = put.cid
+          log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
+        }
         const build = expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'submit', job }))
         if (opts.follow !== true) {
           process.stdout.write(`${build.id}\n`)
@@ -350,10 +369,7 @@ export function program (): Command {
       try {
         const store = (await gridStores(host, code))[0]
         if (store === undefined) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
-        // A directory goes as a tar with fixed times and owners, so putting an unchanged tree again sends nothing.
-        const source = info.isDirectory()
-          ? tarCreate({ cwd: path, portable: true, mtime: new Date(0), gzip: false }, ['.']) as unknown as AsyncIterable<Uint8Array>
-          : createReadStream(path, { highWaterMark: 1024 * 1024 })
+          const source = info.isDirectory() ? tarDirectory(path) : createReadStream(path, { highWaterMark: 1024 * 1024 })
         const put = await putContent({ host, store }, source)
         process.stdout.write(`${put.cid}\n`)
         log(`${put.size} bytes, sha256 ${put.sha256}; sent ${put.sentBytes} bytes in ${put.sentBlocks} new block(s)`)

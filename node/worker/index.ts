@@ -16,6 +16,8 @@ import type { Capabilities } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
 import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
+import { collect, prepare } from './workspace.ts'
+import type { Artifact } from './workspace.ts'
 
 type Assign = Extract<ToWorker, { t: 'assign' }>
 type StopReason = 'cancelled' | 'stale' | 'timeout' | 'stopping'
@@ -144,6 +146,15 @@ export class Worker {
     })
   }
 
+  /** Put a setup failure in the first step's log and report that step as never run (exit code -1). */
+  private async failSetup (assign: Assign, reason: string): Promise<void> {
+    this.report({ t: 'step-started', attempt: assign.attempt, step: 0 })
+    const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[0], grant: assign.grant, stores: assign.stores })
+    writer.write(new TextEncoder().encode(`grid: ${reason}\n`))
+    await writer.seal().catch(() => {})
+    this.report({ t: 'step', attempt: assign.attempt, step: 0, exitCode: -1 })
+  }
+
   private async runAttempt (assign: Assign): Promise<void> {
     if (this.running.has(assign.attempt)) return
     const stop = new AbortController()
@@ -151,6 +162,7 @@ export class Worker {
     const workDir = join(this.init.dataDir, 'work', assign.attempt)
     const deadline = setTimeout(() => stop.abort('timeout'), assign.job.timeout * 1000)
     let outcome: 'succeeded' | 'failed' | StopReason = 'succeeded'
+    let artifacts: Artifact[] = []
     try {
       // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
       await mkdir(workDir).catch(async err => {
@@ -163,6 +175,14 @@ export class Worker {
         ...assign.job.env,
         GRID_BUILD_ID: assign.build,
         GRID_ATTEMPT: assign.attempt
+      }
+      const workspace = { host: this.init.host, join: this.init.join, workDir, stores: assign.stores, signal: stop.signal }
+      try {
+        await prepare(workspace, assign.job.src, assign.job.inputs ?? {})
+      } catch (err: any) {
+        // Nothing ran: say why in the first step's log, where the user looks.
+        await this.failSetup(assign, err.message)
+        throw err
       }
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
@@ -177,6 +197,8 @@ export class Worker {
           break
         }
       }
+      // Artifacts are kept after a failure too (a test report is most wanted then), not after a stop.
+      if (!stop.signal.aborted) artifacts = await collect(workspace, assign.job.artifacts ?? [])
     } catch (err: any) {
       this.init.log?.(`attempt ${assign.attempt} could not run: ${err.message}`)
       outcome = 'failed'
@@ -187,7 +209,7 @@ export class Worker {
     }
     // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
     // The result goes out before the work dir is removed: the next build need not wait for the cleanup.
-    if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome })
+    if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome, artifacts })
     await rm(workDir, { recursive: true, force: true }).catch(() => {})
     if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve()
   }
