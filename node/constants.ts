@@ -13,6 +13,11 @@ export const REQUEST_TIMEOUT_MS = 10_000
 /** Dialling the coordinator or a store: long enough for a slow LAN, short enough to retry soon. */
 export const DIAL_TIMEOUT_MS = 5_000
 
+/** Yamux flow-control window per stream: plenty for loopback and LAN rates, and below the read buffer. */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+/** Unread bytes a stream may hold before it is aborted: twice the window, so a well-behaved sender never trips it. */
+export const STREAM_READ_BUFFER_BYTES = 8 * 1024 * 1024
+
 /** Libp2p's default (5/s per host) would turn away `grid up --workers 50` on loopback or a rack behind one NAT. */
 export const INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 1_000
 

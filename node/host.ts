@@ -9,7 +9,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import type { ConnectionProtector, PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { swarmKey } from './join-code.ts'
-import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS } from './constants.ts'
+import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES } from './constants.ts'
 
 export type GridHost = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>> }>
 
@@ -43,13 +43,18 @@ export async function createHost (init: HostInit): Promise<GridHost> {
     addresses: { listen: init.listen },
     transports,
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // Yamux's default window grows to 16 MiB but a stream aborts once 4 MiB sit unread: a fast sender would kill
+    // any stream whose reader is a little slow. The window stays well under the read buffer.
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES, maxReadBufferLength: STREAM_READ_BUFFER_BYTES } })],
     connectionProtector: rotatableProtector(init.secret instanceof Uint8Array ? { current: init.secret } : init.secret),
     connectionGater: {
       denyDialPeer: peer => init.denied?.has(peer.toString()) === true,
       denyInboundEncryptedConnection: peer => init.denied?.has(peer.toString()) === true,
       denyOutboundEncryptedConnection: peer => init.denied?.has(peer.toString()) === true
     },
+    // libp2p's monitor pings every connection and aborts it when a ping is slow: a ping queued behind a bulk
+    // transfer fails and the transfer (and any session on that connection) dies. Sessions keep their own heartbeats.
+    connectionMonitor: { enabled: false },
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,

@@ -16,6 +16,10 @@ import { STORE_MEMBERSHIP_PROTOCOL } from '../coordinator/store-membership-proto
 import { BUILDS_PROTOCOL } from '../coordinator/builds-protocol.ts'
 import { LOG_APPEND_PROTOCOL } from '../artifact-store/log-append-protocol.ts'
 import { LOG_READ_PROTOCOL } from '../artifact-store/log-read-protocol.ts'
+import { BLOCK_MISSING_PROTOCOL } from '../artifact-store/block-missing-protocol.ts'
+import { BLOCK_PUT_PROTOCOL } from '../artifact-store/block-put-protocol.ts'
+import { BLOCK_GET_PROTOCOL } from '../artifact-store/block-get-protocol.ts'
+import { blockCid } from '../artifact-store/content.ts'
 import { parseJob } from '../coordinator/job.ts'
 import type { Build } from '../coordinator/build.ts'
 
@@ -99,6 +103,10 @@ class Fuzzer {
   }
 }
 
+/** Content the grid holds before the fuzz: its bytes must come back unchanged after. */
+const KNOWN_BYTES = new TextEncoder().encode('known content\n')
+const KNOWN_CID = blockCid(KNOWN_BYTES).toString()
+
 /** Valid-looking messages each protocol takes, the seeds for mutation. */
 const seeds: Record<string, Array<Record<string, unknown>>> = {
   [WORK_PROTOCOL]: [
@@ -123,6 +131,17 @@ const seeds: Record<string, Array<Record<string, unknown>>> = {
     { t: 'append', log: '0mwv1se3l2c9ee67a.a1.s0', offset: 0, bytes: new Uint8Array([104, 105]), grant: new Uint8Array(64) },
     { t: 'seal', log: '0mwv1se3l2c9ee67a.a1.s0', size: 0, grant: new Uint8Array(64) }
   ],
+  [BLOCK_MISSING_PROTOCOL]: [
+    { t: 'missing?', cids: [KNOWN_CID, 'bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am'] }
+  ],
+  [BLOCK_PUT_PROTOCOL]: [
+    // Bytes that do not match their CID: mutations may fix the shape but never the hash.
+    { t: 'block', cid: KNOWN_CID, bytes: new Uint8Array([1, 2, 3]) }
+  ],
+  [BLOCK_GET_PROTOCOL]: [
+    { t: 'get', cid: KNOWN_CID, from: 0 },
+    { t: 'get', cid: KNOWN_CID, from: 1, to: 3 }
+  ],
   [LOG_READ_PROTOCOL]: [
     { t: 'read', log: '0mwv1se3l2c9ee67a.a1.s0', from: 0, follow: false },
     { t: 'read', log: '0mwv1se3l2c9ee67a.a1.s0', from: 0, follow: true },
@@ -143,12 +162,15 @@ async function stillCorrect (ctx: Ctx): Promise<void> {
   assert.is(await (await ctx.grid.api(`/api/logs/${build.steps[0].log}`)).text(), 'still-correct\n')
   assert.is(await (await ctx.grid.api(`/api/logs/${ctx.known.steps[0].log}`)).text(), 'before the fuzz\n', 'earlier content unchanged')
   assert.is((await (await ctx.grid.api('/api/capacity')).json()).nodes, 1, 'the real worker is still connected')
+  assert.is(await (await ctx.grid.api(`/api/artifacts/${KNOWN_CID}`)).text(), 'known content\n', 'stored content unchanged')
 }
 
 fuzz.before(async ctx => {
   ctx.grid = await startTestGrid({ workers: [{}] })
   ctx.member = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.grid.node.localJoin.secret, listen: [] })
   ctx.known = await ctx.grid.finished(await ctx.grid.submit({ steps: [{ run: 'echo before the fuzz' }] }))
+  const put = await ctx.grid.api('/api/artifacts', { method: 'POST', body: KNOWN_BYTES, headers: { authorization: `Bearer ${ctx.grid.token}` } })
+  assert.is((await put.json()).cid, KNOWN_CID)
 })
 
 fuzz.after(async ctx => {

@@ -2,8 +2,9 @@
 // live updates over /api/events, the build page's followed log, ANSI colours, the submit form, cancel, re-run,
 // the timeline and /metrics. Screenshots go to docs/screenshots/ for the README.
 import { suite } from 'uvu'
+import { createHash } from 'node:crypto'
 import * as assert from 'uvu/assert'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -306,6 +307,24 @@ ui('GET /metrics has the grid metrics and a build count that changes', async ctx
   assert.is(value(after, 'grid_builds_finished_total{status="succeeded"}'), finished + 1)
   await page.close()
   await waitFor('the closed page to leave the SSE subscribers', async () => value(await metrics(), 'grid_sse_subscribers') === 0, 10_000)
+})
+
+ui('an artifact downloads byte-identical from its build page', async ctx => {
+  const id = await ctx.grid.submit({ name: 'make a blob', steps: [{ run: 'mkdir -p dist && head -c 300000 /dev/urandom > dist/blob.bin' }], artifacts: ['dist/*'] })
+  const build = await ctx.grid.finished(id)
+  assert.is(build.artifacts.length, 1)
+  const page = await open(ctx, `/builds/${id}`)
+  const link = page.locator('#artifacts a.artifact')
+  await link.waitFor()
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()])
+  assert.is(download.suggestedFilename(), 'blob.bin')
+  const saved = join(ctx.dir, 'downloaded.bin')
+  await download.saveAs(saved)
+  const bytes = await readFile(saved)
+  assert.is(bytes.length, build.artifacts[0].size)
+  assert.is(createHash('sha256').update(bytes).digest('hex'), build.artifacts[0].sha256)
+  assert.match(await page.locator('#artifacts').innerText(), new RegExp(build.artifacts[0].sha256.slice(0, 16)))
+  await page.close()
 })
 
 ui('no page errors and no console errors on any page', async ctx => {

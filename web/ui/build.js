@@ -60,8 +60,11 @@ function renderJob () {
       (a.outcome !== undefined ? badge(a.outcome) : badge('running')) + '</td></tr>').join('')
   const artifacts = build.artifacts ?? []
   document.getElementById('artifacts-card').hidden = artifacts.length === 0
+  // Each path downloads the artifact by its CID (verified by the server as it streams), under its own file name.
   document.getElementById('artifacts').innerHTML = artifacts.map(a =>
-    '<tr><td><code>' + esc(a.path) + '</code></td><td>' + esc(a.size) + ' B</td><td><code>' + esc(a.cid) + '</code></td></tr>').join('')
+    '<tr><td><a class="artifact" href="/api/artifacts/' + encodeURIComponent(a.cid) + '" download="' + esc(a.path.split('/').pop()) + '"><code>' + esc(a.path) + '</code></a></td>' +
+    '<td>' + esc(a.size) + ' B</td><td><code class="hash" title="' + esc(a.sha256) + '">' + esc(String(a.sha256).slice(0, 16)) + '…</code></td>' +
+    '<td><code>' + esc(a.cid) + '</code></td></tr>').join('')
 }
 
 function render () {
