@@ -55,11 +55,11 @@ export class BlockSender {
   private readonly unacked: string[] = []
   private readonly waiters: Array<() => void> = []
   private failure: Error | undefined
-  private readonly reading: Promise<void>
 
   private constructor (channel: MessageChannel<Reply, Request>) {
     this.channel = channel
-    this.reading = this.readAcks()
+    // Acknowledgements are read for as long as the stream lives; failures land in `failure`.
+    void this.readAcks()
   }
 
   static async open (host: GridHost, store: PeerAddress): Promise<BlockSender> {
