@@ -119,8 +119,7 @@ function expectBuild (reply: BuildsReply): Build {
 /** Stream a build's log to stdout through any store that holds it; resolves with the finished build. */
 async function followBuild (host: GridHost, code: JoinCode, id: string, from: number): Promise<Build> {
   const coordinator = coordinatorAddress(code)
-  const storesReply = await askCoordinator(host, coordinator, { t: 'stores' })
-  const stores = storesReply.t === 'stores' ? storesReply.stores : []
+  const stores = await gridStores(host, code)
   const logs = new LogReader({ host, stores: () => stores })
   const get = async (buildId: string): Promise<Build | undefined> => {
     const reply = await askCoordinator(host, coordinator, { t: 'get', id: buildId })
@@ -341,8 +340,8 @@ export function program (): Command {
       const host = await clientHost(code)
       try {
         if (id.includes('.s')) {
-          const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
-          const logs = new LogReader({ host, stores: () => reply.t === 'stores' ? reply.stores : [] })
+          const stores = await gridStores(host, code)
+          const logs = new LogReader({ host, stores: () => stores })
           for await (const chunk of logs.read(id, { from: opts.from, follow: true })) process.stdout.write(chunk)
         } else {
           expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id }))

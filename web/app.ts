@@ -15,15 +15,15 @@ import { buildLog } from '../artifact-store/build-log.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
 import { parseJob } from '../coordinator/job.ts'
 import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../coordinator/constants.ts'
-
-/** Events queued for one slow SSE client before it is dropped. */
-const MAX_EVENT_BACKLOG = 10_000
 import { uiRoutes } from './ui/pages.ts'
 import { gridMetrics } from './metrics.ts'
 import { admissionRoutes, rotationRoutes } from './admission.ts'
 import type { Admission } from './admission.ts'
 import { artifactRoutes } from './artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
+
+/** Events queued for one slow SSE client before it is dropped. */
+const MAX_EVENT_BACKLOG = 10_000
 
 export interface ApiInit {
   scheduler: Scheduler
