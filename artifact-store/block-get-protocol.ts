@@ -37,8 +37,9 @@ export class WrongBytesError extends Error {
   name = 'WrongBytesError'
 }
 
-export async function handleGets (host: GridHost, blocks: Blockstore): Promise<void> {
-  await host.handle(BLOCK_GET_PROTOCOL, stream => { serve(stream, blocks).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+/** `read` is told which content a reader asked for (the store's roots go least recently used first). */
+export async function handleGets (host: GridHost, blocks: Blockstore, read?: (cid: string) => void): Promise<void> {
+  await host.handle(BLOCK_GET_PROTOCOL, stream => { serve(stream, blocks, read).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
 }
 
 /** Which blocks of a manifest cover bytes [from, to). */
@@ -55,7 +56,7 @@ export function blocksFor (manifest: Manifest, from: number, to: number): { firs
   return { first, last, skip }
 }
 
-async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
+async function serve (stream: Stream, blocks: Blockstore, read: ((cid: string) => void) | undefined): Promise<void> {
   const channel = new MessageChannel<Request, Reply>(stream, getRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
   const gone = new AbortController()
   stream.addEventListener('close', () => gone.abort(), { once: true })
@@ -63,9 +64,11 @@ async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
     const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
     const cid = parseCid(request.cid)
     const root = await blocks.get(cid)
+    if (root !== undefined) read?.(request.cid)
     if (root === undefined) {
       await channel.send({ t: 'unknown', cid: request.cid })
     } else if (!isManifestCid(cid)) {
+      blocks.served += root.length
       await channel.send({ t: 'block', bytes: root })
       await channel.send({ t: 'end' })
     } else {
@@ -78,6 +81,7 @@ async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
           await channel.send({ t: 'unknown', cid: manifest.blocks[i].cid.toString() })
           break
         }
+        blocks.served += bytes.length
         await channel.send({ t: 'block', bytes })
       }
       await channel.send({ t: 'end' })

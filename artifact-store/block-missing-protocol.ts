@@ -28,7 +28,7 @@ async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
   try {
     const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
     const asked = request.cids.map(parseCid)
-    await channel.send({ t: 'missing', cids: (await blocks.missing(asked)).map(String) })
+    await channel.send({ t: 'missing', cids: (await blocks.missing(asked, true)).map(String) })
     await channel.close()
   } catch (err: any) {
     channel.abort(err)

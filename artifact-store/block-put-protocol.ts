@@ -9,40 +9,116 @@ import type { PeerAddress } from '../node/dial.ts'
 import { openStream } from '../node/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
 import type { Blockstore } from './blockstore.ts'
+import type { RootCatalog } from './root-catalog.ts'
+import { checkBlock } from './blockstore.ts'
 import { parseCid } from './content.ts'
 import type { Block } from './content.ts'
-import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, PUT_WINDOW } from './constants.ts'
+import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, PUT_BATCH_BLOCKS, PUT_WINDOW } from './constants.ts'
 
 export const BLOCK_PUT_PROTOCOL = '/nameless-grid/block-put/1.0.0'
 
-export const putRequest = z.object({ t: z.literal('block'), cid: z.string().max(200), bytes: bytesField(MAX_BLOCK_BYTES) })
+const blockRequest = z.object({ t: z.literal('block'), cid: z.string().max(200), bytes: bytesField(MAX_BLOCK_BYTES) })
+export const putRequest = z.discriminatedUnion('t', [
+  blockRequest,
+  /**
+   * The put is whole: list this CID as a root (see root-catalog.ts). Acknowledged in order like a block, and
+   * refused, changing nothing, unless the store holds the manifest and every block it lists.
+   */
+  z.object({ t: z.literal('root'), cid: z.string().max(200) })
+])
 export const putReply = z.discriminatedUnion('t', [
   z.object({ t: z.literal('stored'), cid: z.string().max(200) }),
   z.object({ t: z.literal('refused'), cid: z.string().max(200), error: z.string().max(500) })
 ])
 type Request = z.infer<typeof putRequest>
+type BlockRequest = z.infer<typeof blockRequest>
 type Reply = z.infer<typeof putReply>
 
 export class BlockRefusedError extends Error {
   name = 'BlockRefusedError'
 }
 
-export async function handlePuts (host: GridHost, blocks: Blockstore): Promise<void> {
-  await host.handle(BLOCK_PUT_PROTOCOL, stream => { serve(stream, blocks).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+export async function handlePuts (host: GridHost, blocks: Blockstore, roots?: RootCatalog): Promise<void> {
+  await host.handle(BLOCK_PUT_PROTOCOL, stream => { serve(stream, blocks, roots).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
 }
 
-async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
+async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | undefined): Promise<void> {
   const channel = new MessageChannel<Request, Reply>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
-  try {
-    for await (const request of channel) {
-      try {
-        await blocks.put(parseCid(request.cid), request.bytes)
-      } catch (err: any) {
-        await channel.send({ t: 'refused', cid: request.cid, error: err.message })
-        throw err
+  // Reading the next blocks overlaps writing the last ones: whatever arrived while a write ran goes in the next
+  // batch (group commit), so LevelDB sees a few large writes instead of one per block.
+  const arrived: Request[] = []
+  let wake: (() => void) | undefined
+  let reading = true
+  let readFailure: Error | undefined
+  const reader = (async () => {
+    try {
+      for await (const request of channel) {
+        arrived.push(request)
+        wake?.()
+        // The writer's window (PUT_WINDOW) bounds this; a peer that ignores it is simply not read further.
+        while (arrived.length >= PUT_WINDOW) await new Promise<void>(resolve => { wake = resolve })
       }
-      await channel.send({ t: 'stored', cid: request.cid })
+    } catch (err: any) {
+      readFailure = err
+    } finally {
+      reading = false
+      wake?.()
     }
+  })()
+  try {
+    while (true) {
+      if (arrived.length === 0) {
+        if (!reading) break
+        await new Promise<void>(resolve => { wake = resolve })
+        continue
+      }
+      const taken = arrived.splice(0, PUT_BATCH_BLOCKS)
+      wake?.()
+      // A root message ends a put: the blocks before it are written first, then the root is listed.
+      const cut = taken.findIndex(r => r.t === 'root')
+      if (cut === 0) {
+        arrived.unshift(...taken.slice(1))
+        const cid = taken[0].cid
+        try {
+          if (roots === undefined) throw new Error('this node does not list roots')
+          await roots.add(parseCid(cid))
+        } catch (err: any) {
+          await channel.send({ t: 'refused', cid, error: err.message })
+          throw err
+        }
+        await channel.send({ t: 'stored', cid })
+        continue
+      }
+      if (cut > 0) arrived.unshift(...taken.splice(cut))
+      const batch = taken as BlockRequest[]
+      let good = batch.length
+      let refusal: Error | undefined
+      const checked = []
+      for (const [i, request] of batch.entries()) {
+        try {
+          checked.push(checkBlock(parseCid(request.cid), request.bytes))
+        } catch (err: any) {
+          good = i
+          refusal = err
+          break
+        }
+      }
+      try {
+        await blocks.putMany(checked, { checked: true })
+      } catch (err: any) {
+        // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
+        await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message })
+        await channel.close().catch(() => {})
+        return
+      }
+      for (const request of batch.slice(0, good)) await channel.send({ t: 'stored', cid: request.cid })
+      if (refusal !== undefined) {
+        await channel.send({ t: 'refused', cid: batch[good].cid, error: refusal.message })
+        throw refusal
+      }
+    }
+    await reader
+    if (readFailure !== undefined) throw readFailure
     await channel.close()
   } catch (err: any) {
     channel.abort(err)
@@ -72,6 +148,14 @@ export class BlockSender {
     if (this.failure !== undefined) throw this.failure
     this.unacked.push(block.cid.toString())
     await this.channel.send({ t: 'block', cid: block.cid.toString(), bytes: block.bytes })
+  }
+
+  /** Name the root of what was sent (after its last block): the store lists it once it checks it holds all of it. */
+  async sendRoot (cid: string): Promise<void> {
+    while (this.unacked.length >= PUT_WINDOW && this.failure === undefined) await new Promise<void>(resolve => this.waiters.push(resolve))
+    if (this.failure !== undefined) throw this.failure
+    this.unacked.push(cid)
+    await this.channel.send({ t: 'root', cid })
   }
 
   /** Wait until every block sent is acknowledged; throws if the store refused one or went away. */
@@ -105,6 +189,9 @@ export class BlockSender {
       }
     } catch (err: any) {
       this.failure ??= err
+      // A send waiting for the stream to drain would wait forever on a store that went silent: end the stream so
+      // it fails now (seen with a store host killed mid-put).
+      this.channel.abort(err)
       this.wake()
     }
   }

@@ -71,7 +71,8 @@ export async function * buildLog (view: BuildView, logs: LogReader, id: string, 
 /** Aborts `done` once the step has an exit code or its attempt is no longer current, after the log's tail arrived. */
 async function watchStep (view: BuildView, id: string, attempt: string | undefined, step: number, done: AbortController): Promise<void> {
   while (!done.signal.aborted) {
-    const build = await view.get(id)
+    // A view that cannot answer (its coordinator gone for good) ends the follow the same way.
+    const build = await view.get(id).catch(() => undefined)
     const over = build === undefined || build.attempts.at(-1)?.id !== attempt ||
       build.steps[step]?.exitCode !== undefined || FINISHED.has(build.status)
     if (over) {

@@ -1,6 +1,9 @@
 // Putting and getting content as a client: `grid put`/`grid get`, the HTTP API, workers' artifacts.
-// Puts stream through the chunker, ask the store which blocks it lacks a group at a time, and send only those;
-// memory stays at PUT_GROUP_BLOCKS blocks whatever the size. Gets try this node's own blockstore, then holders.
+// Puts stream through the chunker, ask each target store which blocks it lacks a group at a time, and send only
+// those, to every replica at once (each on its own stream, so two replicas cost about one store's time, not two);
+// memory stays at PUT_GROUP_BLOCKS blocks whatever the size or the number of replicas. A put ends by naming its
+// root on each store, and is done only once every replica holds all of it. Gets try this node's own blockstore,
+// then holders in the order given (the placed stores first: see placement.ts).
 import type { CID } from 'multiformats/cid'
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
@@ -12,47 +15,147 @@ import { BlockSender } from './block-put-protocol.ts'
 import { ContentUnavailableError, blocksFor, fetchFrom, fetchRoot, rootInfo } from './block-get-protocol.ts'
 import type { Range } from './block-get-protocol.ts'
 import { PUT_GROUP_BLOCKS } from './constants.ts'
+import type { RootCatalog } from './root-catalog.ts'
+import type { Throttle } from './throttle.ts'
+import { rankFor } from './placement.ts'
+import { parseCid } from './content.ts'
 
 export interface PutResult {
   cid: string
   size: number
   sha256: string
-  /** Blocks and bytes actually sent: near zero when the store already held the content. */
+  /** Blocks and bytes actually sent (to all targets together): near zero when the stores already held the content. */
   sentBlocks: number
   sentBytes: number
+  /** Peer IDs of the stores that hold all of it now (`local` for this node's own blockstore). */
+  stores: string[]
 }
 
-/** Where a put writes: this node's blockstore, or a store over libp2p. */
-export type PutTarget = { local: Blockstore } | { host: GridHost, store: PeerAddress }
+/** Where a put writes: this node's blockstore (and its root catalog), or a store over libp2p. */
+export type PutTarget = { local: Blockstore, roots?: RootCatalog } | { host: GridHost, store: PeerAddress }
 
-export async function putContent (target: PutTarget, source: AsyncIterable<Uint8Array>): Promise<PutResult> {
+/** Fewer stores than the put needs took the content. */
+export class ReplicasUnreachableError extends Error {
+  name = 'ReplicasUnreachableError'
+}
+
+/** One target of a put: its own stream and its own failure; the others go on without it. */
+class Lane {
+  readonly target: PutTarget
+  failure: Error | undefined
+  private sender: BlockSender | undefined
+
+  constructor (target: PutTarget) {
+    this.target = target
+  }
+
+  get name (): string {
+    return 'local' in this.target ? 'local' : this.target.store.peer
+  }
+
+  /** Groups handed over and not yet sent, in order. */
+  private chain: Promise<void> = Promise.resolve()
+
+  /**
+   * Hand a group over: the target is asked now which blocks it lacks, and they are sent once the groups before
+   * this one are. The question and its answer travel behind megabytes of blocks on the same connection; asking
+   * only after the last group was sent left the pipe empty for a fifth of a put. Resolves once the group before
+   * this one is sent, so a writer holds at most two groups.
+   */
+  enqueue (group: Block[], sent: (counts: { blocks: number, bytes: number }) => void): Promise<void> {
+    const lacking = this.lacking(group)
+    lacking.catch(() => {})
+    const previous = this.chain
+    this.chain = previous.then(async () => { sent(await this.send(group, await lacking)) })
+    this.chain.catch(() => {})
+    return previous
+  }
+
+  /** Every group handed over is sent. */
+  async drain (): Promise<void> {
+    await this.chain
+  }
+
+  private async lacking (group: Block[]): Promise<Set<string>> {
+    const t = this.target
+    if ('local' in t) return new Set((await t.local.missing(group.map(b => b.cid), true)).map(String))
+    return new Set(await askMissing(t.host, t.store, group.map(b => b.cid.toString())))
+  }
+
+  /** Send the blocks of `group` this target lacks; returns how many blocks and bytes went. */
+  private async send (group: Block[], lacking: Set<string>): Promise<{ blocks: number, bytes: number }> {
+    const t = this.target
+    if ('local' in t) {
+      const fresh = group.filter(b => lacking.has(b.cid.toString()))
+      await t.local.putMany(fresh)
+      return { blocks: fresh.length, bytes: fresh.reduce((n, b) => n + b.bytes.length, 0) }
+    }
+    let blocks = 0
+    let bytes = 0
+    for (const block of group) {
+      if (!lacking.has(block.cid.toString())) continue
+      this.sender ??= await BlockSender.open(t.host, t.store)
+      await this.sender.send(block)
+      blocks++
+      bytes += block.bytes.length
+    }
+    return { blocks, bytes }
+  }
+
+  /** Name the root and wait until the target acknowledged everything. */
+  async finish (cid: string): Promise<void> {
+    const t = this.target
+    if ('local' in t) {
+      await t.roots?.add(parseCid(cid))
+      return
+    }
+    this.sender ??= await BlockSender.open(t.host, t.store)
+    await this.sender.sendRoot(cid)
+    await this.sender.finish()
+  }
+
+  abort (err: Error): void {
+    this.failure ??= err
+    this.sender?.abort()
+  }
+}
+
+/**
+ * Put content on every target at once. A target that fails is dropped and the others go on; the put fails only
+ * if all of them do (with the first failure). `stores` in the result says which targets hold it.
+ */
+export async function putContent (targets: PutTarget | PutTarget[], source: AsyncIterable<Uint8Array>): Promise<PutResult> {
+  const lanes = (Array.isArray(targets) ? targets : [targets]).map(t => new Lane(t))
+  if (lanes.length === 0) throw new ReplicasUnreachableError('a put needs at least one store')
   const chunker = new Chunker()
   const listed: Array<{ cid: CID, size: number }> = []
   let group: Block[] = []
   let sentBlocks = 0
   let sentBytes = 0
-  let sender: BlockSender | undefined
+  const live = (): Lane[] => lanes.filter(l => l.failure === undefined)
+  const allFailed = (): never => { throw lanes[0].failure! }
+
+  const each = async (work: (lane: Lane) => Promise<void>): Promise<void> => {
+    await Promise.all(live().map(async lane => {
+      try {
+        await work(lane)
+      } catch (err: any) {
+        lane.abort(err)
+      }
+    }))
+    if (live().length === 0) allFailed()
+  }
 
   const flush = async (): Promise<void> => {
     if (group.length === 0) return
     const blocks = group
     group = []
-    if ('local' in target) {
-      const lacking = new Set((await target.local.missing(blocks.map(b => b.cid))).map(String))
-      const fresh = blocks.filter(b => lacking.has(b.cid.toString()))
-      await target.local.putMany(fresh)
-      sentBlocks += fresh.length
-      sentBytes += fresh.reduce((n, b) => n + b.bytes.length, 0)
-      return
-    }
-    const lacking = new Set(await askMissing(target.host, target.store, blocks.map(b => b.cid.toString())))
-    for (const block of blocks) {
-      if (!lacking.has(block.cid.toString())) continue
-      sender ??= await BlockSender.open(target.host, target.store)
-      await sender.send(block)
-      sentBlocks++
-      sentBytes += block.bytes.length
-    }
+    await each(async lane => {
+      await lane.enqueue(blocks, sent => {
+        sentBlocks += sent.blocks
+        sentBytes += sent.bytes
+      })
+    })
   }
 
   try {
@@ -72,12 +175,123 @@ export async function putContent (target: PutTarget, source: AsyncIterable<Uint8
     if (listed.length === 0) group.push({ cid: named.cid, bytes: new Uint8Array(0) })
     // The manifest goes last: whoever holds it holds every block it lists.
     await flush()
+    await each(async lane => { await lane.drain() })
     if (named.manifest !== undefined) {
       group.push(named.manifest)
       await flush()
+      await each(async lane => { await lane.drain() })
     }
-    await sender?.finish()
-    return { cid: named.cid.toString(), size, sha256, sentBlocks, sentBytes }
+    const cid = named.cid.toString()
+    await each(async lane => { await lane.finish(cid) })
+    return { cid, size, sha256, sentBlocks, sentBytes, stores: live().map(l => l.name) }
+  } catch (err: any) {
+    for (const lane of lanes) lane.abort(err)
+    throw err
+  }
+}
+
+/** The CID, size and sha256 content would have, storing nothing: a first pass over a file, to place it. */
+export async function nameOf (source: AsyncIterable<Uint8Array>): Promise<{ cid: string, size: number, sha256: string }> {
+  const chunker = new Chunker()
+  const listed: Array<{ cid: CID, size: number }> = []
+  for await (const chunk of source) {
+    for (const block of chunker.push(chunk)) listed.push({ cid: block.cid, size: block.bytes.length })
+  }
+  const { last, size, sha256 } = chunker.finish()
+  if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
+  return { cid: nameContent(listed, size, sha256).cid.toString(), size, sha256 }
+}
+
+export interface PlacedPutInit {
+  host: GridHost
+  /** The grid's stores, as the coordinator lists them. */
+  stores: PeerAddress[]
+  /** Copies to keep (the coordinator's `--replicas`); all the stores there are if fewer. */
+  replicas: number
+  /** This node's own store, used for its own peer ID instead of a stream to itself. */
+  local?: { peer: string, blocks: Blockstore, roots?: RootCatalog }
+  /**
+   * Where to place the content: its CID when known before the put (a first pass with nameOf). Without it
+   * (a one-pass stream, as an HTTP upload) the put goes to stores ranked by a random key, and the coordinator's
+   * repair moves it to its placed stores afterwards.
+   */
+  placeBy?: string
+  /** Told when the content reached fewer stores than `replicas` because the others are unreachable. */
+  warn?: (line: string) => void
+}
+
+/**
+ * Put content on its placed stores and return only once `replicas` of them hold it. A placed store that fails
+ * is replaced by the next in rank order (placement.ts), which is given the content by reading it back from a
+ * store that took it; ReplicasUnreachableError if fewer than `replicas` stores can be made to hold it.
+ */
+export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint8Array>): Promise<PutResult> {
+  if (init.stores.length === 0) throw new ReplicasUnreachableError('the grid has no store yet (start one with grid store, or use grid up)')
+  const wanted = Math.min(Math.max(1, init.replicas), init.stores.length)
+  const ranked = rankFor(init.placeBy ?? Math.random().toString(36), init.stores)
+  const target = (store: PeerAddress): PutTarget => store.peer === init.local?.peer
+    ? { local: init.local.blocks, roots: init.local.roots }
+    : { host: init.host, store }
+  const first = ranked.slice(0, wanted)
+  const put = await putContent(first.map(target), source)
+  const holders = new Set(put.stores.map(s => s === 'local' ? init.local!.peer : s))
+  const failures: string[] = []
+  let next = wanted
+  const cid = parseCid(put.cid)
+  while (holders.size < wanted && next < ranked.length) {
+    const store = ranked[next++]
+    if (holders.has(store.peer)) continue
+    const from = ranked.filter(s => holders.has(s.peer))
+    try {
+      const copy = await putContent(target(store), readContent({ host: init.host, local: init.local?.blocks, holders: () => from }, cid))
+      holders.add(store.peer)
+      put.sentBlocks += copy.sentBlocks
+      put.sentBytes += copy.sentBytes
+    } catch (err: any) {
+      failures.push(`${store.peer}: ${err.message}`)
+    }
+  }
+  put.stores = [...holders]
+  // Every other store failed us: they are gone, or going (a store killed mid-put is dropped from the grid's list
+  // only after its silence limit). The content is on all the stores there are, as CONTRACT.md asks ("or all there
+  // are if fewer"); when a store joins, repair copies it there. Only content on no store at all is a failed put.
+  if (holders.size < wanted) {
+    const why = `${put.cid} reached only ${holders.size} of the ${wanted} stores it should be kept on${failures.length > 0 ? ` (${failures[0]})` : ''}`
+    if (holders.size === 0) throw new ReplicasUnreachableError(why)
+    init.warn?.(`${why}; the others did not answer, and the grid copies it when a store can take it`)
+  }
+  return put
+}
+
+/**
+ * Copy a root this node holds whole to another store, block for block (so content named with any block size
+ * keeps its CID), sending only what the target lacks and ending with the root message; store-to-store repair.
+ * `throttle` paces the bytes sent.
+ */
+export async function copyContent (host: GridHost, blocks: Blockstore, cid: CID, to: PeerAddress, throttle?: Throttle, signal?: AbortSignal): Promise<{ sentBytes: number }> {
+  const root = await blocks.get(cid)
+  if (root === undefined) throw new ContentUnavailableError(`this store does not hold ${cid}`)
+  const members: CID[] = isManifestCid(cid) ? [...decodeManifest(root).blocks.map(b => b.cid), cid] : [cid]
+  let sender: BlockSender | undefined
+  let sentBytes = 0
+  try {
+    for (let i = 0; i < members.length; i += PUT_GROUP_BLOCKS) {
+      const group = members.slice(i, i + PUT_GROUP_BLOCKS)
+      const lacking = new Set(await askMissing(host, to, group.map(String)))
+      for (const member of group) {
+        if (!lacking.has(member.toString())) continue
+        const bytes = await blocks.get(member)
+        if (bytes === undefined) throw new ContentUnavailableError(`block ${member} of ${cid} is gone from this store`)
+        await throttle?.take(bytes.length, signal)
+        sender ??= await BlockSender.open(host, to)
+        await sender.send({ cid: member, bytes })
+        sentBytes += bytes.length
+      }
+    }
+    sender ??= await BlockSender.open(host, to)
+    await sender.sendRoot(cid.toString())
+    await sender.finish()
+    return { sentBytes }
   } catch (err) {
     sender?.abort()
     throw err

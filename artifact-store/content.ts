@@ -115,12 +115,20 @@ export class Chunker {
     this.buffer = new Uint8Array(blockBytes)
   }
 
-  /** Blocks completed by this chunk of input. */
+  /** Blocks completed by this chunk of input. A block the chunk holds whole is a view of it, not a copy. */
   * push (chunk: Uint8Array): Generator<Block> {
     this.whole.update(chunk)
     this.size += chunk.length
     let at = 0
     while (at < chunk.length) {
+      // Aligned input (a file read in BLOCK_BYTES pieces) becomes blocks with no copy at all: sources hand over
+      // the chunks they yield (streams never reuse a chunk once pushed).
+      if (this.filled === 0 && chunk.length - at >= this.blockBytes) {
+        const bytes = chunk.subarray(at, at + this.blockBytes)
+        at += this.blockBytes
+        yield { cid: blockCid(bytes), bytes }
+        continue
+      }
       const take = Math.min(this.blockBytes - this.filled, chunk.length - at)
       this.buffer.set(chunk.subarray(at, at + take), this.filled)
       this.filled += take
@@ -136,7 +144,9 @@ export class Chunker {
   }
 
   private cut (): Block {
-    const bytes = this.buffer.slice(0, this.filled)
+    // A full buffer is handed over as the block and a new one started: one copy per byte, not two.
+    const bytes = this.filled === this.blockBytes ? this.buffer : this.buffer.slice(0, this.filled)
+    if (bytes === this.buffer) this.buffer = new Uint8Array(this.blockBytes)
     this.filled = 0
     return { cid: blockCid(bytes), bytes }
   }

@@ -7,6 +7,7 @@ import { MessageChannel, bytesField } from '../node/wire.ts'
 import type { GridHost } from '../node/host.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
 import type { LogStore } from './log-store.ts'
+import type { LogSealer } from './log-content.ts'
 import { GRANT_BYTES, attemptOfLog } from '../coordinator/write-grant.ts'
 import type { GrantVerifier } from '../coordinator/write-grant.ts'
 import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS, MAX_LOG_BYTES } from './constants.ts'
@@ -29,7 +30,8 @@ export const appendReply = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ok'), size: z.number().int().min(0) }),
   /** The store holds `size` bytes, not what the writer thought: resend from there. */
   z.object({ t: z.literal('gap'), size: z.number().int().min(0) }),
-  z.object({ t: z.literal('sealed'), size: z.number().int().min(0) }),
+  /** Sealed at `size`; `cid` names the log as content on this store (none for a fenced log, or if it could not be kept). */
+  z.object({ t: z.literal('sealed'), size: z.number().int().min(0), cid: z.string().max(200).optional() }),
   z.object({ t: z.literal('error'), error: z.string().max(1000) })
 ])
 export type AppendReply = z.infer<typeof appendReply>
@@ -38,13 +40,14 @@ export class NoWriteGrantError extends Error {
   name = 'NoWriteGrantError'
 }
 
-export async function handleLogAppends (host: GridHost, logs: LogStore, grants: GrantVerifier): Promise<void> {
+/** With a `sealer`, a seal also turns the log into content and answers with its CID. */
+export async function handleLogAppends (host: GridHost, logs: LogStore, grants: GrantVerifier, sealer?: LogSealer): Promise<void> {
   await host.handle(LOG_APPEND_PROTOCOL, (stream, connection) => {
-    serveAppends(stream, connection, logs, grants).catch(() => {})
+    serveAppends(stream, connection, logs, grants, sealer).catch(() => {})
   }, { maxInboundStreams: MAX_APPEND_STREAMS })
 }
 
-async function serveAppends (stream: Stream, connection: Connection, logs: LogStore, grants: GrantVerifier): Promise<void> {
+async function serveAppends (stream: Stream, connection: Connection, logs: LogStore, grants: GrantVerifier, sealer: LogSealer | undefined): Promise<void> {
   const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest)
   const writer = connection.remotePeer.toString()
   try {
@@ -58,12 +61,17 @@ async function serveAppends (stream: Stream, connection: Connection, logs: LogSt
       try {
         if (request.t === 'append') {
           await channel.send({ t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) })
+        } else if (sealer !== undefined) {
+          const sealed = await sealer.seal(request.log, request.size)
+          await channel.send({ t: 'sealed', size: sealed.info.size, cid: sealed.cid })
         } else {
           await channel.send({ t: 'sealed', size: (await logs.seal(request.log, request.size)).size })
         }
       } catch (err: any) {
         if (err.name === 'LogGapError') await channel.send({ t: 'gap', size: err.size })
         else if (err.name === 'LogSealedError' || err.name === 'LogTooLargeError') await channel.send({ t: 'error', error: err.message })
+        // The log is sealed, but its blocks could not be kept (a full store): say so; the writer keeps no CID from here.
+        else if (request.t === 'seal') await channel.send({ t: 'error', error: `log ${request.log} sealed but not kept as content: ${err.message}` })
         else throw err
       }
     }

@@ -1,5 +1,8 @@
-// Reading a log from whoever holds it: this node's own store first, then the grid's stores.
-// The web server, `grid tail` and `grid submit --follow` all read through this.
+// Reading a log from whoever holds it: this node's own store when it has the log, else the grid's stores in
+// rankFor order (the stores placeFor chose for the log come first, so the first one asked usually has it).
+// When the holder being read dies mid-tail, the read goes on from the byte offset it reached on another holder:
+// logs are offset-addressed, so nothing is repeated or skipped. The web server, `grid tail` and
+// `grid submit --follow` all read through this.
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
 import { openStream } from '../node/dial.ts'
@@ -8,17 +11,33 @@ import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
 import type { LogStore, ReadOptions } from './log-store.ts'
 import { LOG_READ_PROTOCOL, readReply } from './log-read-protocol.ts'
 import type { ReadReply, ReadRequest } from './log-read-protocol.ts'
+import { rankFor } from './placement.ts'
 
 export interface LogReaderInit {
   host: GridHost
   /** This node's store, when it runs one. */
   local?: LogStore
-  /** The grid's stores, asked in order. */
+  /** The grid's stores; a log is looked for in rankFor order. */
   stores: () => PeerAddress[]
+  /** Where a holder lost mid-read is reported. */
+  report?: (line: string) => void
 }
 
 export class LogBytesError extends Error {
   name = 'LogBytesError'
+}
+
+/** Every store that could hold the log failed while it was being read. */
+export class LogUnavailableError extends Error {
+  name = 'LogUnavailableError'
+}
+
+interface Holder {
+  store: PeerAddress
+  /** What the store said of the log when asked. */
+  known: boolean
+  size: number
+  sealed: boolean
 }
 
 export class LogReader {
@@ -30,38 +49,93 @@ export class LogReader {
 
   async * read (id: string, options: ReadOptions = {}): AsyncGenerator<Uint8Array> {
     const { local, host } = this.init
-    if (local !== undefined && await local.info(id) !== undefined) {
+    const self = host.peerId.toString()
+    // This node's own copy serves when it is whole (sealed) or the only one; a partial copy here may be a replica
+    // its writer dropped (this store was away for a while), so the other holders are asked first.
+    const localInfo = await local?.info(id)
+    if (local !== undefined && localInfo !== undefined && (localInfo.sealed || this.init.stores().every(s => s.peer === self))) {
       yield * local.read(id, options)
       return
     }
-    const remote = this.init.stores().filter(s => s.peer !== host.peerId.toString())
-    let holder: PeerAddress | undefined
-    for (const store of remote) {
-      if (await this.stat(store, id, options.signal).catch(() => false)) {
-        holder = store
-        break
+    let position = options.from ?? 0
+    /** Stores that failed during this read: each is given up on once, so the loop ends. */
+    const failed = new Set<string>()
+    let lastError: Error | undefined
+    const aborted = (): boolean => options.signal?.aborted === true
+    while (!aborted()) {
+      const remote = rankFor(id, this.init.stores()).filter(s => s.peer !== self && !failed.has(s.peer))
+      let holder = await this.findHolder(id, remote, position, failed, options.signal)
+      if (holder === undefined) {
+        if (aborted()) return
+        if (failed.size > 0 && remote.every(s => failed.has(s.peer))) {
+          throw new LogUnavailableError(`no store holding log ${id} could be read from byte ${position}: ${lastError?.message ?? 'all unreachable'}`)
+        }
+        // No other store has it: this node's own copy, partial as it may be, is all there is.
+        if (local !== undefined && localInfo !== undefined) {
+          yield * local.read(id, { ...options, from: position })
+          return
+        }
+        // Nobody has a byte yet. A log is named before it exists: a follower waits where it will be written first.
+        if (options.follow !== true) return
+        const first = rankFor(id, this.init.stores()).find(s => !failed.has(s.peer))
+        if (local !== undefined && (first === undefined || first.peer === self)) {
+          yield * local.read(id, { ...options, from: position })
+          return
+        }
+        if (first === undefined || first.peer === self) return
+        holder = first
       }
-    }
-    if (holder === undefined) {
-      // Nobody has a byte yet. A log is named before it exists: a follower waits where it will be written.
-      if (options.follow !== true) return
-      if (local !== undefined) {
-        yield * local.read(id, options)
+      try {
+        for await (const chunk of this.readRemote(holder, id, { ...options, from: position })) {
+          position += chunk.length
+          yield chunk
+        }
         return
+      } catch (err: any) {
+        if (aborted()) return
+        lastError = err
+        failed.add(holder.peer)
+        this.init.report?.(`log ${id}: lost store ${holder.peer} at byte ${position} (${err.message}); trying another holder`)
       }
-      holder = remote[0]
-      if (holder === undefined) return
     }
-    yield * this.readRemote(holder, id, options)
   }
 
-  private async stat (store: PeerAddress, id: string, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * The store to read from: the first in rank order that sealed the log, else the one holding the most of it (at
+   * least `position` bytes before one that lags behind). A replica its writer dropped (a store that was away)
+   * keeps a partial log that is never sealed: it is read only when nothing better exists.
+   */
+  private async findHolder (id: string, stores: PeerAddress[], position: number, failed: Set<string>, signal?: AbortSignal): Promise<PeerAddress | undefined> {
+    let best: Holder | undefined
+    for (const store of stores) {
+      if (signal?.aborted === true) return undefined
+      let holder: Holder
+      try {
+        holder = await this.stat(store, id, signal)
+      } catch {
+        failed.add(store.peer)
+        continue
+      }
+      if (!holder.known) continue
+      if (holder.sealed) return store
+      if (best === undefined || holder.size > best.size) best = holder
+    }
+    return best?.store
+  }
+
+  private async stat (store: PeerAddress, id: string, signal?: AbortSignal): Promise<Holder> {
     const stream = await openStream(this.init.host, store, LOG_READ_PROTOCOL, signal)
     const channel = new MessageChannel<ReadReply, ReadRequest>(stream, readReply)
-    await channel.send({ t: 'stat', log: id })
-    const reply = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-    await channel.close()
-    return reply.t === 'info' && reply.known
+    try {
+      await channel.send({ t: 'stat', log: id })
+      const reply = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      if (reply.t !== 'info') throw new LogBytesError(`store ${store.peer} answered ${reply.t} to a stat`)
+      await channel.close()
+      return { store, known: reply.known, size: reply.size, sealed: reply.sealed }
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
   }
 
   private async * readRemote (store: PeerAddress, id: string, options: ReadOptions): AsyncGenerator<Uint8Array> {
@@ -80,6 +154,8 @@ export class LogReader {
         expected += reply.bytes.length
         yield reply.bytes
       }
+      // The stream ended without the store saying the log ended: it went away mid-read.
+      if (options.signal?.aborted !== true) throw new LogBytesError(`store ${store.peer} stopped serving log ${id} at byte ${expected}`)
     } catch (err) {
       if (options.signal?.aborted === true) return
       throw err

@@ -12,6 +12,8 @@ export interface LogInfo {
   sealedAt?: string
   /** Sealed by the coordinator because the attempt writing it was lost, not by its writer. */
   fenced?: boolean
+  /** The CID the sealed log was stored under as content (see log-content.ts). */
+  cid?: string
 }
 
 export class LogGapError extends Error {
@@ -76,10 +78,10 @@ export class LogStore {
       const fresh = bytes.subarray(info.size - offset)
       const next: LogInfo = { ...info, size: end }
       // One batch: a crash never leaves a chunk the size does not count, or a size without its chunk.
-      await this.chunks.db.batch()
-        .put(offsetKey(id, info.size), fresh, { sublevel: this.chunks })
-        .put(id, next, { sublevel: this.meta })
-        .write()
+      await this.chunks.db.batch([
+        { type: 'put', key: offsetKey(id, info.size), value: fresh, sublevel: this.chunks as any },
+        { type: 'put', key: id, value: next, sublevel: this.meta as any }
+      ])
       this.infos.set(id, next)
       this.changes.emit(id)
       return next.size
@@ -96,6 +98,19 @@ export class LogStore {
       await this.meta.put(id, next)
       this.infos.set(id, next)
       this.changes.emit(id)
+      return next
+    })
+  }
+
+  /** Note the CID a sealed log was stored under as content; only for a sealed log of exactly `size` bytes. */
+  named (id: string, size: number, cid: string): Promise<LogInfo> {
+    return this.serialise(id, async () => {
+      const info = await this.info(id)
+      if (info === undefined || !info.sealed || info.size !== size) throw new LogGapError(id, size, info?.size ?? 0)
+      if (info.cid === cid) return info
+      const next: LogInfo = { ...info, cid }
+      await this.meta.put(id, next)
+      this.infos.set(id, next)
       return next
     })
   }

@@ -1,5 +1,7 @@
 // A store node that runs apart from the coordinator announces itself (and where it listens) over
-// /nameless-grid/store-membership, and keeps that session alive, reconnecting when it drops.
+// /nameless-grid/store-membership, and keeps that session alive, reconnecting when it drops. Over it the store
+// reports its roots (all of them on each new session, then changes), its byte totals, asks before evicting,
+// and copies or drops roots when the coordinator says so.
 import type { Stream } from '@libp2p/interface'
 import type { GridHost } from '../node/host.ts'
 import type { JoinCode } from '../node/join-code.ts'
@@ -7,7 +9,9 @@ import { MessageChannel } from '../node/wire.ts'
 import { SessionLoop } from '../node/session-loop.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import { HELLO_TIMEOUT_MS } from '../coordinator/constants.ts'
-import type { LogStore } from './log-store.ts'
+import type { Store } from './index.ts'
+import { MAX_ROOTS_PER_REPORT, USAGE_REPORT_MS } from './constants.ts'
+import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
 import type { DenyList } from '../coordinator/deny-list.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { STORE_MEMBERSHIP_PROTOCOL, toStore } from '../coordinator/store-membership-protocol.ts'
@@ -17,14 +21,17 @@ export class StoreAnnouncement {
   private readonly host: GridHost
   private readonly loop: SessionLoop
   private readonly joined = Promise.withResolvers<void>()
+  private stream: Stream | undefined
 
-  private readonly logs: LogStore
+  private readonly store: Store
   private readonly denied: DenyList
+  private readonly log: (line: string) => void
 
-  constructor (host: GridHost, join: JoinCode, logs: LogStore, denied: DenyList, log?: (line: string) => void) {
+  constructor (host: GridHost, join: JoinCode, store: Store, denied: DenyList, log?: (line: string) => void) {
     this.host = host
-    this.logs = logs
+    this.store = store
     this.denied = denied
+    this.log = log ?? (() => {})
     this.loop = new SessionLoop({
       host,
       target: { peer: join.coordinator.toString(), addrs: join.addrs.map(String) },
@@ -43,7 +50,10 @@ export class StoreAnnouncement {
   }
 
   async stop (): Promise<void> {
-    await this.loop.stop()
+    // The loop waits for the session to end: end it, or stopping would wait for the coordinator to hang up.
+    const stopping = this.loop.stop()
+    this.stream?.abort(new Error('store stopping'))
+    await stopping
   }
 
   /** Refuse these peers from now on and drop the connections they have to this store. */
@@ -59,9 +69,10 @@ export class StoreAnnouncement {
 
   private async session (stream: Stream): Promise<void> {
     const channel = new MessageChannel<CoordinatorToStore, StoreToCoordinator>(stream, toStore)
+    this.stream = stream
     const addrs = this.host.getMultiaddrs().map(String)
     if (addrs.length === 0) throw new Error('a store must listen somewhere for workers to reach it (give --listen)')
-    await channel.send({ t: 'hello', addrs })
+    await channel.send({ t: 'hello', addrs, ...(this.store.maxBytes !== undefined ? { maxBytes: this.store.maxBytes } : {}) })
     // The deny list comes first, then the welcome.
     let welcome = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
     if (welcome.t === 'denied') {
@@ -70,6 +81,41 @@ export class StoreAnnouncement {
     }
     if (welcome.t !== 'welcome') throw new Error('coordinator did not welcome this store')
     this.joined.resolve()
+    const { roots, blocks } = this.store
+    // Changes from here on, then the whole list: a root in both is reported twice, which is harmless.
+    const offChange = roots.onChange(change => {
+      if (change.held !== undefined) channel.send({ t: 'held', roots: change.held }).catch(() => {})
+      for (let i = 0; i < (change.dropped?.length ?? 0); i += MAX_ROOTS_PER_REPORT) {
+        channel.send({ t: 'dropped', roots: change.dropped!.slice(i, i + MAX_ROOTS_PER_REPORT), evicted: change.evicted === true }).catch(() => {})
+      }
+    })
+    const all = roots.list()
+    for (let i = 0; i < all.length; i += MAX_ROOTS_PER_REPORT) await channel.send({ t: 'held', roots: all.slice(i, i + MAX_ROOTS_PER_REPORT) })
+    let reported = ''
+    const report = (): void => {
+      const usage = { t: 'usage' as const, bytes: blocks.bytes, maxBytes: this.store.maxBytes, roots: roots.count, received: blocks.received, served: blocks.served }
+      const key = JSON.stringify(usage)
+      if (key !== reported) channel.send(usage).catch(() => {})
+      reported = key
+    }
+    report()
+    const usageTimer = setInterval(report, USAGE_REPORT_MS)
+    // Eviction asks the coordinator first; while the session is down nothing is evicted.
+    const consents = new Map<number, (roots: string[]) => void>()
+    let nextConsent = 0
+    roots.consent = async asked => {
+      const id = nextConsent++
+      const answer = Promise.withResolvers<string[]>()
+      consents.set(id, answer.resolve)
+      const timer = setTimeout(() => answer.resolve([]), REQUEST_TIMEOUT_MS)
+      channel.send({ t: 'evict?', id, roots: asked }).catch(() => answer.resolve([]))
+      try {
+        return await answer.promise
+      } finally {
+        clearTimeout(timer)
+        consents.delete(id)
+      }
+    }
     const heartbeat = new Heartbeat({
       stream,
       intervalMs: welcome.heartbeatMs,
@@ -79,11 +125,24 @@ export class StoreAnnouncement {
     try {
       for await (const message of channel) {
         heartbeat.heard()
-        if (message.t === 'fence') await Promise.all(message.logs.map(async id => await this.logs.fence(id)))
+        if (message.t === 'fence') await Promise.all(message.logs.map(async id => await this.store.logs.fence(id)))
         else if (message.t === 'denied') await this.applyDenied(message.peers)
+        else if (message.t === 'evict') consents.get(message.id)?.(message.roots)
+        else if (message.t === 'drop') roots.drop(message.roots).catch(err => { this.log(`dropping roots failed: ${err.message}`) })
+        else if (message.t === 'copy') {
+          const { id, root, to } = message
+          this.store.copyRoot(root, to).then(
+            () => channel.send({ t: 'copied', id }),
+            err => channel.send({ t: 'copied', id, error: String(err.message).slice(0, 1000) })
+          ).catch(() => {})
+        }
       }
     } finally {
       heartbeat.stop()
+      offChange()
+      clearInterval(usageTimer)
+      roots.consent = undefined
+      for (const resolve of consents.values()) resolve([])
     }
   }
 }

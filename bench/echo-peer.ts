@@ -2,6 +2,7 @@
 // protocol, no grid logic. Prints its address, then echoes every stream until SIGTERM.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../node/host.ts'
+import { sendWithBackpressure } from '../node/backpressure.ts'
 
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 
@@ -9,7 +10,7 @@ const secret = Buffer.from(process.argv[2], 'hex')
 const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret, listen: ['/ip4/127.0.0.1/tcp/0'] })
 await host.handle(ECHO_PROTOCOL, async stream => {
   for await (const chunk of stream) {
-    if (!stream.send(chunk)) await stream.onDrain()
+    await sendWithBackpressure(stream, chunk.subarray())
   }
   await stream.close()
 }, { maxInboundStreams: 1024 })

@@ -13,6 +13,10 @@ import { newSecret } from '../node/join-code.ts'
 import type { Build } from '../coordinator/build.ts'
 import { FINISHED } from '../coordinator/build.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
+import { benchTransfer } from './transfer.ts'
+import { benchLogs } from './logs.ts'
+import { benchReplicas } from './store-replicas.ts'
+import { percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bench sizes: enough runs for stable medians on a 2-core machine, few enough to finish in minutes. */
@@ -48,21 +52,8 @@ function child (args: string[]): { proc: ChildProcessWithoutNullStreams, line: (
   }
 }
 
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
-async function within<T> (what: string, work: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([work(), new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`bench phase timed out: ${what}`)), PHASE_TIMEOUT_MS) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const percentile = (values: number[], p: number): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))]
-}
+/** Bench phases are bounded: past PHASE_TIMEOUT_MS one fails instead of hanging. */
+const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
 
 /** CPU time (user + system) a process has used, from /proc. */
 async function cpuMsOf (pid: number): Promise<number> {
@@ -207,6 +198,10 @@ try {
   const spawnRate = await bareSpawn()
   rows.push({ figure: 'bare /bin/sh -c true spawns/s', value: spawnRate, unit: '/s' })
 
+  // The store's bulk figures (issue #3): put and get of 1 GiB between two processes, beside the bare stream.
+  rows.push(...await benchTransfer(join(dir, 'transfer'), line => process.stderr.write(line + '\n')))
+  await rm(join(dir, 'transfer'), { recursive: true, force: true })
+
   const grid = await startGrid(dir)
   for (const workers of [4, 50] as const) {
     process.stderr.write(`bench: dispatch through ${workers} workers\n`)
@@ -225,6 +220,11 @@ try {
   process.stderr.write(`bench: coordinator memory with ${IDLE_WORKERS} workers\n`)
   const memory = await coordinatorMemory(grid, dir)
   rows.push({ figure: `coordinator RSS with ${IDLE_WORKERS} workers`, value: memory.after / 2 ** 20, unit: 'MiB', baseline: 'RSS with none', baselineValue: memory.before / 2 ** 20, ratio: memory.after / memory.before, note: `peak ${(memory.peak / 2 ** 20).toFixed(0)} MiB` })
+  // Live logs (issue #4): tail latency, lines/s with three tailers, memory while a 1 GiB log is written.
+  rows.push(...(await benchLogs()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
+  // Many stores (issue #7): put throughput with 2 replicas as a ratio to a single-store put.
+  process.stderr.write('bench: put with 2 replicas\n')
+  rows.push(...(await benchReplicas()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM')
   await sleep(500)

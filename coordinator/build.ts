@@ -41,7 +41,8 @@ export interface Build {
   waiting?: string
   attempts: Attempt[]
   steps: StepRecord[]
-  artifacts: Array<{ path: string, cid: string, size: number, sha256: string }>
+  /** `evicted`: when the grid's last copy of this artifact was evicted for room (absent while it is kept). */
+  artifacts: Array<{ path: string, cid: string, size: number, sha256: string, evicted?: string }>
 }
 
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])

@@ -12,6 +12,8 @@ import { ID_PATTERN } from './build.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { StoreDirectory } from './store-directory.ts'
 import { parseJob } from './job.ts'
+import { MAX_REPLICAS } from './constants.ts'
+import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 
 export const BUILDS_PROTOCOL = '/nameless-grid/builds/1.0.0'
 const MAX_REQUESTS_PER_CONNECTION = 32
@@ -24,29 +26,37 @@ export const buildsRequest = z.discriminatedUnion('t', [
 export type BuildsRequest = z.infer<typeof buildsRequest>
 
 export const buildsReply = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('build'), build: z.custom<Build>(b => typeof b === 'object' && b !== null && typeof (b as any).id === 'string') }),
-  z.object({ t: z.literal('stores'), stores: z.array(z.object({ peer: z.string(), addrs: z.array(z.string()) })) }),
+  z.object({
+    t: z.literal('build'),
+    build: z.custom<Build>(b => typeof b === 'object' && b !== null && typeof (b as any).id === 'string'),
+    /** The worker that ran the build's last attempt, if it is connected and serves its cache: fetch from it first. */
+    maker: z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) }).optional()
+  }),
+  /** The grid's stores and how many of them each piece of content goes to (absent from an older coordinator: 1). */
+  z.object({ t: z.literal('stores'), stores: z.array(z.object({ peer: z.string(), addrs: z.array(z.string()) })), replicas: z.number().int().min(1).max(MAX_REPLICAS).optional() }),
   z.object({ t: z.literal('error'), error: z.string().max(1000) })
 ])
 export type BuildsReply = z.infer<typeof buildsReply>
 
-export async function handleBuildRequests (host: GridHost, scheduler: Scheduler, stores: StoreDirectory): Promise<void> {
+export async function handleBuildRequests (host: GridHost, scheduler: Scheduler, stores: StoreDirectory, replicas: number = DEFAULT_REPLICAS): Promise<void> {
   await host.handle(BUILDS_PROTOCOL, (stream) => {
-    serve(stream, scheduler, stores).catch(() => {})
+    serve(stream, scheduler, stores, replicas).catch(() => {})
   }, { maxInboundStreams: MAX_REQUESTS_PER_CONNECTION })
 }
 
-async function serve (stream: Stream, scheduler: Scheduler, stores: StoreDirectory): Promise<void> {
+async function serve (stream: Stream, scheduler: Scheduler, stores: StoreDirectory, replicas: number): Promise<void> {
   const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
   try {
     const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
     let reply: BuildsReply
     try {
       if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
-      else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list() }
+      else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
       else {
         const build = ID_PATTERN.test(request.id) ? await scheduler.get(request.id) : undefined
-        reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build }
+        const maker = build?.attempts.at(-1)?.worker
+        const where = maker !== undefined ? scheduler.workerAddress(maker) : undefined
+        reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build, ...(where !== undefined ? { maker: where } : {}) }
       }
     } catch (err: any) {
       if (err.name !== 'InvalidJobError') throw err

@@ -46,5 +46,8 @@ export const MAX_ARTIFACTS = 1_000
 export const DEFAULT_LIST_LIMIT = 50
 export const MAX_LIST_LIMIT = 1_000
 
+/** `--replicas` above this buys nothing but write amplification. */
+export const MAX_REPLICAS = 16
+
 /** Slots one worker may announce: a typo like `--slots 1000000` must not make a worker look infinite. */
 export const MAX_SLOTS = 1_024

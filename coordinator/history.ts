@@ -17,6 +17,10 @@ export class LevelBuildHistory implements BuildHistory {
   private readonly db: Level<string, string>
   private readonly builds
   private readonly activeIndex
+  /** `${cid}!${buildId}` for every artifact a build recorded: which builds to mark when content is evicted. */
+  private readonly artifactIndex
+  /** CID → when its last copy was evicted (GET /api/artifacts/:cid answers 410 with it). */
+  private readonly evictedIndex
   /** Writes go one after another: two saves of one build must land in the order they were made. */
   private writing: Promise<void> = Promise.resolve()
   private readonly pending = new Map<string, Build>()
@@ -25,6 +29,8 @@ export class LevelBuildHistory implements BuildHistory {
     this.db = new Level<string, string>(path)
     this.builds = this.db.sublevel<string, Build>('builds', { valueEncoding: 'json' })
     this.activeIndex = this.db.sublevel<string, string>('active', {})
+    this.artifactIndex = this.db.sublevel<string, string>('artifact-builds', {})
+    this.evictedIndex = this.db.sublevel<string, string>('evicted', {})
   }
 
   async open (): Promise<void> {
@@ -48,6 +54,7 @@ export class LevelBuildHistory implements BuildHistory {
         batch.put(value.id, value, { sublevel: this.builds })
         if (FINISHED.has(value.status)) batch.del(value.id, { sublevel: this.activeIndex })
         else batch.put(value.id, '', { sublevel: this.activeIndex })
+        for (const artifact of value.artifacts) batch.put(`${artifact.cid}!${value.id}`, '', { sublevel: this.artifactIndex })
       }
       this.pending.clear()
       await batch.write()
@@ -65,6 +72,38 @@ export class LevelBuildHistory implements BuildHistory {
   async list (limit: number): Promise<Build[]> {
     await this.writing
     return await this.builds.values({ reverse: true, limit }).all()
+  }
+
+  /** When the grid's last copy of `cid` was evicted, if it was (and has not been put again since). */
+  async evictedAt (cid: string): Promise<string | undefined> {
+    return await this.evictedIndex.get(cid)
+  }
+
+  /** Note that the last copy of `cid` was evicted, on the content and on every build that kept it as an artifact. */
+  async markEvicted (cid: string, at: string): Promise<void> {
+    await this.evictedIndex.put(cid, at)
+    await this.markArtifacts(cid, at)
+  }
+
+  /** `cid` is held again: drop the eviction notes. */
+  async clearEvicted (cid: string): Promise<void> {
+    if (await this.evictedIndex.get(cid) === undefined) return
+    await this.evictedIndex.del(cid)
+    await this.markArtifacts(cid, undefined)
+  }
+
+  private async markArtifacts (cid: string, at: string | undefined): Promise<void> {
+    await this.writing
+    for (const key of await this.artifactIndex.keys({ gt: `${cid}!`, lt: `${cid}!\xff` }).all()) {
+      const build = await this.get(key.slice(cid.length + 1))
+      if (build === undefined) continue
+      for (const artifact of build.artifacts) {
+        if (artifact.cid !== cid) continue
+        if (at === undefined) delete artifact.evicted
+        else artifact.evicted = at
+      }
+      await this.save(build)
+    }
   }
 
   async active (): Promise<Build[]> {

@@ -14,6 +14,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { WorkSessions } from './work-protocol.ts'
 import { StoreMemberships } from './store-membership-protocol.ts'
 import { BUILDS_PROTOCOL, handleBuildRequests } from './builds-protocol.ts'
+import { StoreContent } from './store-content.ts'
+import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 
 export interface CoordinatorInit {
   host: GridHost
@@ -30,12 +32,17 @@ export interface CoordinatorInit {
   heartbeatMs?: number
   silenceLimitMs?: number
   reclaimWindowMs?: number
+  /** Stores each piece of content is kept on (`--replicas`). @default DEFAULT_REPLICAS */
+  replicas?: number
   log?: (line: string) => void
 }
 
 export class Coordinator {
   readonly scheduler: Scheduler
   readonly stores = new StoreDirectory()
+  /** Which store holds which content; repair and eviction consent (store-content.ts). */
+  readonly content: StoreContent
+  readonly replicas: number
   private readonly init: CoordinatorInit
   private readonly history: LevelBuildHistory
   private readonly sessions: WorkSessions
@@ -43,10 +50,24 @@ export class Coordinator {
 
   constructor (init: CoordinatorInit) {
     this.init = init
+    this.replicas = init.replicas ?? DEFAULT_REPLICAS
     this.history = new LevelBuildHistory(join(init.dataDir, 'coordinator.db'))
+    this.content = new StoreContent({
+      stores: () => this.stores.list(),
+      replicas: this.replicas,
+      history: this.history,
+      copy: async (from, root, to) => {
+        const control = this.stores.control(from)
+        if (control?.copy === undefined) throw new Error(`store ${from} cannot copy now`)
+        await control.copy(root, to)
+      },
+      drop: (store, roots) => { this.stores.control(store)?.drop?.(roots) },
+      log: init.log
+    })
     this.scheduler = new Scheduler({
       history: this.history,
       stores: () => this.stores.list(),
+      replicas: init.replicas,
       fenceLogs: logs => { this.stores.fence(logs) },
       reclaimWindowMs: init.reclaimWindowMs,
       log: init.log
@@ -54,16 +75,20 @@ export class Coordinator {
     this.sessions = new WorkSessions({
       host: init.host, scheduler: this.scheduler, identity: init.identity, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, log: init.log
     })
-    this.memberships = new StoreMemberships(init.host, this.stores, () => init.denied.list())
+    this.memberships = new StoreMemberships(init.host, this.stores, () => init.denied.list(), this.content)
   }
 
   async start (): Promise<void> {
     await this.history.open()
-    if (this.init.localStore !== undefined) this.stores.add(this.init.localStore, this.init.localControl)
+    if (this.init.localStore !== undefined) {
+      this.stores.add(this.init.localStore, this.init.localControl)
+      this.content.joined(this.init.localStore.peer)
+    }
     await this.scheduler.start()
+    this.stores.onChange(() => { this.scheduler.storesChanged() })
     await this.sessions.start()
     await this.memberships.start()
-    await handleBuildRequests(this.init.host, this.scheduler, this.stores)
+    await handleBuildRequests(this.init.host, this.scheduler, this.stores, this.replicas)
   }
 
   get denied (): string[] {
@@ -91,7 +116,13 @@ export class Coordinator {
     return this.init.denied.list()
   }
 
+  /** When the grid's last copy of `cid` was evicted, if it was. */
+  async evictedAt (cid: string): Promise<string | undefined> {
+    return await this.history.evictedAt(cid)
+  }
+
   async stop (): Promise<void> {
+    this.content.stop()
     this.scheduler.stop()
     await this.init.host.unhandle(BUILDS_PROTOCOL)
     await this.memberships.stop()

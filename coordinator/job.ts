@@ -3,6 +3,7 @@ import { z } from 'zod'
 import {
   DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_COMMAND_CHARS, MAX_INPUTS, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
+import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
 
 const capabilityKey = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'capability names are 1-64 letters, digits or _.:-')
 const capabilityValue = z.string().max(256)
@@ -36,6 +37,9 @@ export const jobSchema = z.strictObject({
   inputs: z.record(insideWorkDir, inputSource).refine(i => Object.keys(i).length <= MAX_INPUTS, `at most ${MAX_INPUTS} inputs`).default({}),
   /** Globs, relative to the work dir, of files to keep after the steps. */
   artifacts: z.array(insideWorkDir).max(MAX_ARTIFACT_GLOBS).default([]),
+  /** Bytes of output kept per step (DEFAULT_LOG_LIMIT_BYTES when absent); past it one line says so and the rest is dropped. */
+  logLimit: z.number({ error: 'must be a number of bytes' }).int('must be a whole number of bytes')
+    .positive('must be at least 1 byte').max(MAX_LOG_BYTES, `must be at most ${MAX_LOG_BYTES} bytes (1 GiB, the grid's ceiling on one log)`).optional(),
   /** Higher runs first; equal priorities run oldest first. */
   priority: z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY).default(0)
 })

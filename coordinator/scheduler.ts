@@ -7,6 +7,7 @@ import type { BuildHistory } from './history.ts'
 import type { Job } from './job.ts'
 import { satisfies, unmetRequirement } from './job.ts'
 import { RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
+import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 
 /** Where a worker should push logs and artifacts. */
 export interface StoreAddress {
@@ -20,6 +21,8 @@ export interface Assignment {
   job: Job
   logs: string[]
   stores: StoreAddress[]
+  /** How many of `stores` each log and artifact goes to (placed by artifact-store/placement.ts). */
+  replicas: number
 }
 
 /** What the scheduler needs of a connected worker's session. */
@@ -27,6 +30,8 @@ export interface WorkerLink {
   readonly worker: string
   readonly capabilities: Capabilities
   readonly slots: number
+  /** Where the worker serves the outputs it keeps (its cache); empty when it does not listen. */
+  readonly addrs?: string[]
   assign (assignment: Assignment): void
   /** Tell the worker to stop an attempt: the user cancelled it, or it is no longer current (fenced). */
   cancel (attempt: string, reason: 'cancelled' | 'stale'): void
@@ -71,6 +76,8 @@ export interface SchedulerInit {
   history: BuildHistory
   /** Where workers push output; asked at each assignment so store changes take effect at once. */
   stores: () => StoreAddress[]
+  /** Stores each piece of output is kept on. @default DEFAULT_REPLICAS */
+  replicas?: number
   /** Seal an attempt's logs on the stores once its worker is lost, so a stale worker cannot append. */
   fenceLogs?: (logs: string[]) => void
   /** @default RECLAIM_WINDOW_MS */
@@ -80,9 +87,13 @@ export interface SchedulerInit {
 
 type Listener<T> = (value: T) => void
 
+/** Why a queued build waits while the grid has no store. */
+export const NO_STORE = 'no store has joined the grid yet: logs and artifacts need one'
+
 export class Scheduler {
   private readonly history: BuildHistory
   private readonly stores: () => StoreAddress[]
+  private readonly replicas: number
   private readonly fenceLogs: (logs: string[]) => void
   private readonly reclaimWindowMs: number
   private readonly log: (line: string) => void
@@ -103,6 +114,7 @@ export class Scheduler {
   constructor (init: SchedulerInit) {
     this.history = init.history
     this.stores = init.stores
+    this.replicas = init.replicas ?? DEFAULT_REPLICAS
     this.fenceLogs = init.fenceLogs ?? (() => {})
     this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
     this.log = init.log ?? (() => {})
@@ -300,9 +312,33 @@ export class Scheduler {
     return { nodes: this.seats.size, slots, busy, queued: this.queue.length, groups: [...groups.values()] }
   }
 
+  /** A connected worker's cache address, to fetch what it made straight from it; undefined when it is away. */
+  workerAddress (peer: string): { peer: string, addrs: string[] } | undefined {
+    for (const seat of this.seats) {
+      if (seat.link.worker === peer && (seat.link.addrs?.length ?? 0) > 0) return { peer, addrs: seat.link.addrs! }
+    }
+    return undefined
+  }
+
+  /** A store joined or left: queued builds that waited for one can start. */
+  storesChanged (): void {
+    this.dispatch()
+  }
+
   /** Hand queued builds, oldest first, to capable workers with a free slot. A build no one can take does not block the rest. */
   private dispatch (): void {
     if (this.queue.length === 0 || this.stopped) return
+    // Logs and artifacts need a store: a build started without one would run with its output thrown away (seen
+    // after a coordinator restart, when workers reconnect before stores do). It waits; storesChanged() wakes it.
+    if (this.stores().length === 0) {
+      for (const id of this.queue) {
+        const build = this.live.get(id)
+        if (build === undefined || build.waiting === NO_STORE) continue
+        build.waiting = NO_STORE
+        this.changed(build, false)
+      }
+      return
+    }
     const pool = [...this.seats].map(s => s.link.capabilities)
     const remaining: string[] = []
     for (const id of this.queue) {
@@ -360,7 +396,7 @@ export class Scheduler {
     seat.running.add(id)
     this.attempts.set(id, { build, seat })
     this.armTimeout(build, id)
-    seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores() })
+    seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores(), replicas: this.replicas })
     this.changed(build)
   }
 

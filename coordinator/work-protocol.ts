@@ -6,11 +6,12 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../node/wire.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import type { GridHost } from '../node/host.ts'
-import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
+import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_REPLICAS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
 import type { Assignment, Scheduler, WorkerLink } from './scheduler.ts'
 import type { Capabilities } from './build.ts'
 import { ID_PATTERN } from './build.ts'
 import { GRANT_BYTES, issueGrant } from './write-grant.ts'
+import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
 
@@ -24,7 +25,14 @@ const capabilities = z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), z.str
   .refine(c => Object.keys(c).length <= MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
 
 export const toCoordinator = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('hello'), capabilities, slots: z.number().int().min(1).max(MAX_SLOTS), running: z.array(attemptRef).max(MAX_CLAIMS) }),
+  z.object({
+    t: z.literal('hello'),
+    capabilities,
+    slots: z.number().int().min(1).max(MAX_SLOTS),
+    running: z.array(attemptRef).max(MAX_CLAIMS),
+    /** Where the worker serves its cache of what it made (none when it does not listen). */
+    addrs: z.array(z.string().max(1024)).max(64).default([])
+  }),
   z.object({ t: z.literal('beat') }),
   /** The worker is shutting down: finish what runs, send nothing new. */
   z.object({ t: z.literal('drain') }),
@@ -65,10 +73,14 @@ export const toWorker = z.discriminatedUnion('t', [
       priority: z.number().optional(),
       src: z.string().optional(),
       inputs: z.record(z.string(), z.string()).optional(),
-      artifacts: z.array(z.string()).optional()
+      artifacts: z.array(z.string()).optional(),
+      /** Bytes of output kept per step (job.ts checks it on submit). */
+      logLimit: z.number().int().positive().max(MAX_LOG_BYTES).optional()
     }).loose(),
     logs: z.array(z.string().regex(ID_PATTERN)),
     stores: z.array(storeAddress).max(64),
+    /** Each log and artifact goes to this many of `stores`, chosen by placeFor (an older coordinator said nothing: 1). */
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(1),
     /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
     grant: bytesField(GRANT_BYTES)
   }),
@@ -81,6 +93,7 @@ class WorkSession implements WorkerLink {
   readonly worker: string
   readonly capabilities: Capabilities
   readonly slots: number
+  readonly addrs: string[]
   private readonly channel: MessageChannel<ToCoordinator, ToWorker>
   private readonly coordinatorKey: PrivateKey
   /** Messages leave in the order they were made, even when one (an assignment) waits for its signature. */
@@ -90,13 +103,14 @@ class WorkSession implements WorkerLink {
     this.worker = worker
     this.capabilities = hello.capabilities
     this.slots = hello.slots
+    this.addrs = hello.addrs
     this.channel = channel
     this.coordinatorKey = coordinatorKey
   }
 
   assign (a: Assignment): void {
     const grant = issueGrant(this.coordinatorKey, a.attempt, this.worker)
-    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, grant: await grant }))
+    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant }))
   }
 
   cancel (attempt: string, reason: 'cancelled' | 'stale'): void {

@@ -25,13 +25,21 @@ import { MAX_SLOTS } from '../coordinator/constants.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { buildLog } from '../artifact-store/build-log.ts'
 import { parseCid } from '../artifact-store/content.ts'
-import { contentInfo, putContent, readContent } from '../artifact-store/content-client.ts'
+import { contentInfo, nameOf, putPlaced, readContent } from '../artifact-store/content-client.ts'
+import { rankFor } from '../artifact-store/placement.ts'
+import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
+import { counted, transferProgress } from './progress.ts'
+import { MAX_REPLICAS } from '../coordinator/constants.ts'
 import { parseHttpAddress } from '../web/server.ts'
 
 const DEFAULT_DATA = './.grid'
 const DEFAULT_HTTP = '127.0.0.1:7341'
 /** How often a CLI follower asks the coordinator whether the build moved on. */
 const FOLLOW_POLL_MS = 250
+/** Where `grid worker` listens unless told: any interface, a free port (it serves its cache there). */
+const WORKER_DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/0'
+/** A follower (`grid tail BUILD`, `submit --follow`) waits this long for a coordinator that went away (a restart). */
+const FOLLOW_PATIENCE_MS = 120_000
 
 /** A failure the user caused or can fix: printed as one line, no stack. */
 class UsageError extends Error {
@@ -102,8 +110,23 @@ function tarDirectory (dir: string): AsyncIterable<Uint8Array> {
 
 /** The grid's stores, as the coordinator knows them now. */
 async function gridStores (host: GridHost, code: JoinCode): Promise<Array<{ peer: string, addrs: string[] }>> {
+  return (await gridPlacement(host, code)).stores
+}
+
+/** The grid's stores and how many of them each piece of content goes to (an older coordinator says nothing: 1). */
+async function gridPlacement (host: GridHost, code: JoinCode): Promise<{ stores: Array<{ peer: string, addrs: string[] }>, replicas: number }> {
   const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
-  return reply.t === 'stores' ? reply.stores : []
+  return reply.t === 'stores' ? { stores: reply.stores, replicas: reply.replicas ?? 1 } : { stores: [], replicas: 1 }
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
+
+/** `10G`, `500M`, `1.5T`, `4096` (bytes): powers of 1024, with an optional `B` or `iB`. */
+export function parseSize (text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim())
+  const bytes = m === null ? NaN : Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()])
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new InvalidArgumentError(`expected a size such as 500M, 10G or 1T (got ${JSON.stringify(text.slice(0, 40))})`)
+  return bytes
 }
 
 function coordinatorAddress (code: JoinCode): { peer: string, addrs: string[] } {
@@ -120,10 +143,27 @@ function expectBuild (reply: BuildsReply): Build {
 async function followBuild (host: GridHost, code: JoinCode, id: string, from: number): Promise<Build> {
   const coordinator = coordinatorAddress(code)
   const stores = await gridStores(host, code)
-  const logs = new LogReader({ host, stores: () => stores })
+  const logs = new LogReader({ host, stores: () => stores, report: log })
+  // The coordinator may restart while we follow (its workers and stores come back by themselves): keep asking
+  // for a while, say so once, and only then give up with one line.
+  let unreachableSince: number | undefined
   const get = async (buildId: string): Promise<Build | undefined> => {
-    const reply = await askCoordinator(host, coordinator, { t: 'get', id: buildId })
-    return reply.t === 'build' ? reply.build : undefined
+    while (true) {
+      try {
+        const reply = await askCoordinator(host, coordinator, { t: 'get', id: buildId })
+        if (unreachableSince !== undefined) log('coordinator reachable again; following')
+        unreachableSince = undefined
+        return reply.t === 'build' ? reply.build : undefined
+      } catch (err: any) {
+        if (err?.name === 'BadMessageError') throw err
+        if (unreachableSince === undefined) {
+          unreachableSince = Date.now()
+          log(`coordinator unreachable (${err?.message ?? err}); still following for up to ${FOLLOW_PATIENCE_MS / 1000} s`)
+        }
+        if (Date.now() - unreachableSince > FOLLOW_PATIENCE_MS) throw err
+        await new Promise(resolve => setTimeout(resolve, FOLLOW_POLL_MS))
+      }
+    }
   }
   const view = {
     get,
@@ -186,6 +226,7 @@ export function program (): Command {
     .option('--workers <n>', 'workers to run in this process', wholeNumber(0, 64), 1)
     .option('--slots <n>', 'builds each worker runs at once', wholeNumber(1, MAX_SLOTS), 1)
     .option('--cap <key=value>', 'add or override a worker capability, repeatable', collect, [])
+    .option('--replicas <n>', 'store nodes to keep each piece of content on, once more stores join', wholeNumber(1, MAX_REPLICAS), DEFAULT_REPLICAS)
     .action(async (opts) => {
       const caps = opts.cap as string[]
       capabilities(caps)
@@ -194,6 +235,7 @@ export function program (): Command {
         listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
         http: opts.http,
         withStore: true,
+        replicas: opts.replicas,
         log
       })
       const workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, caps, opts.slots, [], node.secret)
@@ -210,13 +252,14 @@ export function program (): Command {
     .addOption(dataOption())
     .addOption(listenOption(`default /ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`))
     .option('--http <host:port>', 'serve the HTTP API and web UI here', httpAddress)
-    .option('--replicas <n>', 'store nodes to keep each piece of content on', wholeNumber(1, 16), 2)
+    .option('--replicas <n>', 'store nodes to keep each piece of content on', wholeNumber(1, MAX_REPLICAS), DEFAULT_REPLICAS)
     .action(async (opts) => {
       const node = await startCoordinatorNode({
         dataDir: opts.data,
         listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
         http: opts.http,
         withStore: false,
+        replicas: opts.replicas,
         log
       })
       stopOnSignal(async () => { await node.stop() })
@@ -229,9 +272,10 @@ export function program (): Command {
     .addOption(dataOption())
     .addOption(listenOption('default /ip4/0.0.0.0/tcp/0: workers dial stores'))
     .addOption(joinOption())
+    .option('--max-size <size>', 'keep at most this much content (e.g. 500M, 10G), evicting the least recently used whole artifacts first', parseSize)
     .action(async (opts) => {
       const code = await readJoinCode(opts.join)
-      const node = await startStoreNode({ dataDir: join(opts.data, 'store'), join: code, listen: opts.listen ?? ['/ip4/0.0.0.0/tcp/0'], log })
+      const node = await startStoreNode({ dataDir: join(opts.data, 'store'), join: code, listen: opts.listen ?? ['/ip4/0.0.0.0/tcp/0'], maxBytes: opts.maxSize, log })
       stopOnSignal(async () => { await node.stop() })
       await node.announcement.ready()
       log(`store ${node.host.peerId.toString()} joined the grid`)
@@ -240,7 +284,7 @@ export function program (): Command {
   grid.command('worker')
     .description('run an anonymous worker: it announces its capabilities and runs the builds it is given')
     .addOption(dataOption())
-    .addOption(listenOption('none by default: a worker only dials out'))
+    .addOption(listenOption('default /ip4/0.0.0.0/tcp/0, a free port where it serves its cache of what it made to other workers; none: only dial out and keep no cache'))
     .addOption(joinOption())
     .option('--cap <key=value>', 'add or override a capability (os, arch, cpus and tools are detected), repeatable', collect, [])
     .option('--slots <n>', 'builds to run at once', wholeNumber(1, MAX_SLOTS), 1)
@@ -249,7 +293,9 @@ export function program (): Command {
       const caps = opts.cap as string[]
       capabilities(caps)
       const code = await readJoinCode(opts.join)
-      const [node] = await startWorkers([join(opts.data, 'worker')], code, caps, opts.slots, opts.listen ?? [])
+      // A worker behind NAT still works: it dials out; other workers then fetch its outputs from the stores instead.
+      const listen = opts.listen === undefined ? [WORKER_DEFAULT_LISTEN] : (opts.listen as string[]).filter(a => a !== 'none')
+      const [node] = await startWorkers([join(opts.data, 'worker')], code, caps, opts.slots, listen)
       // First SIGTERM: take no new work, finish what runs, leave. Second (or the timeout): leave now.
       const hurry = new AbortController()
       let draining = false
@@ -309,9 +355,11 @@ export function program (): Command {
       const host = await clientHost(code)
       try {
         if (opts.src !== undefined) {
-          const store = (await gridStores(host, code))[0]
-          if (store === undefined) throw new UsageError('the grid has no store to send --src to')
-          const put = await putContent({ host, store }, tarDirectory(opts.src))
+          const placement = await gridPlacement(host, code)
+          if (placement.stores.length === 0) throw new UsageError('the grid has no store to send --src to')
+          // The tar is made twice (it is the same bytes both times): once to name and place it, once to send it.
+          const named = await nameOf(tarDirectory(opts.src))
+          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src))
           ;(job as { src?: string }).src = put.cid
           log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
         }
@@ -340,8 +388,11 @@ export function program (): Command {
       const host = await clientHost(code)
       try {
         if (id.includes('.s')) {
+          // A log is named before it exists, so a store not knowing it proves nothing: its build must.
+          const build = expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id: id.slice(0, id.indexOf('.')) }))
+          if (!build.attempts.some(a => a.logs.includes(id))) throw new UsageError(`build ${build.id} has no log ${id}`)
           const stores = await gridStores(host, code)
-          const logs = new LogReader({ host, stores: () => stores })
+          const logs = new LogReader({ host, stores: () => stores, report: log })
           for await (const chunk of logs.read(id, { from: opts.from, follow: true })) process.stdout.write(chunk)
         } else {
           expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id }))
@@ -366,12 +417,22 @@ export function program (): Command {
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
       try {
-        const store = (await gridStores(host, code))[0]
-        if (store === undefined) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
-          const source = info.isDirectory() ? tarDirectory(path) : createReadStream(path, { highWaterMark: 1024 * 1024 })
-        const put = await putContent({ host, store }, source)
+        const placement = await gridPlacement(host, code)
+        if (placement.stores.length === 0) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
+        const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : createReadStream(path, { highWaterMark: 1024 * 1024 })
+        // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts).
+        const named = await nameOf(open())
+        // A directory's tar size is not known up front: its bar shows only for plain files.
+        const progress = transferProgress('put', info.isDirectory() ? 0 : info.size)
+        let put
+        try {
+          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress))
+        } finally {
+          progress.stop()
+        }
+        // Printed only now: the content is on all of its stores.
         process.stdout.write(`${put.cid}\n`)
-        log(`${put.size} bytes, sha256 ${put.sha256}; sent ${put.sentBytes} bytes in ${put.sentBlocks} new block(s)`)
+        log(`${put.size} bytes, sha256 ${put.sha256}; on ${put.stores.length} store(s); sent ${put.sentBytes} bytes in ${put.sentBlocks} new block(s)`)
       } finally {
         await host.stop()
       }
@@ -388,15 +449,22 @@ export function program (): Command {
       const host = await clientHost(code)
       try {
         const stores = await gridStores(host, code)
-        const sources = { host, holders: () => stores }
+        // The placed stores first, then every other.
+        const sources = { host, holders: () => rankFor(cid.toString(), stores) }
         const info = await contentInfo(sources, cid)
         const whole = createHash('sha256')
         const temp = opts.output !== undefined ? `${opts.output}.partial-${process.pid}` : undefined
         const out: NodeJS.WritableStream = temp !== undefined ? createWriteStream(temp) : process.stdout
         try {
-          for await (const chunk of readContent(sources, cid)) {
-            whole.update(chunk)
-            if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+          // On a terminal with -o the bar goes to stderr; to stdout, the content owns the screen.
+          const progress = transferProgress('get', temp !== undefined ? info.size : 0)
+          try {
+            for await (const chunk of counted(readContent(sources, cid), progress)) {
+              whole.update(chunk)
+              if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+            }
+          } finally {
+            progress.stop()
           }
           if (whole.digest('hex') !== info.sha256) throw new UsageError(`${cid}: the content's sha256 does not match its manifest`)
           if (temp !== undefined) {
@@ -449,7 +517,7 @@ export async function main (argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2
       return
     }
-    const known = ['BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
+    const known = ['ReplicasUnreachableError', 'StoreFullError', 'RootIncompleteError', 'BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
       'BadIdentityError', 'PeerUnreachableError', 'BadHttpAddressError', 'BadMessageError']
     if (known.includes(err?.name) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
     else log(`unexpected error: ${err?.stack ?? err}`)

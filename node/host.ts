@@ -9,7 +9,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import type { ConnectionProtector, PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { swarmKey } from './join-code.ts'
-import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES } from './constants.ts'
+import { INBOUND_CONNECTIONS_PER_SECOND_PER_HOST, MAX_CONNECTIONS, PNET_CHUNK_BYTES, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES } from './constants.ts'
 
 export type GridHost = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>> }>
 
@@ -78,7 +78,13 @@ function rotatableProtector (secret: SecretHolder): () => ConnectionProtector {
           key = secret.current
           protector = preSharedKey({ psk: swarmKey(key) })()
         }
-        return await protector!.protect(connection, options)
+        const protectedConnection = await protector!.protect(connection, options)
+        // pnet encrypts whatever is queued in one call into a WebAssembly buffer that cannot grow past ~32 MiB;
+        // yamux can queue more than that behind a busy socket (a window update resumes a stream even while the
+        // socket is still full), and the connection then dies with "Maximum memory size exceeded". Cutting the
+        // queue into pieces keeps every call small.
+        ;(protectedConnection as { maxMessageSize?: number }).maxMessageSize = PNET_CHUNK_BYTES
+        return protectedConnection
       }
     }
   }

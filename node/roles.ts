@@ -10,12 +10,16 @@ import { loadIdentity } from './identity.ts'
 import { SECRET_BYTES, encodeJoinCode, newSecret } from './join-code.ts'
 import type { JoinCode } from './join-code.ts'
 import { Worker } from './worker/index.ts'
+import { WorkerCache } from './worker/cache.ts'
 import type { Capabilities } from './worker/capabilities.ts'
 import { Coordinator } from '../coordinator/index.ts'
 import { DenyList } from '../coordinator/deny-list.ts'
 import { Store } from '../artifact-store/index.ts'
 import { StoreAnnouncement } from '../artifact-store/membership.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
+import { putPlaced } from '../artifact-store/content-client.ts'
+import { rankFor } from '../artifact-store/placement.ts'
+import { USAGE_REPORT_MS } from '../artifact-store/constants.ts'
 import { createApp } from '../web/app.ts'
 import type { Admission } from '../web/admission.ts'
 import { startWebServer } from '../web/server.ts'
@@ -69,6 +73,8 @@ export interface CoordinatorNodeInit {
   withStore: boolean
   heartbeatMs?: number
   silenceLimitMs?: number
+  /** Stores each piece of content is kept on. @default DEFAULT_REPLICAS */
+  replicas?: number
   log?: Log
 }
 
@@ -117,14 +123,39 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     dataDir: init.dataDir,
     localStore: store !== undefined ? { peer: host.peerId.toString(), addrs: addrs.map(String) } : undefined,
     localControl: store !== undefined
-      ? { fence: logs => { for (const id of logs) store.logs.fence(id).catch(() => {}) }, deny: () => {} }
+      ? {
+          fence: logs => { for (const id of logs) store.logs.fence(id).catch(() => {}) },
+          deny: () => {},
+          copy: async (root, to) => { await store.copyRoot(root, to) },
+          drop: roots => { store.roots.drop(roots).catch(err => init.log?.(`dropping roots failed: ${err.message}`)) }
+        }
       : undefined,
     denied,
     heartbeatMs: init.heartbeatMs,
     silenceLimitMs: init.silenceLimitMs,
+    replicas: init.replicas,
     log: init.log
   })
   await coordinator.start()
+  let stopLocalReports = (): void => {}
+  if (store !== undefined) {
+    // The store in this process reports to the coordinator directly, as a store apart does over its session.
+    const peer = host.peerId.toString()
+    const content = coordinator.content
+    const offChange = store.roots.onChange(change => {
+      if (change.held !== undefined) content.held(peer, change.held)
+      if (change.dropped !== undefined) content.dropped(peer, change.dropped, change.evicted === true)
+    })
+    content.held(peer, store.roots.list())
+    store.roots.consent = async roots => await content.consent(peer, roots)
+    const usage = (): void => {
+      content.usage(peer, { bytes: store.blocks.bytes, maxBytes: store.maxBytes, roots: store.roots.count, received: store.blocks.received, served: store.blocks.served })
+    }
+    usage()
+    const timer = setInterval(usage, USAGE_REPORT_MS)
+    timer.unref()
+    stopLocalReports = () => { clearInterval(timer); offChange(); store.roots.consent = undefined }
+  }
   const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
   let web: WebServer | undefined
   if (init.http !== undefined) {
@@ -137,15 +168,17 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     }
     const localStore = store
     const artifacts = {
-      sources: { host, local: localStore?.blocks, holders: () => coordinator.stores.list() },
-      // Uploads go to this node's own store when it has one, else to the first of the grid's.
-      target: () => {
-        if (localStore !== undefined) return { local: localStore.blocks }
-        const remote = coordinator.stores.list()[0]
-        return remote !== undefined ? { host, store: remote } : undefined
-      }
+      sources: { host, local: localStore?.blocks, holders: (cid: string) => rankFor(cid, coordinator.stores.list()) },
+      // An upload is one pass: it goes to stores ranked by a random key, and repair moves it to its placed ones.
+      put: () => {
+        const stores = coordinator.stores.list()
+        if (stores.length === 0) return undefined
+        const local = localStore !== undefined ? { peer: host.peerId.toString(), blocks: localStore.blocks, roots: localStore.roots } : undefined
+        return async (source: AsyncIterable<Uint8Array>) => await putPlaced({ host, stores, replicas: coordinator.replicas, local }, source)
+      },
+      evictedAt: async (cid: string) => await coordinator.evictedAt(cid)
     }
-    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts }), init.http)
+    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts, storage: () => coordinator.content.state() }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
   const writeJoinCode = async (): Promise<string> => {
@@ -177,6 +210,7 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     },
     stop: async () => {
       await web?.close()
+      stopLocalReports()
       await coordinator.stop()
       await store?.stop()
       await host.stop()
@@ -190,28 +224,39 @@ export interface WorkerNodeInit {
   join: JoinCode
   /** A worker in the coordinator's own process shares its secret holder, so it follows a rotation. */
   secret?: SecretHolder
+  /** Addresses to listen on; a worker that listens also keeps and serves a cache of its outputs. */
   listen: string[]
   capabilities: Capabilities
   slots: number
+  /** The cache's size cap. @default WORKER_CACHE_BYTES */
+  cacheBytes?: number
   log?: Log
 }
 
 export interface WorkerNode {
   host: GridHost
   worker: Worker
+  /** What it made and fetched, served to the grid (only a worker that listens keeps one). */
+  cache?: WorkerCache
   stop (): Promise<void>
 }
 
 export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode> {
   const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
   const { host } = await startHost(init.dataDir, init.secret ?? init.join.secret, init.listen, memory)
-  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, log: init.log })
+  // A worker that listens keeps what it makes and fetches, and serves it to the grid; one that only dials out
+  // could not be reached for it, so it keeps nothing.
+  const cache = init.listen.length > 0 ? new WorkerCache(host, init.dataDir, init.cacheBytes) : undefined
+  await cache?.start()
+  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, cache, log: init.log })
   await worker.start()
   return {
     host,
     worker,
+    cache,
     stop: async () => {
       await worker.stop()
+      await cache?.stop()
       await host.stop()
     }
   }
@@ -222,6 +267,8 @@ export interface StoreNodeInit {
   join: JoinCode
   listen: string[]
   log?: Log
+  /** Size cap for content blocks (`--max-size`); none by default. */
+  maxBytes?: number
 }
 
 export interface StoreNode {
@@ -236,9 +283,9 @@ export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
   // The store learns the grid's deny list from the coordinator with every welcome and change.
   const denied = new DenyList(new Set())
   const { host } = await startHost(init.dataDir, init.join.secret, init.listen, memory, denied.peers)
-  const store = new Store({ host, dataDir: init.dataDir, coordinator: init.join.coordinator })
+  const store = new Store({ host, dataDir: init.dataDir, coordinator: init.join.coordinator, maxBytes: init.maxBytes })
   await store.start()
-  const announcement = new StoreAnnouncement(host, init.join, store.logs, denied, init.log)
+  const announcement = new StoreAnnouncement(host, init.join, store, denied, init.log)
   announcement.start()
   return {
     host,

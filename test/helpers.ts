@@ -37,7 +37,8 @@ export interface TestGrid {
 }
 
 export interface TestGridInit {
-  workers?: Array<{ capabilities?: Record<string, string>, slots?: number }>
+  /** `listen`: the worker listens on loopback and so keeps and serves a cache of its outputs. */
+  workers?: Array<{ capabilities?: Record<string, string>, slots?: number, listen?: boolean }>
   /** 'tcp' (default) listens on 127.0.0.1; 'memory' uses the in-process transport. */
   transport?: 'tcp' | 'memory'
   dir?: string
@@ -60,7 +61,7 @@ export async function startTestGrid (init: TestGridInit = {}): Promise<TestGrid>
       dataDir: join(dir, 'workers', String(i + 1)),
       join: node.localJoin,
       secret: node.secret,
-      listen: [],
+      listen: w.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
       capabilities: { os: process.platform, ...w.capabilities },
       slots: w.slots ?? 1
     })

@@ -1,7 +1,7 @@
 // The HTTP API's answers to bad requests: a 4xx with one clear sentence, and nothing changed.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { startTestGrid } from './helpers.ts'
+import { startTestGrid, waitFor } from './helpers.ts'
 import type { TestGrid } from './helpers.ts'
 import { MAX_JOB_BYTES } from '../coordinator/constants.ts'
 import { createHash, randomBytes } from 'node:crypto'
@@ -118,3 +118,27 @@ api('artifacts: bad CID 400, unknown 404, upload without the token 401', async (
 })
 
 api.run()
+
+const tail = suite<{ grid: TestGrid }>('HTTP log followers in /metrics')
+
+tail.before(async ctx => { ctx.grid = await startTestGrid() })
+tail.after(async ctx => { await ctx.grid?.stop() })
+
+tail('a followed log counts in grid_log_tail_subscribers while its reader stays, and not after', async ({ grid }) => {
+  const tailers = async (): Promise<number> => Number(/^grid_log_tail_subscribers (\S+)$/m.exec(await (await grid.api('/metrics')).text())?.[1] ?? NaN)
+  assert.is(await tailers(), 0)
+  const id = await grid.submit({ steps: [{ run: 'echo started; sleep 30' }] })
+  const reader = new AbortController()
+  const res = await grid.api(`/api/builds/${id}/log?follow=1`, { signal: reader.signal })
+  assert.is(res.status, 200)
+  const body = res.body!.getReader()
+  // A plain read (no follow) is not a follower.
+  await (await grid.api(`/api/builds/${id}/log`)).text()
+  await waitFor('the follower to be counted', async () => (await tailers()) === 1 ? true : undefined, 10_000)
+  reader.abort()
+  await body.cancel().catch(() => {})
+  await waitFor('the follower to be gone', async () => (await tailers()) === 0 ? true : undefined, 10_000)
+  await grid.api(`/api/builds/${id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${grid.token}` } })
+})
+
+tail.run()

@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { LogStore } from '../artifact-store/log-store.ts'
+import { LogSealer } from '../artifact-store/log-content.ts'
+import { Blockstore } from '../artifact-store/blockstore.ts'
+import { Chunker, decodeManifest, nameContent, parseCid } from '../artifact-store/content.ts'
 import { ID_PATTERN } from '../coordinator/build.ts'
 import { rejection, sleep, within } from './wait.ts'
 
@@ -346,6 +349,45 @@ logStore('log ids that are prefixes of each other do not mix their bytes', async
   assert.is(await logs.append(s10, 10, bytes('!')), 11)
   // A follower of s1 (sealed) is not woken into reading s10's bytes.
   assert.is(dec.decode(await within(5_000, 'follow of a sealed log', collect(logs.read(s1, { follow: true })))), 'one-aone-b')
+})
+
+logStore('sealing into content: blocks and a manifest in the blockstore, the CID noted, a second seal the same, a wrong size refused', async ({ db, logs }) => {
+  const blocks = new Blockstore(db)
+  const added: string[] = []
+  const sealer = new LogSealer(logs, blocks, { add: async cid => { added.push(cid.toString()) } })
+  const id = logId()
+  // 2.5 blocks of output in appends that do not line up with blocks.
+  const whole = new Uint8Array(2.5 * 1024 * 1024)
+  for (let i = 0; i < whole.length; i++) whole[i] = (i * 31 + (i >> 10)) & 255
+  for (let at = 0; at < whole.length; at += 300_000) await logs.append(id, at, whole.subarray(at, at + 300_000))
+  const wrong = await rejection(sealer.seal(id, whole.length - 1))
+  assert.is(wrong.name, 'LogGapError')
+  assert.is((await logs.info(id))?.sealed, false, 'a seal at the wrong size changes nothing')
+
+  const chunker = new Chunker()
+  const listed = [...chunker.push(whole)].map(b => ({ cid: b.cid, size: b.bytes.length }))
+  const { last, size, sha256 } = chunker.finish()
+  if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
+  const expected = nameContent(listed, size, sha256).cid.toString()
+
+  const [first, again] = await Promise.all([sealer.seal(id, whole.length), sealer.seal(id, whole.length)])
+  assert.is(first.cid, expected)
+  assert.is(again.cid, expected, 'a seal resent while the first is cut gets the same CID')
+  assert.is((await sealer.seal(id, whole.length)).cid, expected, 'and so does one after')
+  assert.is((await logs.info(id))?.cid, expected)
+  assert.equal(added, [expected], 'the content is listed as a root, once')
+  const manifest = decodeManifest((await blocks.get(parseCid(expected)))!)
+  assert.is(manifest.size, whole.length)
+  assert.is(manifest.blocks.length, 3)
+  for (const block of manifest.blocks) assert.ok(await blocks.has(block.cid))
+
+  const empty = logId()
+  const sealedEmpty = await sealer.seal(empty, 0)
+  assert.ok(await blocks.has(parseCid(sealedEmpty.cid!)), 'an empty log is the empty block, and it is held')
+  const fenced = logId()
+  await logs.append(fenced, 0, bytes('lost'))
+  await logs.fence(fenced)
+  assert.is((await sealer.seal(fenced, 4)).cid, undefined, 'a fenced log gets no CID')
 })
 
 logStore.run()

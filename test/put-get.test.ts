@@ -1,7 +1,9 @@
 // `grid put` and `grid get` as users run them, against `grid up` in another process.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes, randomFillSync } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { open, rm } from 'node:fs/promises'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { list as tarList } from 'tar'
@@ -9,11 +11,12 @@ import { grid, gridRun, removeDir, tempDir } from './helpers.ts'
 import type { CliProcess } from './helpers.ts'
 import { BLOCK_BYTES } from '../artifact-store/constants.ts'
 
-const putGet = suite<{ dir: string, up: CliProcess, joinFile: string }>('grid put and grid get')
+const putGet = suite<{ dir: string, up: CliProcess, joinFile: string, url: string }>('grid put and grid get')
 
 putGet.before(async ctx => {
   ctx.dir = await tempDir('putget')
   ctx.up = grid(['up', '--workers', '0', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  ctx.url = (await ctx.up.line(/^web: (http\S+)$/m, 30_000))[1]
   await ctx.up.line(/^join: /m, 30_000)
   ctx.joinFile = join(ctx.dir, 'data', 'join')
 })
@@ -68,6 +71,72 @@ putGet('bad and unknown CIDs are one line; a failed get leaves no file', async (
   const missing = await gridRun(['put', '--join', joinFile, join(dir, 'nope')])
   assert.is(missing.code, 1)
   assert.match(missing.stderr.trim(), /^grid: cannot read .*nope: ENOENT$/)
+})
+
+/** A file of random bytes written a megabyte at a time (never all in memory), and its sha256. */
+async function randomFile (path: string, size: number): Promise<string> {
+  const hash = createHash('sha256')
+  const out = createWriteStream(path)
+  for (let written = 0; written < size;) {
+    const chunk = randomFillSync(Buffer.alloc(Math.min(1024 * 1024, size - written)))
+    hash.update(chunk)
+    written += chunk.length
+    if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => err ? reject(err) : resolve()))
+  return hash.digest('hex')
+}
+
+async function sha256Of (stream: AsyncIterable<Uint8Array>): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of stream) hash.update(chunk)
+  return hash.digest('hex')
+}
+
+async function sliceOf (path: string, from: number, to: number): Promise<Buffer> {
+  const handle = await open(path)
+  try {
+    const bytes = Buffer.alloc(to - from)
+    await handle.read(bytes, 0, bytes.length, from)
+    return bytes
+  } finally {
+    await handle.close()
+  }
+}
+
+// The issue's range: from nothing to 1 GiB, with the sizes around a block boundary where off-by-ones live.
+const ROUND_TRIP_SIZES = [0, 1, BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, 1024 ** 3]
+
+putGet('random files from 0 bytes to 1 GiB round-trip through grid put, grid get and HTTP, ranges included', async ({ dir, joinFile, url }) => {
+  for (const size of ROUND_TRIP_SIZES) {
+    const file = join(dir, `random-${size}.bin`)
+    const back = join(dir, `back-${size}.bin`)
+    const sha256 = await randomFile(file, size)
+    const put = await gridRun(['put', '--join', joinFile, file], undefined, 600_000)
+    assert.is(put.code, 0, put.stderr)
+    const cid = put.stdout.trim()
+    const got = await gridRun(['get', '--join', joinFile, cid, '-o', back], undefined, 600_000)
+    assert.is(got.code, 0, got.stderr)
+    assert.is(await sha256Of(createReadStream(back)), sha256, `${size} bytes through grid get`)
+    await rm(back)
+    const whole = await fetch(`${url}/api/artifacts/${cid}`)
+    assert.is(whole.status, 200)
+    assert.is(whole.headers.get('content-length'), String(size))
+    assert.is(await sha256Of(whole.body as unknown as AsyncIterable<Uint8Array>), sha256, `${size} bytes over HTTP`)
+    if (size > 0) {
+      // First byte, last byte, a span across a block boundary, and the last kilobyte as a suffix range.
+      const spans: Array<[number, number]> = [[0, 1], [size - 1, size], [Math.max(0, Math.min(BLOCK_BYTES - 10, size - 20)), Math.min(size, BLOCK_BYTES + 10)], [Math.max(0, size - 1000), size]]
+      for (const [from, to] of spans) {
+        const res = await fetch(`${url}/api/artifacts/${cid}`, { headers: { range: `bytes=${from}-${to - 1}` } })
+        assert.is(res.status, 206, `range ${from}-${to - 1} of ${size}`)
+        assert.ok(Buffer.from(await res.arrayBuffer()).equals(await sliceOf(file, from, to)), `range ${from}-${to - 1} of ${size}`)
+      }
+      const suffix = await fetch(`${url}/api/artifacts/${cid}`, { headers: { range: 'bytes=-1000' } })
+      assert.is(suffix.status, 206)
+      assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(await sliceOf(file, Math.max(0, size - 1000), size)))
+    }
+    await rm(file)
+  }
 })
 
 putGet.run()

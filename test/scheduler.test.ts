@@ -11,7 +11,7 @@ import type { BuildHistory } from '../coordinator/history.ts'
 import { LevelBuildHistory } from '../coordinator/history.ts'
 import { parseJob } from '../coordinator/job.ts'
 import type { Job, JobInput } from '../coordinator/job.ts'
-import { Scheduler } from '../coordinator/scheduler.ts'
+import { NO_STORE, Scheduler } from '../coordinator/scheduler.ts'
 import type { Assignment, SchedulerInit, StoreAddress, WorkerLink } from '../coordinator/scheduler.ts'
 
 // ---------------------------------------------------------------- fixtures
@@ -198,6 +198,22 @@ queue('stores are asked at each assignment', async () => {
   stores = [{ peer: 'B', addrs: ['/ip4/10.0.0.2/tcp/1'] }]
   await s.submit(job())
   assert.equal(link.assigned.map(a => a.stores), [[{ peer: 'A', addrs: [] }], [{ peer: 'B', addrs: ['/ip4/10.0.0.2/tcp/1'] }]])
+})
+
+queue('with no store yet a build waits (and says why) even with a free worker; a store joining starts it', async () => {
+  let stores: StoreAddress[] = []
+  const { scheduler: s } = scheduler({ stores: () => stores })
+  const link = new StubLink({ os: 'linux' }, 1)
+  s.workerJoined(link)
+  const build = await s.submit(job())
+  assert.is(link.assigned.length, 0)
+  assert.is((await s.get(build.id))?.status, 'queued')
+  assert.is((await s.get(build.id))?.waiting, NO_STORE)
+  stores = STORES
+  s.storesChanged()
+  assert.is(link.assigned.length, 1)
+  assert.is((await s.get(build.id))?.status, 'running')
+  assert.is((await s.get(build.id))?.waiting, undefined)
 })
 
 queue('list is newest first and get finds live and finished builds', async () => {

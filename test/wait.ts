@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises'
 
 export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-/** Poll until `check` returns a value (not undefined/false), or fail after `timeoutMs`. */
-export async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+/** Poll until `check` returns a value (not undefined/false), every `everyMs`, or fail after `timeoutMs`. */
+export async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
@@ -14,7 +14,7 @@ export async function waitFor<T> (what: string, check: () => T | undefined | fal
     } catch (err) {
       last = err
     }
-    await sleep(25)
+    await sleep(everyMs)
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
 }

@@ -21,6 +21,7 @@ import { admissionRoutes, rotationRoutes } from './admission.ts'
 import type { Admission } from './admission.ts'
 import { artifactRoutes } from './artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
+import type { StorageState } from '../coordinator/store-content.ts'
 
 /** Events queued for one slow SSE client before it is dropped. */
 const MAX_EVENT_BACKLOG = 10_000
@@ -35,6 +36,8 @@ export interface ApiInit {
   admission?: Admission
   /** Uploading and downloading content (`/api/artifacts`). */
   artifacts?: ArtifactsInit
+  /** The grid's storage: stores and bytes held, replicas, under-replicated content (`/api/capacity`, `/metrics`). */
+  storage?: () => StorageState
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -62,7 +65,7 @@ export function createApp (init: ApiInit): Hono {
     invalidTokenMessage: { error: 'the API token is wrong' }
   })
 
-  const metrics = gridMetrics({ scheduler, stores: init.stores })
+  const metrics = gridMetrics({ scheduler, stores: init.stores, storage: init.storage })
   app.use(metrics.requests)
   app.use(secureHeaders())
   app.use('/api/events', metrics.subscribers)
@@ -74,7 +77,7 @@ export function createApp (init: ApiInit): Hono {
     return c.body(await metrics.registry.metrics())
   })
   app.get('/api/health', c => c.json({ ok: true }))
-  app.get('/api/capacity', c => c.json({ ...scheduler.capacity(), stores: init.stores.list().length }))
+  app.get('/api/capacity', c => c.json({ ...scheduler.capacity(), stores: init.stores.list().length, ...(init.storage !== undefined ? { storage: init.storage() } : {}) }))
 
   // The 413 goes out before the rest of the body is read: close the connection, or a client reusing it would
   // have its next request land in the unread remainder.
@@ -110,14 +113,14 @@ export function createApp (init: ApiInit): Hono {
   app.get('/api/builds/:id/log', async c => {
     const build = await knownBuild(scheduler, c.req.param('id'))
     const { from, follow } = logQuery(c)
-    return streamText(c, signal => buildLog(view, logs, build.id, { from, follow, signal }))
+    return streamText(c, signal => buildLog(view, logs, build.id, { from, follow, signal }), follow ? metrics.tailing : undefined)
   })
 
   app.get('/api/logs/:logId', async c => {
     const id = c.req.param('logId')
     if (!ID_PATTERN.test(id) || !id.includes('.s')) fail(400, `${id} is not a log id`)
     const { from, follow } = logQuery(c)
-    return streamText(c, signal => logs.read(id, { from, follow, signal }))
+    return streamText(c, signal => logs.read(id, { from, follow, signal }), follow ? metrics.tailing : undefined)
   })
 
   app.get('/api/events', c => streamSSE(c, async sse => {
@@ -189,7 +192,8 @@ function logQuery (c: Context): { from: number, follow: boolean } {
   return { from, follow: followText === '1' || followText === 'true' }
 }
 
-function streamText (c: Context, source: (signal: AbortSignal) => AsyncIterable<Uint8Array>): Response {
+/** A log as text/plain; `tailing` counts a live follower for /metrics while it lasts. */
+function streamText (c: Context, source: (signal: AbortSignal) => AsyncIterable<Uint8Array>, tailing?: () => () => void): Response {
   c.header('Content-Type', 'text/plain; charset=utf-8')
   c.header('Cache-Control', 'no-store')
   // Proxies must not hold back a followed log.
@@ -197,10 +201,13 @@ function streamText (c: Context, source: (signal: AbortSignal) => AsyncIterable<
   return honoStream(c, async out => {
     const stop = new AbortController()
     out.onAbort(() => stop.abort())
+    const ended = tailing?.()
     try {
       for await (const chunk of source(stop.signal)) await out.write(chunk)
     } catch (err: any) {
       if (!stop.signal.aborted) await out.write(`\n[log unavailable: ${err.message}]\n`)
+    } finally {
+      ended?.()
     }
   })
 }

@@ -1,16 +1,21 @@
-// Artifacts over HTTP: upload a raw body as content (201 with its CID), download content by CID with
-// Content-Length and byte ranges (206). The bytes come from this node's store or the grid's stores, verified.
+// Artifacts over HTTP: upload a raw body as content (201 with its CID, once it is on its replicas), download
+// content by CID with Content-Length and byte ranges (206). The bytes come from this node's store or the grid's
+// stores, the placed ones first, verified. Content whose last copy was evicted answers 410, saying so.
 import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
 import { parseCid } from '../artifact-store/content.ts'
-import { contentInfo, putContent, readContent } from '../artifact-store/content-client.ts'
-import type { ContentSources, PutTarget } from '../artifact-store/content-client.ts'
+import { contentInfo, readContent } from '../artifact-store/content-client.ts'
+import type { ContentSources, PutResult } from '../artifact-store/content-client.ts'
+import type { PeerAddress } from '../node/dial.ts'
 
 export interface ArtifactsInit {
-  sources: ContentSources
-  /** Where uploads go: this node's store, or one of the grid's. Undefined when the grid has no store. */
-  target: () => PutTarget | undefined
+  /** Where content is read from; `holders` is asked with the CID so the placed stores come first. */
+  sources: Omit<ContentSources, 'holders'> & { holders: (cid: string) => PeerAddress[] }
+  /** Put an upload on its replicas (putPlaced); undefined when the grid has no store. */
+  put: (() => ((source: AsyncIterable<Uint8Array>) => Promise<PutResult>) | undefined)
+  /** When the grid's last copy of `cid` was evicted, if it was. */
+  evictedAt?: (cid: string) => Promise<string | undefined>
 }
 
 /** `bytes=A-B`, `bytes=A-` or `bytes=-N` against a size; undefined for no header, 'bad' if unsatisfiable. */
@@ -31,12 +36,12 @@ export function artifactRoutes (init: ArtifactsInit, auth: MiddlewareHandler): H
   const routes = new Hono()
 
   routes.post('/', auth, async c => {
-    const target = init.target()
-    if (target === undefined) return c.json({ error: 'the grid has no store to keep artifacts (start one with grid store)' }, 503)
+    const put = init.put()
+    if (put === undefined) return c.json({ error: 'the grid has no store to keep artifacts (start one with grid store)' }, 503)
     const body = c.req.raw.body
     const source = body === null ? (async function * () {})() : body as unknown as AsyncIterable<Uint8Array>
-    const put = await putContent(target, source)
-    return c.json({ cid: put.cid, size: put.size, sha256: put.sha256 }, 201)
+    const stored = await put(source)
+    return c.json({ cid: stored.cid, size: stored.size, sha256: stored.sha256 }, 201)
   })
 
   routes.get('/:cid', async c => {
@@ -46,10 +51,13 @@ export function artifactRoutes (init: ArtifactsInit, auth: MiddlewareHandler): H
     } catch (err: any) {
       return c.json({ error: err.message }, 400)
     }
+    const sources: ContentSources = { ...init.sources, holders: () => init.sources.holders(cid.toString()) }
     let info
     try {
-      info = await contentInfo(init.sources, cid)
+      info = await contentInfo(sources, cid)
     } catch {
+      const evicted = await init.evictedAt?.(cid.toString())
+      if (evicted !== undefined) return c.json({ error: `${cid} was evicted at ${evicted}: its last copy was removed to make room on a full store, so the grid no longer has it`, evicted }, 410)
       return c.json({ error: `no node holds ${cid}` }, 404)
     }
     const range = parseRange(c.req.header('range'), info.size)
@@ -68,7 +76,7 @@ export function artifactRoutes (init: ArtifactsInit, auth: MiddlewareHandler): H
       const stop = new AbortController()
       out.onAbort(() => stop.abort())
       try {
-        for await (const chunk of readContent(init.sources, cid, { from, to }, stop.signal)) await out.write(chunk)
+        for await (const chunk of readContent(sources, cid, { from, to }, stop.signal)) await out.write(chunk)
       } catch {
         // Headers are gone already: cutting the response short is how a client learns the body is incomplete.
         out.abort()

@@ -5,6 +5,7 @@ import type { MiddlewareHandler } from 'hono'
 import { matchedRoutes } from 'hono/route'
 import type { Scheduler } from '../coordinator/scheduler.ts'
 import type { StoreDirectory } from '../coordinator/store-directory.ts'
+import type { StorageState } from '../coordinator/store-content.ts'
 import { BUILD_STATUSES, FINISHED } from '../coordinator/build.ts'
 import { MAX_LIST_LIMIT } from '../coordinator/constants.ts'
 
@@ -14,6 +15,7 @@ const MAX_REMEMBERED_BUILDS = 10_000
 export interface GridMetricsInit {
   scheduler: Scheduler
   stores: StoreDirectory
+  storage?: () => StorageState
 }
 
 export interface GridMetrics {
@@ -22,6 +24,8 @@ export interface GridMetrics {
   requests: MiddlewareHandler
   /** Counts open /api/events streams: wraps the response body so a closed stream is noticed. */
   subscribers: MiddlewareHandler
+  /** A log follower (`follow=1`) started; call the result when it ends. */
+  tailing (): () => void
 }
 
 export function gridMetrics (init: GridMetricsInit): GridMetrics {
@@ -67,8 +71,37 @@ export function gridMetrics (init: GridMetricsInit): GridMetrics {
   fromCapacity('grid_worker_slots', 'Build slots the connected workers offer', c => c.slots)
   fromCapacity('grid_worker_slots_busy', 'Build slots running a build', c => c.busy)
   new Gauge({ name: 'grid_stores', help: 'Store nodes the coordinator knows', registers: [registry], collect () { this.set(stores.list().length) } })
+  const storage = init.storage
+  if (storage !== undefined) {
+    const usage = (): StorageState['stores'] => storage().stores
+    new Gauge({
+      name: 'grid_store_bytes', help: 'Block bytes each store holds', labelNames: ['store'], registers: [registry],
+      collect () { this.reset(); for (const s of usage()) this.set({ store: s.peer }, s.bytes) }
+    })
+    new Gauge({
+      name: 'grid_store_max_bytes', help: 'Size cap of each store that has one (--max-size)', labelNames: ['store'], registers: [registry],
+      collect () { this.reset(); for (const s of usage()) if (s.maxBytes !== undefined) this.set({ store: s.peer }, s.maxBytes) }
+    })
+    new Gauge({
+      name: 'grid_store_bytes_pushed', help: 'Block bytes pushed to each store since it started (puts and repair copies)', labelNames: ['store'], registers: [registry],
+      collect () { this.reset(); for (const s of usage()) this.set({ store: s.peer }, s.received) }
+    })
+    new Gauge({
+      name: 'grid_store_bytes_fetched', help: 'Block bytes fetched from each store since it started', labelNames: ['store'], registers: [registry],
+      collect () { this.reset(); for (const s of usage()) this.set({ store: s.peer }, s.served) }
+    })
+    const fromStorage = (name: string, help: string, pick: (s: StorageState) => number): void => {
+      new Gauge({ name, help, registers: [registry], collect () { this.set(pick(storage())) } })
+    }
+    fromStorage('grid_content_roots', 'Pieces of content (artifact, put or sealed log roots) the stores hold', s => s.roots)
+    fromStorage('grid_under_replicated', 'Roots kept on fewer stores than --replicas (or all stores, if fewer)', s => s.underReplicated)
+    fromStorage('grid_unavailable_roots', 'Roots no live store holds now', s => s.unavailable)
+    fromStorage('grid_repair_pending', 'Roots waiting for repair or being copied', s => s.repairing)
+    fromStorage('grid_replicas', 'Stores each piece of content is kept on (--replicas)', s => s.replicas)
+  }
 
   const sse = new Gauge({ name: 'grid_sse_subscribers', help: 'Open /api/events streams', registers: [registry] })
+  const tailers = new Gauge({ name: 'grid_log_tail_subscribers', help: 'Logs followed live over HTTP right now (follow=1)', registers: [registry] })
   const http = new Counter({
     name: 'grid_http_requests_total',
     help: 'HTTP requests by matched route, method and status',
@@ -78,6 +111,11 @@ export function gridMetrics (init: GridMetricsInit): GridMetrics {
 
   return {
     registry,
+    tailing: () => {
+      tailers.inc()
+      let open = true
+      return () => { if (open) { open = false; tailers.dec() } }
+    },
     requests: async (c, next) => {
       await next()
       // The route pattern, not the path: ids in paths would make a new series per build.

@@ -3,17 +3,21 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { GridHost } from '../host.ts'
+import { shareableAddrs } from '../host.ts'
+import type { WorkerCache } from './cache.ts'
 import type { JoinCode } from '../join-code.ts'
 import { MessageChannel } from '../wire.ts'
 import { SessionLoop } from '../session-loop.ts'
 import { Heartbeat } from '../heartbeat.ts'
-import { MAX_PENDING_REPORTS } from '../constants.ts'
+import { MAX_PENDING_REPORTS, REPORT_RESEND_WINDOW_MS } from '../constants.ts'
 import type { Stream } from '@libp2p/interface'
 import { WORK_PROTOCOL, toWorker } from '../../coordinator/work-protocol.ts'
 import type { ToCoordinator, ToWorker } from '../../coordinator/work-protocol.ts'
 import { HELLO_TIMEOUT_MS } from '../../coordinator/constants.ts'
 import type { Capabilities } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
+import { placeFor } from '../../artifact-store/placement.ts'
+import { DEFAULT_LOG_LIMIT_BYTES } from '../../artifact-store/constants.ts'
 import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
 import { collect, prepare } from './workspace.ts'
@@ -29,6 +33,8 @@ export interface WorkerInit {
   slots: number
   /** Work dirs live under `DATA/work/ATTEMPT`. */
   dataDir: string
+  /** Where it keeps and serves what it made and fetched (see cache.ts); none for a worker that keeps nothing. */
+  cache?: WorkerCache
   log?: (line: string) => void
 }
 
@@ -41,6 +47,8 @@ export class Worker {
   private readonly running = new Map<string, Running>()
   /** Reports waiting for a session; a final result must reach the coordinator even across a reconnect. */
   private pending: ToCoordinator[] = []
+  /** Attempt reports handed to the transport lately, oldest first: resent after a reconnect (see session()). */
+  private sent: Array<{ message: ToCoordinator, at: number }> = []
   private channel: MessageChannel<ToWorker, ToCoordinator> | undefined
   private stopped = false
   private draining = false
@@ -107,15 +115,21 @@ export class Worker {
   private async session (stream: Stream): Promise<void> {
     const channel = new MessageChannel<ToWorker, ToCoordinator>(stream, toWorker)
     // Claim what still runs and what finished while the coordinator was away: its result is waiting to be sent.
-    const claims = new Set([...this.running.keys(), ...this.pending.flatMap(r => 'attempt' in r ? [r.attempt] : [])])
-    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims] })
+    // Reports sent lately may have gone into a connection that was already dead (a coordinator that vanished
+    // without a reset is noticed only after the silence limit): those attempts are claimed and their reports resent.
+    this.pruneSent()
+    const resend = this.sent.map(s => s.message)
+    const claims = new Set([...this.running.keys(), ...[...resend, ...this.pending].flatMap(r => 'attempt' in r ? [r.attempt] : [])])
+    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims], addrs: this.init.cache !== undefined ? shareableAddrs(this.init.host).map(String) : [] })
     const welcome = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
     if (welcome.t !== 'welcome') throw new Error(`coordinator sent ${welcome.t} before welcome`)
     this.channel = channel
     this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
     this.connected.resolve()
     if (this.draining) this.report({ t: 'drain' })
-    for (const report of this.pending.splice(0)) this.report(report)
+    // Resent reports are idempotent: the coordinator ignores what it already has (a finished attempt's result).
+    this.sent = []
+    for (const report of [...resend, ...this.pending.splice(0)]) this.report(report)
     const heartbeat = new Heartbeat({
       stream,
       intervalMs: welcome.heartbeatMs,
@@ -141,18 +155,39 @@ export class Worker {
       if (this.pending.length < MAX_PENDING_REPORTS || message.t === 'done') this.pending.push(message)
       return
     }
+    if ('attempt' in message) this.sent.push({ message, at: Date.now() })
+    this.pruneSent()
     channel.send(message).catch(() => {
       this.pending.push(message)
+    })
+  }
+
+  /** Forget reports sent longer ago than a dead connection takes to notice: by then they were delivered. */
+  private pruneSent (): void {
+    const horizon = Date.now() - REPORT_RESEND_WINDOW_MS
+    while (this.sent.length > 0 && (this.sent[0].at < horizon || this.sent.length > MAX_PENDING_REPORTS)) this.sent.shift()
+  }
+
+  /** A step's log, written to the stores placeFor names for it (the same ones its readers try first). */
+  private logWriter (assign: Assign, step: number): LogWriter {
+    const log = assign.logs[step]
+    return new LogWriter({
+      streams: this.appendStreams,
+      log,
+      grant: assign.grant,
+      stores: placeFor(log, assign.stores, assign.replicas),
+      limit: assign.job.logLimit ?? DEFAULT_LOG_LIMIT_BYTES,
+      report: this.init.log
     })
   }
 
   /** Put a setup failure in the first step's log and report that step as never run (exit code -1). */
   private async failSetup (assign: Assign, reason: string): Promise<void> {
     this.report({ t: 'step-started', attempt: assign.attempt, step: 0 })
-    const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[0], grant: assign.grant, stores: assign.stores })
+    const writer = this.logWriter(assign, 0)
     writer.write(new TextEncoder().encode(`grid: ${reason}\n`))
-    await writer.seal().catch(() => {})
-    this.report({ t: 'step', attempt: assign.attempt, step: 0, exitCode: -1 })
+    const sealed = await writer.seal().catch(() => undefined)
+    this.report({ t: 'step', attempt: assign.attempt, step: 0, exitCode: -1, logCid: sealed?.cid })
   }
 
   private async runAttempt (assign: Assign): Promise<void> {
@@ -176,7 +211,7 @@ export class Worker {
         GRID_BUILD_ID: assign.build,
         GRID_ATTEMPT: assign.attempt
       }
-      const workspace = { host: this.init.host, join: this.init.join, workDir, stores: assign.stores, signal: stop.signal }
+      const workspace = { host: this.init.host, join: this.init.join, workDir, stores: assign.stores, replicas: assign.replicas, cache: this.init.cache, signal: stop.signal }
       try {
         await prepare(workspace, assign.job.src, assign.job.inputs ?? {})
       } catch (err: any) {
@@ -187,11 +222,13 @@ export class Worker {
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
-        const writer = new LogWriter({ streams: this.appendStreams, log: assign.logs[index], grant: assign.grant, stores: assign.stores })
+        const writer = this.logWriter(assign, index)
         const exitCode = await runStep({ run: step.run, cwd: workDir, env: { ...env, GRID_STEP: step.name }, output: writer, signal: stop.signal })
+        let logCid: string | undefined
+        // A fenced attempt's log was sealed by the coordinator wherever it stood: it gets no CID.
         if (stop.signal.reason === 'stale' || stop.signal.reason === 'stopping') writer.abort()
-        else await writer.seal().catch(err => this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`))
-        this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode })
+        else logCid = (await writer.seal().catch(err => { this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`) }))?.cid
+        this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode, logCid })
         if (exitCode !== 0) {
           outcome = 'failed'
           break

@@ -1,6 +1,7 @@
 // A build's work dir before and after its steps: the source tar unpacked and the inputs placed first (fetched
-// from whichever store holds them, every block checked), the artifacts matched and pushed straight to a store
-// after. The coordinator never carries these bytes.
+// from whichever store holds them, the placed ones first, every block checked), the artifacts matched and pushed
+// straight to their placed stores after (each on all its replicas before the build reports them). The
+// coordinator never carries these bytes.
 import { createReadStream, createWriteStream } from 'node:fs'
 import { glob, mkdir, realpath, stat } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
@@ -11,7 +12,10 @@ import type { GridHost } from '../host.ts'
 import type { PeerAddress } from '../dial.ts'
 import type { JoinCode } from '../join-code.ts'
 import { parseCid } from '../../artifact-store/content.ts'
-import { putContent, readContent } from '../../artifact-store/content-client.ts'
+import { nameOf, putContent, putPlaced, readContent } from '../../artifact-store/content-client.ts'
+import type { Blockstore } from '../../artifact-store/blockstore.ts'
+import type { WorkerCache } from './cache.ts'
+import { rankFor } from '../../artifact-store/placement.ts'
 import { askCoordinator } from '../../coordinator/builds-protocol.ts'
 import { FINISHED } from '../../coordinator/build.ts'
 import { MAX_ARTIFACTS } from '../../coordinator/constants.ts'
@@ -35,18 +39,23 @@ export interface WorkspaceInit {
   join: JoinCode
   workDir: string
   stores: PeerAddress[]
+  /** How many of `stores` each artifact goes to (the assignment's `replicas`). @default 1 */
+  replicas?: number
+  /** This worker's cache: artifacts it makes and inputs it fetches are kept there and served to other workers. */
+  cache?: WorkerCache
   signal: AbortSignal
 }
 
 /** Content as a byte stream of Buffers (tar's parser mangles plain Uint8Array chunks). */
-function contentStream (init: WorkspaceInit, cid: string): Readable {
+function contentStream (init: WorkspaceInit, cid: string, maker?: PeerAddress): Readable {
   return Readable.from((async function * () {
-    for await (const chunk of readContent(sources(init), parseCid(cid), {}, init.signal)) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    for await (const chunk of readContent(sources(init, cid, maker), parseCid(cid), {}, init.signal)) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
   })(), { objectMode: false })
 }
 
-function sources (init: WorkspaceInit): { host: GridHost, holders: () => PeerAddress[] } {
-  return { host: init.host, holders: () => init.stores }
+/** This worker's cache first, then the worker that made the content (straight from it), then the placed stores. */
+function sources (init: WorkspaceInit, cid: string, maker?: PeerAddress): { host: GridHost, local?: Blockstore, holders: () => PeerAddress[] } {
+  return { host: init.host, local: init.cache?.blocks, holders: () => [...(maker !== undefined ? [maker] : []), ...rankFor(cid, init.stores)] }
 }
 
 /** Unpack `src` and place `inputs` in the work dir. Throws WorkspaceError with one sentence. */
@@ -60,19 +69,27 @@ export async function prepare (init: WorkspaceInit, src: string | undefined, inp
     }
   }
   for (const [path, from] of Object.entries(inputs)) {
-    const cid = from.startsWith('build:') ? await artifactOf(init, from) : from
+    const { cid, maker } = from.startsWith('build:') ? await artifactOf(init, from) : { cid: from, maker: undefined }
     const target = join(init.workDir, path)
     try {
       await mkdir(dirname(target), { recursive: true })
-      await pipeline(contentStream(init, cid), createWriteStream(target))
+      await pipeline(contentStream(init, cid, maker), createWriteStream(target))
     } catch (err: any) {
       throw new WorkspaceError(`could not fetch input ${path} (${from}): ${err.message}`)
     }
+    // What it fetched, it caches and serves (CONTRACT.md): the next build that needs it may get it from here.
+    await keep(init, createReadStream(target, { highWaterMark: 1024 * 1024 }))
   }
 }
 
-/** `build:ID/PATH`: wait for build ID to succeed, then the CID of its artifact PATH. */
-async function artifactOf (init: WorkspaceInit, ref: string): Promise<string> {
+/** Keep content in this worker's cache, if it has one; a full or failing cache costs the build nothing. */
+async function keep (init: WorkspaceInit, source: AsyncIterable<Uint8Array>): Promise<void> {
+  if (init.cache === undefined) return
+  await putContent(init.cache.target, source).catch(() => {})
+}
+
+/** `build:ID/PATH`: wait for build ID to succeed, then the CID of its artifact PATH and the worker that made it. */
+async function artifactOf (init: WorkspaceInit, ref: string): Promise<{ cid: string, maker?: PeerAddress }> {
   const slash = ref.indexOf('/')
   const id = ref.slice('build:'.length, slash)
   const path = ref.slice(slash + 1)
@@ -84,7 +101,7 @@ async function artifactOf (init: WorkspaceInit, ref: string): Promise<string> {
       if (reply.build.status !== 'succeeded') throw new WorkspaceError(`input ${ref}: build ${id} ended ${reply.build.status}`)
       const artifact = reply.build.artifacts.find(a => a.path === path)
       if (artifact === undefined) throw new WorkspaceError(`input ${ref}: build ${id} has no artifact ${path}`)
-      return artifact.cid
+      return { cid: artifact.cid, maker: reply.maker }
     }
     await new Promise(resolve => setTimeout(resolve, INPUT_POLL_MS))
   }
@@ -94,8 +111,7 @@ async function artifactOf (init: WorkspaceInit, ref: string): Promise<string> {
 /** Match the globs, push every file to a store, and list them. A file reached through a link out of the work dir is refused. */
 export async function collect (init: WorkspaceInit, globs: string[]): Promise<Artifact[]> {
   if (globs.length === 0) return []
-  const store = init.stores[0]
-  if (store === undefined) throw new WorkspaceError('no store to keep artifacts in')
+  if (init.stores.length === 0) throw new WorkspaceError('no store to keep artifacts in')
   const root = await realpath(init.workDir)
   const paths = new Set<string>()
   for (const pattern of globs) {
@@ -109,7 +125,11 @@ export async function collect (init: WorkspaceInit, globs: string[]): Promise<Ar
     const real = await realpath(full)
     if (real !== root && !real.startsWith(root + sep)) throw new WorkspaceError(`artifact ${path} leads outside the work dir`)
     if (artifacts.length >= MAX_ARTIFACTS) throw new WorkspaceError(`more than ${MAX_ARTIFACTS} artifacts`)
-    const put = await putContent({ host: init.host, store }, createReadStream(full, { highWaterMark: 1024 * 1024 }))
+    const open = (): AsyncIterable<Uint8Array> => createReadStream(full, { highWaterMark: 1024 * 1024 })
+    // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID.
+    const named = await nameOf(open())
+    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid }, open())
+    await keep(init, open())
     artifacts.push({ path: relative(init.workDir, full).split(sep).join('/'), cid: put.cid, size: put.size, sha256: put.sha256 })
   }
   return artifacts

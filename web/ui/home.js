@@ -17,6 +17,24 @@ function renderCapacity (c) {
     : '<tr><td colspan="3" class="muted">No worker is connected: start one with <code>grid worker --join CODE</code>.</td></tr>'
 }
 
+const bytes = n => n >= 2 ** 30 ? (n / 2 ** 30).toFixed(1) + ' GiB' : n >= 2 ** 20 ? (n / 2 ** 20).toFixed(1) + ' MiB' : n >= 1024 ? (n / 1024).toFixed(0) + ' KiB' : n + ' B'
+
+/** The stores and the bytes each holds, under the capacity line (from /api/capacity's `storage`). */
+function renderStorage (s) {
+  let el = document.getElementById('storage')
+  if (el === null) {
+    el = document.createElement('div')
+    el.id = 'storage'
+    el.className = 'muted small'
+    document.getElementById('capacity-summary').after(el)
+  }
+  if (s === undefined || s.stores.length === 0) { el.innerHTML = ''; return }
+  const stores = s.stores.map(x => '<code title="' + esc(x.peer) + '">' + esc(shortPeer(x.peer)) + '</code> ' + bytes(x.bytes) +
+    (x.maxBytes !== undefined ? ' of ' + bytes(x.maxBytes) : '')).join(' · ')
+  el.innerHTML = 'stores: ' + stores + ' · ' + s.replicas + ' replica' + (s.replicas === 1 ? '' : 's') +
+    (s.underReplicated > 0 ? ' · <b>' + s.underReplicated + '</b> under-replicated' : '') + (s.repairing > 0 ? ' · repairing ' + s.repairing : '')
+}
+
 function renderBuilds () {
   const now = Date.now()
   const rows = [...builds.values()].sort((a, b) => a.id < b.id ? 1 : -1).slice(0, SHOWN)
@@ -62,11 +80,13 @@ events({
 let lastStores
 /** Events that arrived while the list loaded are newer than it and win, except after a reconnect, when it is fresh. */
 async function load (replace) {
-  read('/api/capacity').then(c => { lastStores = c.stores; renderCapacity(c) }).catch(() => {})
+  read('/api/capacity').then(c => { lastStores = c.stores; renderCapacity(c); renderStorage(c.storage) }).catch(() => {})
   const list = await read('/api/builds?limit=' + SHOWN)
   for (const b of list) if (replace || !builds.has(b.id)) builds.set(b.id, b)
   renderBuilds()
 }
 await load(false)
+// Bytes held change without build events: look again now and then.
+setInterval(() => { read('/api/capacity').then(c => { lastStores = c.stores; renderStorage(c.storage) }).catch(() => {}) }, 5_000)
 // Running and queued durations tick.
 setInterval(() => { if ([...builds.values()].some(b => !FINISHED.has(b.status))) schedule() }, 1000)

@@ -97,6 +97,8 @@ const SUBMIT = `<section class="card">
    <ol id="step-list" class="step-list"></ol>
    <button type="button" id="add-step">Add a step</button>
   </fieldset>
+  <label>Artifacts <span class="muted">files to keep after the steps, one glob per line, relative to the work dir</span>
+   <textarea name="artifacts" rows="2" spellcheck="false" placeholder="dist/**&#10;report.xml"></textarea></label>
   <p id="submit-error" class="error" role="alert" hidden></p>
   <button type="submit" class="primary">Submit build</button>
  </form>

@@ -1,4 +1,4 @@
-// Submit a command as a job: name, requires as KEY=VALUE lines, one or more steps. Needs the API token.
+// Submit a command as a job: name, requires as KEY=VALUE lines, one or more steps, artifact globs. Needs the API token.
 import { write, onToken } from './common.js'
 
 const form = document.getElementById('submit-form')
@@ -36,6 +36,8 @@ function job () {
     .filter(s => s.run.trim() !== '').map(s => s.name === '' ? { run: s.run } : s)
   if (steps.length === 0) throw new Error('a job needs at least one step with a command')
   const result = { requires: parsePairs(data.get('requires'), 'requires'), steps }
+  const artifacts = data.get('artifacts').split('\n').map(line => line.trim()).filter(line => line !== '' && !line.startsWith('#'))
+  if (artifacts.length > 0) result.artifacts = artifacts
   const name = data.get('name').trim()
   if (name !== '') result.name = name
   return result

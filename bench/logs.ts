@@ -1,0 +1,227 @@
+// The live-log figures (issue #4), every role in its own process on loopback (`grid coordinator`, `grid store`,
+// `grid worker`, tailers in bench/log-tailer.ts), each beside a bare baseline from the same run:
+//   - tail latency p50/p99: a step prints a timestamped line, a tailer in another process receives it
+//     (baseline: a bare libp2p 1-byte round trip between two processes, same TCP + pnet + Noise + Yamux stack);
+//   - sustained lines/s of one build's ~80-byte lines with three tailers attached;
+//   - peak memory of the worker and the store while a step writes a 1 GiB log (and the rate it is written at).
+// Every loop is bounded in count, every phase in time. `npx node bench/logs.ts` runs it alone.
+import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { multiaddr } from '@multiformats/multiaddr'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { createHost } from '../node/host.ts'
+import { newSecret } from '../node/join-code.ts'
+import type { Build } from '../coordinator/build.ts'
+import { FINISHED } from '../coordinator/build.ts'
+import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { ECHO_PROTOCOL } from './echo-protocol.ts'
+import { percentile, sleep, within as withinMs } from './measure.ts'
+
+const ROOT = join(import.meta.dirname, '..')
+/** Bare round trips for the baseline. */
+const RTT_SAMPLES = 1_000
+/** Timestamped lines for the latency figure, one every LATENCY_LINE_MS: a step that prints now and then. */
+const LATENCY_LINES = 400
+const LATENCY_LINE_MS = 5
+/** Lines for the throughput figure: 819 lines of 80 bytes fill one 64 KiB write; 1,000 such writes. */
+const RATE_WRITES = 1_000
+const LINES_PER_WRITE = 819
+const LINE_BYTES = 80
+const TAILERS = 3
+/** The big log: 1 GiB less 1 MiB, under the hard ceiling with room for the limit's line. */
+export const BIG_LOG_BYTES = Number(process.env.GRID_BENCH_LOG_BYTES ?? MAX_LOG_BYTES - 1024 * 1024)
+const RSS_SAMPLE_MS = 50
+/** No phase may run longer than this; the bench fails rather than hang. */
+const PHASE_TIMEOUT_MS = 300_000
+
+export interface LogRow { name: string, value: number, unit: string, baseline?: { name: string, value: number, unit: string }, ratio?: number }
+
+interface Proc { proc: ChildProcessWithoutNullStreams, out: () => string, line: (re: RegExp) => Promise<RegExpMatchArray> }
+
+/** Bench phases are bounded: past PHASE_TIMEOUT_MS one fails instead of hanging. */
+const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
+
+/** Peak anonymous memory (heap, buffers: what a process holds, not LevelDB's mmapped tables) and peak RSS. */
+class MemorySampler {
+  anon = 0
+  rss = 0
+  private readonly timer: NodeJS.Timeout
+  private readonly pid: number
+  constructor (pid: number) {
+    this.pid = pid
+    this.timer = setInterval(() => { this.sample().catch(() => {}) }, RSS_SAMPLE_MS)
+  }
+
+  async sample (): Promise<{ anon: number, rss: number }> {
+    const status = await readFile(`/proc/${this.pid}/status`, 'utf8')
+    const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
+    this.anon = Math.max(this.anon, kib('RssAnon'))
+    this.rss = Math.max(this.rss, kib('VmRSS'))
+    return { anon: kib('RssAnon'), rss: kib('VmRSS') }
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+}
+
+export async function benchLogs (report: (line: string) => void = line => { process.stderr.write(line + '\n') }): Promise<LogRow[]> {
+  const children: Proc[] = []
+  const child = (args: string[]): Proc => {
+    const proc = spawn(process.execPath, args, { cwd: ROOT })
+    let out = ''
+    proc.stdout.on('data', d => { out += d })
+    proc.stderr.on('data', d => { out += d })
+    const p: Proc = {
+      proc,
+      out: () => out,
+      line: async re => await within(`${re} from ${args.slice(0, 3).join(' ')}`, async () => {
+        while (true) {
+          const m = re.exec(out)
+          if (m !== null) return m
+          if (proc.exitCode !== null) throw new Error(`${args.join(' ')} exited: ${out.slice(-2000)}`)
+          await sleep(20)
+        }
+      })
+    }
+    children.push(p)
+    return p
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'grid-bench-logs-'))
+  const rows: LogRow[] = []
+  try {
+    report('bench: bare libp2p round trips (logs baseline)')
+    const rtt = await bareRoundTrips(child)
+
+    const gridBin = join(ROOT, 'node/bin/grid.js')
+    const coordinator = child([gridBin, 'coordinator', '--data', join(dir, 'c'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--replicas', '1'])
+    const url = (await coordinator.line(/^web: (http:\S+)$/m))[1]
+    await coordinator.line(/^join: /m)
+    const joinFile = join(dir, 'c', 'join')
+    const token = (await readFile(join(dir, 'c', 'api-token'), 'utf8')).trim()
+    const store = child([gridBin, 'store', '--join', joinFile, '--data', join(dir, 's'), '--listen', '/ip4/127.0.0.1/tcp/0'])
+    await store.line(/joined the grid/)
+    const worker = child([gridBin, 'worker', '--join', joinFile, '--data', join(dir, 'w')])
+    await worker.line(/joined the grid/)
+
+    const submit = async (job: unknown): Promise<string> => {
+      const res = await fetch(`${url}/api/builds`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(job) })
+      if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${await res.text()}`)
+      return (await res.json()).id
+    }
+    const build = async (id: string): Promise<Build> => await (await fetch(`${url}/api/builds/${id}`)).json() as Build
+    const finished = async (id: string): Promise<Build> => await within(`build ${id}`, async () => {
+      while (true) {
+        const b = await build(id)
+        if (FINISHED.has(b.status)) return b
+        await sleep(50)
+      }
+    })
+    /** Submit a step that waits for `go`, start tailers on its log, then let it print. */
+    const tailed = async (script: string, tailers: number, mode: 'latency' | 'rate', job: Record<string, unknown> = {}): Promise<{ build: Build, results: Array<{ bytes: number, lines: number, first: number, last: number, samples: number[] }> }> => {
+      const go = join(dir, `go-${Math.random().toString(36).slice(2)}`)
+      await writeFile(join(dir, 'step.js'), `const fs = require('node:fs'); let n = 0; while (!fs.existsSync(${JSON.stringify(go)}) && n++ < 600) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);\n${script}`)
+      const id = await submit({ ...job, steps: [{ run: `${process.execPath} ${join(dir, 'step.js')}` }] })
+      const log = `${id}.a1.s0`
+      const procs = Array.from({ length: tailers }, () => child([join(ROOT, 'bench/log-tailer.ts'), joinFile, log, mode]))
+      for (const p of procs) await p.line(/^ready$/m)
+      // The tailers found the log's holder and wait on it; give their follow requests a moment to land.
+      await sleep(500)
+      await writeFile(go, '')
+      const done = await finished(id)
+      const results = []
+      for (const p of procs) results.push(JSON.parse((await p.line(/^(\{.*\})$/m))[1]))
+      return { build: done, results }
+    }
+
+    report('bench: tail latency, step print to a tailer in another process')
+    const latency = await tailed(
+      `let i = 0; const t = setInterval(() => { process.stdout.write('T' + (performance.timeOrigin + performance.now()) + ' ' + '.'.repeat(40) + '\\n'); if (++i === ${LATENCY_LINES}) clearInterval(t) }, ${LATENCY_LINE_MS})`,
+      1, 'latency')
+    const samples = latency.results[0].samples
+    if (samples.length !== LATENCY_LINES) throw new Error(`the tailer saw ${samples.length} of ${LATENCY_LINES} lines`)
+    const bare = { name: 'bare libp2p RTT p50', value: rtt.p50, unit: 'ms' }
+    rows.push({ name: 'log tail latency p50 (print to tailer, other process)', value: percentile(samples, 50), unit: 'ms', baseline: bare, ratio: percentile(samples, 50) / rtt.p50 })
+    rows.push({ name: 'log tail latency p99 (print to tailer, other process)', value: percentile(samples, 99), unit: 'ms', baseline: { ...bare, name: 'bare libp2p RTT p99', value: rtt.p99 }, ratio: percentile(samples, 99) / rtt.p99 })
+
+    report(`bench: lines/s with ${TAILERS} tailers`)
+    const lineText = 'x'.repeat(LINE_BYTES - 1) + '\n'
+    const printer = `const b = Buffer.from(${JSON.stringify(lineText)}.repeat(${LINES_PER_WRITE})); let i = 0; ` +
+      `const more = () => { while (i < ${RATE_WRITES}) { i++; if (!process.stdout.write(b)) return process.stdout.once('drain', more) } }; more()`
+    // Baseline: the same step printing into a pipe that nothing but a byte count reads.
+    await writeFile(join(dir, 'printer.js'), printer)
+    const bareLines = await within('the printer alone', async () => await new Promise<number>((resolve, reject) => {
+      const began = performance.now()
+      let bytes = 0
+      const p = spawn(process.execPath, [join(dir, 'printer.js')])
+      p.stdout.on('data', (d: Buffer) => { bytes += d.length })
+      p.on('error', reject)
+      p.on('close', () => { resolve(bytes / LINE_BYTES / ((performance.now() - began) / 1000)) })
+    }))
+    const rate = await tailed(printer, TAILERS, 'rate', { logLimit: MAX_LOG_BYTES })
+    const lines = RATE_WRITES * LINES_PER_WRITE
+    for (const r of rate.results) if (r.lines !== lines) throw new Error(`a tailer saw ${r.lines} of ${lines} lines`)
+    const firstByte = Math.min(...rate.results.map(r => r.first))
+    const slowest = Math.min(...rate.results.map(r => r.lines / ((r.last - firstByte) / 1000)))
+    rows.push({ name: `log lines/s to ${TAILERS} tailers (one build, ${LINE_BYTES}-byte lines)`, value: slowest, unit: '/s', baseline: { name: 'the same step into a bare pipe', value: bareLines, unit: '/s' }, ratio: slowest / bareLines })
+
+    report(`bench: a ${(BIG_LOG_BYTES / 2 ** 20).toFixed(0)} MiB log: worker and store memory`)
+    const workerMemory = new MemorySampler(worker.proc.pid!)
+    const storeMemory = new MemorySampler(store.proc.pid!)
+    const idle = { worker: (await workerMemory.sample()).anon, store: (await storeMemory.sample()).anon }
+    const big = await (async () => {
+      const id = await submit({ logLimit: MAX_LOG_BYTES, steps: [{ run: `head -c ${BIG_LOG_BYTES} /dev/zero` }] })
+      return await finished(id)
+    })()
+    workerMemory.stop()
+    storeMemory.stop()
+    if (big.status !== 'succeeded' || big.steps[0].logCid === undefined) throw new Error(`the big log's build ended ${big.status} with logCid ${big.steps[0].logCid}`)
+    const seconds = (Date.parse(big.steps[0].finished!) - Date.parse(big.steps[0].started!)) / 1000
+    rows.push({ name: 'worker peak memory (anon) writing a 1 GiB log', value: workerMemory.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle worker', value: idle.worker / 2 ** 20, unit: 'MiB' }, ratio: workerMemory.anon / idle.worker })
+    rows.push({ name: 'store peak memory (anon) taking and sealing a 1 GiB log', value: storeMemory.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle store', value: idle.store / 2 ** 20, unit: 'MiB' }, ratio: storeMemory.anon / idle.store })
+    rows.push({ name: 'worker / store peak RSS (with LevelDB\'s mapped files) writing a 1 GiB log', value: workerMemory.rss / 2 ** 20, unit: 'MiB', baseline: { name: 'store peak RSS', value: storeMemory.rss / 2 ** 20, unit: 'MiB' } })
+    rows.push({ name: '1 GiB log written, sealed and named (step start to CID)', value: BIG_LOG_BYTES / 2 ** 20 / seconds, unit: 'MiB/s' })
+    return rows
+  } finally {
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGTERM')
+    await sleep(500)
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Baseline: 1-byte round trips on a bare libp2p stream (TCP + pnet + Noise + Yamux) to another process. */
+async function bareRoundTrips (child: (args: string[]) => Proc): Promise<{ p50: number, p99: number }> {
+  const secret = newSecret()
+  const peer = child([join(ROOT, 'bench/echo-peer.ts'), Buffer.from(secret).toString('hex')])
+  const addr = (await peer.line(/^(\/ip4\/\S+)$/m))[1]
+  const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret, listen: [] })
+  try {
+    const stream = await host.dialProtocol(multiaddr(addr), ECHO_PROTOCOL)
+    const iterator = stream[Symbol.asyncIterator]()
+    const samples: number[] = []
+    for (let i = 0; i < RTT_SAMPLES; i++) {
+      const t = performance.now()
+      stream.send(new Uint8Array([i & 0xff]))
+      await iterator.next()
+      samples.push(performance.now() - t)
+    }
+    await stream.close()
+    return { p50: percentile(samples, 50), p99: percentile(samples, 99) }
+  } finally {
+    await host.stop()
+    peer.proc.kill('SIGTERM')
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const rows = await benchLogs()
+  const fmt = (n: number | undefined): string => n === undefined ? '' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)
+  process.stdout.write(['| figure | value | baseline (same run) | ratio |', '|---|---|---|---|',
+    ...rows.map(r => `| ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.baseline !== undefined ? `${r.baseline.name}: ${fmt(r.baseline.value)} ${r.baseline.unit}` : ''} | ${r.ratio !== undefined ? `${fmt(r.ratio)}x` : ''} |`)].join('\n') + '\n')
+  process.exit(0)
+}

@@ -1,0 +1,98 @@
+// Put throughput with 2 replicas as a ratio to a single-store put, in the same run on the same processes:
+// a coordinator (`grid coordinator --replicas 2`) and two `grid store` processes; this process is the client.
+// A 2-replica put sends every block to both stores at once, so it should cost far less than two puts.
+import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { randomFillSync } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { createHost } from '../node/host.ts'
+import { readJoinCode } from '../node/join-code.ts'
+import { askCoordinator } from '../coordinator/builds-protocol.ts'
+import { putPlaced } from '../artifact-store/content-client.ts'
+
+const ROOT = join(import.meta.dirname, '..')
+/** Bytes put in each phase: 256 MiB, well past any buffer. */
+export const REPLICA_BENCH_BYTES = Number(process.env.GRID_BENCH_REPLICA_BYTES ?? 256 * 2 ** 20)
+const START_TIMEOUT_MS = 30_000
+
+export interface ReplicaRow { name: string, value: number, unit: string, baseline?: { name: string, value: number, unit: string }, ratio?: number }
+
+/** Fresh random content, made as it is sent (1 MiB at a time), so memory stays flat. */
+async function * randomContent (size: number): AsyncGenerator<Uint8Array> {
+  const chunk = new Uint8Array(2 ** 20)
+  for (let sent = 0; sent < size; sent += chunk.length) {
+    randomFillSync(chunk)
+    yield chunk.slice(0, Math.min(chunk.length, size - sent))
+  }
+}
+
+function start (args: string[], ready: RegExp): Promise<ChildProcessWithoutNullStreams> {
+  const proc = spawn(process.execPath, [join(ROOT, 'node/bin/grid.js'), ...args], { cwd: ROOT })
+  let out = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`grid ${args[0]} did not start: ${out}`)), START_TIMEOUT_MS)
+    const seen = (d: Buffer): void => {
+      out += d
+      if (ready.test(out)) { clearTimeout(timer); resolve(proc) }
+    }
+    proc.stdout.on('data', seen)
+    proc.stderr.on('data', seen)
+    proc.on('exit', () => { clearTimeout(timer); reject(new Error(`grid ${args[0]} exited: ${out}`)) })
+  })
+}
+
+export async function benchReplicas (): Promise<ReplicaRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'grid-replicas-'))
+  const procs: ChildProcessWithoutNullStreams[] = []
+  try {
+    procs.push(await start(['coordinator', '--data', join(dir, 'c'), '--listen', '/ip4/127.0.0.1/tcp/0', '--replicas', '2'], /^join: /m))
+    const joinFile = join(dir, 'c', 'join')
+    for (const name of ['s1', 's2']) procs.push(await start(['store', '--join', joinFile, '--data', join(dir, name), '--listen', '/ip4/127.0.0.1/tcp/0'], /joined the grid/))
+    const code = await readJoinCode((await readFile(joinFile, 'utf8')).trim())
+    const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
+    try {
+      const coordinator = { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }
+      let stores: Array<{ peer: string, addrs: string[] }> = []
+      for (const deadline = Date.now() + START_TIMEOUT_MS; stores.length < 2 && Date.now() < deadline;) {
+        const reply = await askCoordinator(host, coordinator, { t: 'stores' })
+        stores = reply.t === 'stores' ? reply.stores : []
+        if (stores.length < 2) await new Promise(resolve => setTimeout(resolve, 100))
+      }
+      if (stores.length < 2) throw new Error('two stores did not join')
+      const rate = async (replicas: number): Promise<number> => {
+        const began = performance.now()
+        const put = await putPlaced({ host, stores, replicas }, randomContent(REPLICA_BENCH_BYTES))
+        if (put.stores.length !== replicas) throw new Error(`put reached ${put.stores.length} stores, not ${replicas}`)
+        return REPLICA_BENCH_BYTES / ((performance.now() - began) / 1000) / 1e6
+      }
+      // Connections are warm for both phases: a small put first.
+      await putPlaced({ host, stores, replicas: 2 }, randomContent(2 ** 20))
+      const single = await rate(1)
+      const double = await rate(2)
+      const size = `${(REPLICA_BENCH_BYTES / 2 ** 20).toFixed(0)} MiB`
+      return [{
+        name: `put ${size} with 2 replicas (two store processes)`,
+        value: double,
+        unit: 'MB/s',
+        baseline: { name: `put ${size} to a single store`, value: single, unit: 'MB/s' },
+        ratio: double / single
+      }]
+    } finally {
+      await host.stop()
+    }
+  } finally {
+    for (const p of procs) p.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// Run alone: `npx node bench/store-replicas.ts` prints the row (npm run bench includes it).
+if (import.meta.main) {
+  for (const row of await benchReplicas()) process.stdout.write(JSON.stringify(row) + '\n')
+  process.exit(0)
+}
