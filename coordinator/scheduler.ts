@@ -266,7 +266,8 @@ export class Scheduler {
   stepStarted (link: WorkerLink, attempt: string, index: number): void {
     const running = this.current(link, attempt)
     const step = running?.build.steps[index]
-    if (running === undefined || step === undefined) return
+    // Workers resend recent reports after a reconnect (a dead connection may have swallowed them): once is enough.
+    if (running === undefined || step === undefined || step.started !== undefined) return
     step.started = new Date().toISOString()
     this.changed(running.build)
   }
@@ -274,7 +275,7 @@ export class Scheduler {
   stepFinished (link: WorkerLink, attempt: string, index: number, exitCode: number, logCid?: string): void {
     const running = this.current(link, attempt)
     const step = running?.build.steps[index]
-    if (running === undefined || step === undefined) return
+    if (running === undefined || step === undefined || step.exitCode !== undefined) return
     step.exitCode = exitCode
     step.finished = new Date().toISOString()
     if (logCid !== undefined) step.logCid = logCid

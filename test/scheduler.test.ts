@@ -216,6 +216,21 @@ queue('with no store yet a build waits (and says why) even with a free worker; a
   assert.is((await s.get(build.id))?.waiting, undefined)
 })
 
+queue('a resent step report (after a worker reconnects) changes nothing', async () => {
+  const { scheduler: s } = scheduler()
+  const link = new StubLink({ os: 'linux' }, 1)
+  s.workerJoined(link)
+  const build = await s.submit(job())
+  const attempt = link.attempt()
+  s.stepStarted(link, attempt, 0)
+  s.stepFinished(link, attempt, 0, 0, 'bafkreigyc4skelum46nlnl7zulfyn5v2srv2dm4vhg3clj2fb3z4pgmysq')
+  const first = structuredClone((await s.get(build.id))!.steps[0])
+  await sleep(5)
+  s.stepStarted(link, attempt, 0)
+  s.stepFinished(link, attempt, 0, 1)
+  assert.equal((await s.get(build.id))!.steps[0], first)
+})
+
 queue('list is newest first and get finds live and finished builds', async () => {
   const { scheduler: s } = scheduler()
   const first = await s.submit(job())
