@@ -48,12 +48,14 @@ export const PUT_GROUP_BLOCKS = 16
 
 /**
  * LevelDB's in-memory write buffer for a store. The 4 MiB default flushes a new table every four blocks and
- * compaction rewrites them again and again; 32 MiB doubled block writes here (143 to ~300 MiB/s of 1 MiB values).
+ * compaction rewrites them again and again; 32 MiB roughly doubled the rate of 1 MiB block writes in a one-off
+ * LevelDB test on these machines (not part of the bench).
  */
 export const STORE_WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 /**
  * LevelDB table files a store's compactions write. The 2 MiB default holds two blocks per file, so compacting a
- * gigabyte juggles hundreds of files: 64 MiB files took 1 GiB of 1 MiB blocks from 126 to 202 MiB/s here.
+ * gigabyte juggles hundreds of files. Larger files sped LevelDB alone up by about half in a one-off test (not
+ * part of the bench); `npm run bench`'s put, bound by CPU, did not move measurably.
  */
 export const STORE_TABLE_FILE_BYTES = 64 * 1024 * 1024
 

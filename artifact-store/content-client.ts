@@ -32,7 +32,8 @@ export interface PutResult {
 }
 
 /** Where a put writes: this node's blockstore (and its root catalog), or a store over libp2p. */
-export type PutTarget = { local: Blockstore, roots?: RootCatalog } | { host: GridHost, store: PeerAddress }
+/** `name` tells a local target apart in PutResult.stores (`local` when absent). */
+export type PutTarget = { local: Blockstore, roots?: RootCatalog, name?: string } | { host: GridHost, store: PeerAddress }
 
 /** Fewer stores than the put needs took the content. */
 export class ReplicasUnreachableError extends Error {
@@ -50,7 +51,7 @@ class Lane {
   }
 
   get name (): string {
-    return 'local' in this.target ? 'local' : this.target.store.peer
+    return 'local' in this.target ? this.target.name ?? 'local' : this.target.store.peer
   }
 
   /** Groups handed over and not yet sent, in order. */
@@ -218,6 +219,8 @@ export interface PlacedPutInit {
   placeBy?: string
   /** Told when the content reached fewer stores than `replicas` because the others are unreachable. */
   warn?: (line: string) => void
+  /** Local targets that keep a copy too (named, so they are not counted as stores), such as a worker's cache. */
+  alsoKeep?: PutTarget[]
 }
 
 /**
@@ -233,8 +236,10 @@ export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint
     ? { local: init.local.blocks, roots: init.local.roots }
     : { host: init.host, store }
   const first = ranked.slice(0, wanted)
-  const put = await putContent(first.map(target), source)
-  const holders = new Set(put.stores.map(s => s === 'local' ? init.local!.peer : s))
+  // Extra copies (a worker's cache) ride on the same pass over the source; they are not replicas.
+  const extra = new Set((init.alsoKeep ?? []).map(t => new Lane(t).name))
+  const put = await putContent([...first.map(target), ...(init.alsoKeep ?? [])], source)
+  const holders = new Set(put.stores.filter(s => !extra.has(s)).map(s => s === 'local' ? init.local!.peer : s))
   const failures: string[] = []
   let next = wanted
   const cid = parseCid(put.cid)

@@ -19,7 +19,7 @@ import type { Build } from '../coordinator/build.ts'
 import { FINISHED } from '../coordinator/build.ts'
 import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
-import { percentile, sleep, within as withinMs } from './measure.ts'
+import { MemorySampler, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bare round trips for the baseline. */
@@ -34,7 +34,6 @@ const LINE_BYTES = 80
 const TAILERS = 3
 /** The big log: 1 GiB less 1 MiB, under the hard ceiling with room for the limit's line. */
 export const BIG_LOG_BYTES = Number(process.env.GRID_BENCH_LOG_BYTES ?? MAX_LOG_BYTES - 1024 * 1024)
-const RSS_SAMPLE_MS = 50
 /** No phase may run longer than this; the bench fails rather than hang. */
 const PHASE_TIMEOUT_MS = 300_000
 
@@ -44,30 +43,6 @@ interface Proc { proc: ChildProcessWithoutNullStreams, out: () => string, line: 
 
 /** Bench phases are bounded: past PHASE_TIMEOUT_MS one fails instead of hanging. */
 const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
-
-/** Peak anonymous memory (heap, buffers: what a process holds, not LevelDB's mmapped tables) and peak RSS. */
-class MemorySampler {
-  anon = 0
-  rss = 0
-  private readonly timer: NodeJS.Timeout
-  private readonly pid: number
-  constructor (pid: number) {
-    this.pid = pid
-    this.timer = setInterval(() => { this.sample().catch(() => {}) }, RSS_SAMPLE_MS)
-  }
-
-  async sample (): Promise<{ anon: number, rss: number }> {
-    const status = await readFile(`/proc/${this.pid}/status`, 'utf8')
-    const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
-    this.anon = Math.max(this.anon, kib('RssAnon'))
-    this.rss = Math.max(this.rss, kib('VmRSS'))
-    return { anon: kib('RssAnon'), rss: kib('VmRSS') }
-  }
-
-  stop (): void {
-    clearInterval(this.timer)
-  }
-}
 
 export async function benchLogs (report: (line: string) => void = line => { process.stderr.write(line + '\n') }): Promise<LogRow[]> {
   const children: Proc[] = []
@@ -172,7 +147,7 @@ export async function benchLogs (report: (line: string) => void = line => { proc
     report(`bench: a ${(BIG_LOG_BYTES / 2 ** 20).toFixed(0)} MiB log: worker and store memory`)
     const workerMemory = new MemorySampler(worker.proc.pid!)
     const storeMemory = new MemorySampler(store.proc.pid!)
-    const idle = { worker: (await workerMemory.sample()).anon, store: (await storeMemory.sample()).anon }
+    const idle = { worker: workerMemory.sample().anon, store: storeMemory.sample().anon }
     const big = await (async () => {
       const id = await submit({ logLimit: MAX_LOG_BYTES, steps: [{ run: `head -c ${BIG_LOG_BYTES} /dev/zero` }] })
       return await finished(id)
@@ -181,10 +156,11 @@ export async function benchLogs (report: (line: string) => void = line => { proc
     storeMemory.stop()
     if (big.status !== 'succeeded' || big.steps[0].logCid === undefined) throw new Error(`the big log's build ended ${big.status} with logCid ${big.steps[0].logCid}`)
     const seconds = (Date.parse(big.steps[0].finished!) - Date.parse(big.steps[0].started!)) / 1000
-    rows.push({ name: 'worker peak memory (anon) writing a 1 GiB log', value: workerMemory.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle worker', value: idle.worker / 2 ** 20, unit: 'MiB' }, ratio: workerMemory.anon / idle.worker })
-    rows.push({ name: 'store peak memory (anon) taking and sealing a 1 GiB log', value: storeMemory.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle store', value: idle.store / 2 ** 20, unit: 'MiB' }, ratio: storeMemory.anon / idle.store })
-    rows.push({ name: 'worker / store peak RSS (with LevelDB\'s mapped files) writing a 1 GiB log', value: workerMemory.rss / 2 ** 20, unit: 'MiB', baseline: { name: 'store peak RSS', value: storeMemory.rss / 2 ** 20, unit: 'MiB' } })
-    rows.push({ name: '1 GiB log written, sealed and named (step start to CID)', value: BIG_LOG_BYTES / 2 ** 20 / seconds, unit: 'MiB/s' })
+    const bigLog = `${(BIG_LOG_BYTES / 2 ** 20).toFixed(0)} MiB`
+    rows.push({ name: `worker peak memory (anon) writing a ${bigLog} log`, value: workerMemory.peaks.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle worker', value: idle.worker / 2 ** 20, unit: 'MiB' }, ratio: workerMemory.peaks.anon / idle.worker })
+    rows.push({ name: `store peak memory (anon) taking and sealing a ${bigLog} log`, value: storeMemory.peaks.anon / 2 ** 20, unit: 'MiB', baseline: { name: 'idle store', value: idle.store / 2 ** 20, unit: 'MiB' }, ratio: storeMemory.peaks.anon / idle.store })
+    rows.push({ name: `worker / store peak RSS (with LevelDB's mapped files) writing a ${bigLog} log`, value: workerMemory.peaks.rss / 2 ** 20, unit: 'MiB', baseline: { name: 'store peak RSS', value: storeMemory.peaks.rss / 2 ** 20, unit: 'MiB' } })
+    rows.push({ name: `${bigLog} log written, sealed and named (step start to CID)`, value: BIG_LOG_BYTES / 2 ** 20 / seconds, unit: 'MiB/s' })
     return rows
   } finally {
     for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGTERM')

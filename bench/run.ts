@@ -16,7 +16,7 @@ import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { benchTransfer } from './transfer.ts'
 import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
-import { percentile, sleep, within as withinMs } from './measure.ts'
+import { cpuMsOf, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bench sizes: enough runs for stable medians on a 2-core machine, few enough to finish in minutes. */
@@ -55,19 +55,6 @@ function child (args: string[]): { proc: ChildProcessWithoutNullStreams, line: (
 /** Bench phases are bounded: past PHASE_TIMEOUT_MS one fails instead of hanging. */
 const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
 
-/** CPU time (user + system) a process has used, from /proc. */
-async function cpuMsOf (pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ')
-  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
-/** Peak and current resident memory of a process, from /proc. */
-async function rssOf (pid: number): Promise<{ rss: number, peak: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
-  return { rss: kib('VmRSS'), peak: kib('VmHWM') }
-}
 
 /** Baseline: a bare libp2p stream (same TCP + pnet + Noise + Yamux stack) between two processes: 1-byte round trips. */
 async function bareLibp2p (): Promise<{ rttP50: number, roundTripsPerSecond: number }> {
@@ -175,7 +162,7 @@ async function queueToStart (grid: Grid, dir: string): Promise<{ p50: number, p9
 
 /** Coordinator memory with many idle workers connected (many worker nodes in a few pool processes). */
 async function coordinatorMemory (grid: Grid, dir: string): Promise<{ before: number, after: number, peak: number }> {
-  const before = (await rssOf(grid.pid)).rss
+  const before = memoryOf(grid.pid).rss
   const pools: ChildProcessWithoutNullStreams[] = []
   for (let left = IDLE_WORKERS; left > 0; left -= WORKERS_PER_POOL) pools.push(await startPool(grid, dir, Math.min(WORKERS_PER_POOL, left), 'pool=idle'))
   await within(`${IDLE_WORKERS} idle workers in capacity`, async () => {
@@ -183,7 +170,7 @@ async function coordinatorMemory (grid: Grid, dir: string): Promise<{ before: nu
   })
   // A few heartbeat rounds with everyone connected.
   await sleep(5_000)
-  const { rss, peak } = await rssOf(grid.pid)
+  const { rss, peak } = memoryOf(grid.pid)
   for (const p of pools) p.kill('SIGTERM')
   return { before, after: rss, peak }
 }

@@ -2,17 +2,16 @@
 // libp2p stream (same TCP + pnet + Noise + Yamux stack, no grid logic) and raw TCP in the same run; a re-put of
 // content the store already holds; peak RSS of both sides.
 import { spawn } from 'node:child_process'
-import { createWriteStream, readFileSync } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { mkdir, open } from 'node:fs/promises'
 import { randomFillSync } from 'node:crypto'
 import { join } from 'node:path'
 import { newSecret } from '../node/join-code.ts'
+import { MemorySampler } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** 1 GiB, as the issue asks: far past any buffer, so memory that grows with the size would show. */
 export const TRANSFER_BYTES = Number(process.env.GRID_BENCH_TRANSFER_BYTES ?? 2 ** 30)
-/** How often the store's memory is sampled during a phase. */
-const RSS_SAMPLE_MS = 50
 /** One transfer phase may not take longer than this. */
 const PHASE_TIMEOUT_MS = 300_000
 
@@ -51,36 +50,6 @@ function run (args: string[]): Promise<PhaseResult> {
   })
 }
 
-/**
- * Peak resident memory of a process while a phase runs, sampled from /proc: anonymous memory (heap, buffers) apart
- * from file pages. LevelDB reads its tables through mmap, so pages of the store's own files count in its RSS; the
- * kernel drops them under pressure like any page cache, and they say nothing about what a transfer holds.
- */
-class RssSampler {
-  private anon = 0
-  private total = 0
-  private readonly timer: NodeJS.Timeout
-  constructor (pid: number) {
-    const sample = (): void => {
-      try {
-        const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-        const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
-        this.anon = Math.max(this.anon, kib('RssAnon'))
-        this.total = Math.max(this.total, kib('VmRSS'))
-      } catch {}
-    }
-    sample()
-    this.timer = setInterval(sample, RSS_SAMPLE_MS)
-  }
-
-  peaks (): { anon: number, total: number } {
-    return { anon: this.anon, total: this.total }
-  }
-
-  stop (): void {
-    clearInterval(this.timer)
-  }
-}
 
 export async function benchTransfer (dir: string, progress: (line: string) => void = () => {}): Promise<TransferRow[]> {
   await mkdir(dir, { recursive: true })
@@ -102,10 +71,10 @@ export async function benchTransfer (dir: string, progress: (line: string) => vo
     const [, peerId, addr, port] = match
     const phase = async (name: string, ...rest: string[]): Promise<PhaseResult> => {
       progress(`bench: transfer ${name}`)
-      const sampler = new RssSampler(peer.pid!)
+      const sampler = new MemorySampler(peer.pid!)
       try {
         const result = await run([join(ROOT, 'bench/transfer-client.ts'), secret, peerId, addr, port, name, String(TRANSFER_BYTES), file, ...rest])
-        return { ...result, store: sampler.peaks() }
+        return { ...result, store: { anon: sampler.peaks.anon, total: sampler.peaks.rss } }
       } finally {
         sampler.stop()
       }

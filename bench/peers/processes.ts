@@ -3,9 +3,10 @@
 // Plus the bounded waits, /proc readings and loopback ports every part of the bench uses.
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams, SpawnOptionsWithoutStdio } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { cpuMsOf, memoryOf } from '../measure.ts'
+
+export { cpuMsOf }
 
 /** Output kept per child: enough for the last error, never a whole 40 MB log. */
 const OUTPUT_KEEP_CHARS = 200_000
@@ -136,12 +137,6 @@ function signalGroup (pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** CPU time (user + system) a process has used, from /proc, in ms. */
-export async function cpuMsOf (pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ')
-  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
 
 /**
  * Peak resident memory of processes while a phase runs: VmHWM (the kernel's own high-water mark) read from /proc
@@ -160,12 +155,9 @@ export class PeakMemory {
 
   private sample (): void {
     for (const [pid, peak] of this.peaks) {
-      try {
-        const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-        const kib = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
-        peak.hwm = Math.max(peak.hwm, kib('VmHWM'))
-        peak.anon = Math.max(peak.anon, kib('RssAnon'))
-      } catch {}
+      const now = memoryOf(pid)
+      peak.hwm = Math.max(peak.hwm, now.peak)
+      peak.anon = Math.max(peak.anon, now.anon)
     }
   }
 

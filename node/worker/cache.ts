@@ -29,7 +29,7 @@ export class WorkerCache {
 
   /** Where a put writes to keep a copy here. */
   get target (): PutTarget {
-    return { local: this.blocks, roots: this.roots }
+    return { local: this.blocks, roots: this.roots, name: 'cache' }
   }
 
   async start (): Promise<void> {

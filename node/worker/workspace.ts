@@ -128,8 +128,8 @@ export async function collect (init: WorkspaceInit, globs: string[]): Promise<Ar
     const open = (): AsyncIterable<Uint8Array> => createReadStream(full, { highWaterMark: 1024 * 1024 })
     // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID.
     const named = await nameOf(open())
-    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid }, open())
-    await keep(init, open())
+    const alsoKeep = init.cache !== undefined ? [init.cache.target] : []
+    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid, alsoKeep }, open())
     artifacts.push({ path: relative(init.workDir, full).split(sep).join('/'), cid: put.cid, size: put.size, sha256: put.sha256 })
   }
   return artifacts
