@@ -4,6 +4,7 @@
 import { z } from 'zod'
 import type { Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../node/wire.ts'
+import { BufferPool } from '../node/buffer-pool.ts'
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
 import { openStream } from '../node/dial.ts'
@@ -13,7 +14,7 @@ import type { RootCatalog } from './root-catalog.ts'
 import { checkBlock } from './blockstore.ts'
 import { parseCid } from './content.ts'
 import type { Block } from './content.ts'
-import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, PUT_BATCH_BLOCKS, PUT_WINDOW } from './constants.ts'
+import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, POOLED_FRAME_BYTES, PUT_BATCH_BLOCKS, PUT_WINDOW } from './constants.ts'
 
 export const BLOCK_PUT_PROTOCOL = '/nameless-grid/block-put/1.0.0'
 
@@ -39,11 +40,16 @@ export class BlockRefusedError extends Error {
 }
 
 export async function handlePuts (host: GridHost, blocks: Blockstore, roots?: RootCatalog): Promise<void> {
-  await host.handle(BLOCK_PUT_PROTOCOL, stream => { serve(stream, blocks, roots).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+  // Blocks arrive in buffers used again once LevelDB has them (see buffer-pool.ts); one pool for every writer,
+  // holding a window's worth. Sized for the grid's own blocks, not the largest a peer may send: with buffers of
+  // MAX_BLOCK_FRAME_BYTES the pool alone held 40 MiB, and that much long-lived buffer memory sent V8 into
+  // back-to-back mark-compacts for whole puts (a third more store CPU), where 20 MiB did so only rarely.
+  const pool = new BufferPool(POOLED_FRAME_BYTES, PUT_WINDOW + PUT_BATCH_BLOCKS)
+  await host.handle(BLOCK_PUT_PROTOCOL, stream => { serve(stream, blocks, roots, pool).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
 }
 
-async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | undefined): Promise<void> {
-  const channel = new MessageChannel<Request, Reply>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
+async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | undefined, pool: BufferPool): Promise<void> {
+  const channel = new MessageChannel<Request, Reply>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES, pool })
   // Reading the next blocks overlaps writing the last ones: whatever arrived while a write ran goes in the next
   // batch (group commit), so LevelDB sees a few large writes instead of one per block.
   const arrived: Request[] = []
@@ -65,6 +71,28 @@ async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | u
       wake?.()
     }
   })()
+  // One batch is written while the next is checked: LevelDB copies and logs on its own threads while this one
+  // hashes. A batch's acknowledgements go out before the next batch is written, so they stay in order.
+  // `writing` settles to false once the store has said why it stops (a full store) and closed its side.
+  let writing: Promise<boolean> = Promise.resolve(true)
+  const write = async (batch: BlockRequest[], checked: Block[], good: number, refusal: Error | undefined): Promise<boolean> => {
+    try {
+      await blocks.putMany(checked, { checked: true })
+    } catch (err: any) {
+      // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
+      await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message })
+      await channel.close().catch(() => {})
+      return false
+    }
+    // LevelDB copied the blocks into its batch: their buffers may take the next ones.
+    for (const request of batch) channel.release(request.bytes)
+    for (const request of batch.slice(0, good)) await channel.send({ t: 'stored', cid: request.cid })
+    if (refusal !== undefined) {
+      await channel.send({ t: 'refused', cid: batch[good].cid, error: refusal.message })
+      throw refusal
+    }
+    return true
+  }
   try {
     while (true) {
       if (arrived.length === 0) {
@@ -78,6 +106,7 @@ async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | u
       const cut = taken.findIndex(r => r.t === 'root')
       if (cut === 0) {
         arrived.unshift(...taken.slice(1))
+        if (!await writing) return
         const cid = taken[0].cid
         try {
           if (roots === undefined) throw new Error('this node does not list roots')
@@ -93,7 +122,7 @@ async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | u
       const batch = taken as BlockRequest[]
       let good = batch.length
       let refusal: Error | undefined
-      const checked = []
+      const checked: Block[] = []
       for (const [i, request] of batch.entries()) {
         try {
           checked.push(checkBlock(parseCid(request.cid), request.bytes))
@@ -103,20 +132,13 @@ async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | u
           break
         }
       }
-      try {
-        await blocks.putMany(checked, { checked: true })
-      } catch (err: any) {
-        // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
-        await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message })
-        await channel.close().catch(() => {})
-        return
-      }
-      for (const request of batch.slice(0, good)) await channel.send({ t: 'stored', cid: request.cid })
-      if (refusal !== undefined) {
-        await channel.send({ t: 'refused', cid: batch[good].cid, error: refusal.message })
-        throw refusal
-      }
+      if (!await writing) return
+      writing = write(batch, checked, good, refusal)
+      // Handled here and again when awaited: a failure while this loop waits for blocks must not go unhandled.
+      writing.catch(() => {})
+      if (refusal !== undefined) await writing
     }
+    if (!await writing) return
     await reader
     if (readFailure !== undefined) throw readFailure
     await channel.close()
@@ -131,6 +153,10 @@ export class BlockSender {
   private readonly unacked: string[] = []
   private readonly waiters: Array<() => void> = []
   private failure: Error | undefined
+  /** Messages sent and acknowledged so far, and who waits for the count to reach a mark (see acknowledged()). */
+  private sentCount = 0
+  private ackedCount = 0
+  private marks: Array<{ at: number, resolve: () => void }> = []
 
   private constructor (channel: MessageChannel<Reply, Request>) {
     this.channel = channel
@@ -147,7 +173,18 @@ export class BlockSender {
     while (this.unacked.length >= PUT_WINDOW && this.failure === undefined) await new Promise<void>(resolve => this.waiters.push(resolve))
     if (this.failure !== undefined) throw this.failure
     this.unacked.push(block.cid.toString())
+    this.sentCount++
     await this.channel.send({ t: 'block', cid: block.cid.toString(), bytes: block.bytes })
+  }
+
+  /**
+   * Resolves once the store acknowledged everything sent so far, or the stream failed: either way nothing reads
+   * those blocks' bytes any more, and their buffers may be used again. Never rejects (failures surface in
+   * send and finish).
+   */
+  acknowledged (): Promise<void> {
+    if (this.ackedCount >= this.sentCount || this.failure !== undefined) return Promise.resolve()
+    return new Promise(resolve => this.marks.push({ at: this.sentCount, resolve }))
   }
 
   /** Name the root of what was sent (after its last block): the store lists it once it checks it holds all of it. */
@@ -155,6 +192,7 @@ export class BlockSender {
     while (this.unacked.length >= PUT_WINDOW && this.failure === undefined) await new Promise<void>(resolve => this.waiters.push(resolve))
     if (this.failure !== undefined) throw this.failure
     this.unacked.push(cid)
+    this.sentCount++
     await this.channel.send({ t: 'root', cid })
   }
 
@@ -185,6 +223,7 @@ export class BlockSender {
         if (reply.cid !== this.unacked[0]) throw new BlockRefusedError(`store acknowledged ${reply.cid} out of order`)
         if (reply.t === 'refused') throw new BlockRefusedError(`store refused block ${reply.cid}: ${reply.error}`)
         this.unacked.shift()
+        this.ackedCount++
         this.wake()
       }
     } catch (err: any) {
@@ -198,5 +237,9 @@ export class BlockSender {
 
   private wake (): void {
     for (const resolve of this.waiters.splice(0)) resolve()
+    const reached = this.failure !== undefined ? this.marks : this.marks.filter(m => m.at <= this.ackedCount)
+    if (reached.length === 0) return
+    this.marks = this.marks.filter(m => !reached.includes(m))
+    for (const mark of reached) mark.resolve()
   }
 }

@@ -43,13 +43,18 @@ export const GET_WINDOW = 8
 export const MAX_BLOCK_STREAMS = 64
 /** A block frame: one block at most, plus its header. */
 export const MAX_BLOCK_FRAME_BYTES = MAX_BLOCK_BYTES + 4096
+/**
+ * A block frame as the grid's own writers send it: a BLOCK_BYTES block and its header. A store puts frames up to
+ * this size together in reused buffers; larger ones (blocks cut by another chunker) take the plain path.
+ */
+export const POOLED_FRAME_BYTES = BLOCK_BYTES + 4096
 /** Blocks a writer holds and asks about at once before sending the missing ones: bounds its memory to this many blocks. */
-export const PUT_GROUP_BLOCKS = 16
+export const PUT_GROUP_BLOCKS = 8
 
 /**
- * LevelDB's in-memory write buffer for a store. The 4 MiB default flushes a new table every four blocks and
- * compaction rewrites them again and again; 32 MiB roughly doubled the rate of 1 MiB block writes in a one-off
- * LevelDB test on these machines (not part of the bench).
+ * LevelDB's in-memory write buffer for a store's databases: each flush writes a table of about this size. The
+ * 4 MiB default wrote a table every four blocks; 32 MiB roughly doubled the rate of 1 MiB block writes in a
+ * one-off LevelDB test on these machines (with blocks still keyed by CID; not part of the bench).
  */
 export const STORE_WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 /**

@@ -1,9 +1,11 @@
 // Putting and getting content as a client: `grid put`/`grid get`, the HTTP API, workers' artifacts.
 // Puts stream through the chunker, ask each target store which blocks it lacks a group at a time, and send only
 // those, to every replica at once (each on its own stream, so two replicas cost about one store's time, not two);
-// memory stays at PUT_GROUP_BLOCKS blocks whatever the size or the number of replicas. A put ends by naming its
+// memory stays at a few groups of PUT_GROUP_BLOCKS blocks whatever the size or the number of replicas, and a put
+// from a file reads into the same few buffers throughout (readFileBlocks, putPool). A put ends by naming its
 // root on each store, and is done only once every replica holds all of it. Gets try this node's own blockstore,
 // then holders in the order given (the placed stores first: see placement.ts).
+import { open } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
@@ -14,7 +16,8 @@ import { askMissing } from './block-missing-protocol.ts'
 import { BlockSender } from './block-put-protocol.ts'
 import { ContentUnavailableError, blocksFor, fetchFrom, fetchRoot, rootInfo } from './block-get-protocol.ts'
 import type { Range } from './block-get-protocol.ts'
-import { PUT_GROUP_BLOCKS } from './constants.ts'
+import { BLOCK_BYTES, PUT_GROUP_BLOCKS, PUT_WINDOW } from './constants.ts'
+import { BufferPool } from '../node/buffer-pool.ts'
 import type { RootCatalog } from './root-catalog.ts'
 import type { Throttle } from './throttle.ts'
 import { rankFor } from './placement.ts'
@@ -63,12 +66,14 @@ class Lane {
    * only after the last group was sent left the pipe empty for a fifth of a put. Resolves once the group before
    * this one is sent, so a writer holds at most two groups.
    */
-  enqueue (group: Block[], sent: (counts: { blocks: number, bytes: number }) => void): Promise<void> {
+  enqueue (group: Block[], sent: (counts: { blocks: number, bytes: number }) => void, done: () => void): Promise<void> {
     const lacking = this.lacking(group)
     lacking.catch(() => {})
     const previous = this.chain
     this.chain = previous.then(async () => { sent(await this.send(group, await lacking)) })
     this.chain.catch(() => {})
+    // `done` once nothing reads the group's bytes any more: the target acknowledged them, or this lane failed.
+    this.chain.then(async () => { await this.sender?.acknowledged() }, () => {}).then(done, done)
     return previous
   }
 
@@ -122,10 +127,25 @@ class Lane {
 }
 
 /**
+ * Buffers a put from a file keeps for reuse: the group being filled, the group handed to each lane before it, and
+ * a window of blocks awaiting acknowledgement. More may be in use for a moment; those are simply not kept.
+ */
+const PUT_POOL_BLOCKS = 2 * PUT_GROUP_BLOCKS + PUT_WINDOW
+
+export interface PutOptions {
+  /**
+   * The pool `source`'s chunks come from (readFileBlocks): each block's buffer goes back to it once every target
+   * acknowledged the block, so a put of any size reuses a few dozen buffers instead of allocating a new one per
+   * block (see buffer-pool.ts for why that matters).
+   */
+  pool?: BufferPool
+}
+
+/**
  * Put content on every target at once. A target that fails is dropped and the others go on; the put fails only
  * if all of them do (with the first failure). `stores` in the result says which targets hold it.
  */
-export async function putContent (targets: PutTarget | PutTarget[], source: AsyncIterable<Uint8Array>): Promise<PutResult> {
+export async function putContent (targets: PutTarget | PutTarget[], source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
   const lanes = (Array.isArray(targets) ? targets : [targets]).map(t => new Lane(t))
   if (lanes.length === 0) throw new ReplicasUnreachableError('a put needs at least one store')
   const chunker = new Chunker()
@@ -151,11 +171,16 @@ export async function putContent (targets: PutTarget | PutTarget[], source: Asyn
     if (group.length === 0) return
     const blocks = group
     group = []
+    let pending = live().length
+    const done = (): void => {
+      if (--pending > 0 || options.pool === undefined) return
+      for (const block of blocks) options.pool.give(block.bytes)
+    }
     await each(async lane => {
       await lane.enqueue(blocks, sent => {
         sentBlocks += sent.blocks
         sentBytes += sent.bytes
-      })
+      }, done)
     })
   }
 
@@ -191,12 +216,43 @@ export async function putContent (targets: PutTarget | PutTarget[], source: Asyn
   }
 }
 
+/**
+ * A file's bytes, read a block at a time into buffers from `pool` (sized BLOCK_BYTES): the chunker takes each read
+ * as a block without copying it, and putContent, given the same pool, hands each buffer back once the block is
+ * stored. Without the pool's buffers coming back it still works, allocating as a plain read stream would.
+ */
+export async function * readFileBlocks (path: string, pool: BufferPool): AsyncGenerator<Uint8Array> {
+  const handle = await open(path)
+  try {
+    let position = 0
+    while (true) {
+      const buffer = pool.take()
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position)
+      if (bytesRead === 0) {
+        pool.give(buffer)
+        return
+      }
+      position += bytesRead
+      yield buffer.subarray(0, bytesRead)
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
+/** A pool for one put from readFileBlocks: enough buffers for the blocks a put holds at once (see Lane.enqueue). */
+export function putPool (): BufferPool {
+  return new BufferPool(BLOCK_BYTES, PUT_POOL_BLOCKS)
+}
+
 /** The CID, size and sha256 content would have, storing nothing: a first pass over a file, to place it. */
-export async function nameOf (source: AsyncIterable<Uint8Array>): Promise<{ cid: string, size: number, sha256: string }> {
+export async function nameOf (source: AsyncIterable<Uint8Array>, pool?: BufferPool): Promise<{ cid: string, size: number, sha256: string }> {
   const chunker = new Chunker()
   const listed: Array<{ cid: CID, size: number }> = []
   for await (const chunk of source) {
     for (const block of chunker.push(chunk)) listed.push({ cid: block.cid, size: block.bytes.length })
+    // Hashed, and nothing kept of it: readFileBlocks may read the next block into the same buffer.
+    pool?.give(chunk)
   }
   const { last, size, sha256 } = chunker.finish()
   if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
@@ -228,7 +284,7 @@ export interface PlacedPutInit {
  * is replaced by the next in rank order (placement.ts), which is given the content by reading it back from a
  * store that took it; ReplicasUnreachableError if fewer than `replicas` stores can be made to hold it.
  */
-export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint8Array>): Promise<PutResult> {
+export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
   if (init.stores.length === 0) throw new ReplicasUnreachableError('the grid has no store yet (start one with grid store, or use grid up)')
   const wanted = Math.min(Math.max(1, init.replicas), init.stores.length)
   const ranked = rankFor(init.placeBy ?? Math.random().toString(36), init.stores)
@@ -238,7 +294,7 @@ export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint
   const first = ranked.slice(0, wanted)
   // Extra copies (a worker's cache) ride on the same pass over the source; they are not replicas.
   const extra = new Set((init.alsoKeep ?? []).map(t => new Lane(t).name))
-  const put = await putContent([...first.map(target), ...(init.alsoKeep ?? [])], source)
+  const put = await putContent([...first.map(target), ...(init.alsoKeep ?? [])], source, options)
   const holders = new Set(put.stores.filter(s => !extra.has(s)).map(s => s === 'local' ? init.local!.peer : s))
   const failures: string[] = []
   let next = wanted

@@ -35,6 +35,8 @@ export interface StoreInit {
 export class Store {
   private readonly init: StoreInit
   private readonly db: Level<string, string>
+  /** Block bytes, in a LevelDB of their own (see blockstore.ts). */
+  private readonly blockData: Level<string, Uint8Array>
   readonly logs: LogStore
   readonly blocks: Blockstore
   readonly roots: RootCatalog
@@ -44,7 +46,8 @@ export class Store {
     this.init = init
     this.db = new Level<string, string>(join(init.dataDir, 'store.db'), { writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES })
     this.logs = new LogStore(this.db)
-    this.blocks = new Blockstore(this.db)
+    this.blockData = new Level<string, Uint8Array>(join(init.dataDir, 'blocks.db'), { valueEncoding: 'view', writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES })
+    this.blocks = new Blockstore(this.db, this.blockData)
     this.blocks.maxBytes = init.maxBytes
     this.roots = new RootCatalog(this.db, this.blocks)
     this.repairs = new Throttle(init.repairBytesPerSecond ?? REPAIR_BYTES_PER_SECOND)
@@ -70,6 +73,7 @@ export class Store {
 
   async start (): Promise<void> {
     await this.db.open()
+    await this.blockData.open()
     await this.blocks.bytesHeld()
     await this.roots.open()
     // A sealed log becomes content here (a root like any artifact), so its CID is fetchable from this store.
@@ -83,6 +87,7 @@ export class Store {
   async stop (): Promise<void> {
     await this.init.host.unhandle([LOG_APPEND_PROTOCOL, LOG_READ_PROTOCOL, BLOCK_MISSING_PROTOCOL, BLOCK_PUT_PROTOCOL, BLOCK_GET_PROTOCOL])
     await this.roots.close()
+    await this.blockData.close()
     await this.db.close()
   }
 }

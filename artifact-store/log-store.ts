@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events'
 import type { Level } from 'level'
 import { MAX_LOG_BYTES } from './constants.ts'
+import type { BatchOperation } from './blockstore.ts'
 
 export interface LogInfo {
   size: number
@@ -78,10 +79,11 @@ export class LogStore {
       const fresh = bytes.subarray(info.size - offset)
       const next: LogInfo = { ...info, size: end }
       // One batch: a crash never leaves a chunk the size does not count, or a size without its chunk.
-      await this.chunks.db.batch([
+      const operations: BatchOperation[] = [
         { type: 'put', key: offsetKey(id, info.size), value: fresh, sublevel: this.chunks as any },
         { type: 'put', key: id, value: next, sublevel: this.meta as any }
-      ])
+      ]
+      await this.chunks.db.batch(operations)
       this.infos.set(id, next)
       this.changes.emit(id)
       return next.size

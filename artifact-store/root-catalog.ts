@@ -194,12 +194,13 @@ export class RootCatalog {
     const blocks = [...doomed.keys()]
     const present = blocks.length > 0 ? await this.blocks.holds(blocks) : []
     let freed = 0
+    const gone: string[] = []
     for (const [i, block] of blocks.entries()) {
       if (!present[i]) continue
-      operations.push(this.blocks.deletion(block))
+      gone.push(block)
       freed += doomed.get(block)!
     }
-    await this.blocks.commit(operations, -freed)
+    await this.blocks.commit(operations, -freed, gone)
     for (const root of dropping) {
       this.kept.delete(root)
       this.touched.delete(root)

@@ -1,14 +1,13 @@
 // The sending side of the transfer bench, one phase per process so each phase's peak RSS is its own.
 // Usage: transfer-client.ts SECRET_HEX PEER_ID PEER_ADDR TCP_PORT PHASE SIZE [FILE] [CID SHA256]
 // Prints one JSON line: { ms, bytes, peakRss, ... }.
-import { createReadStream } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createHost } from '../node/host.ts'
 import { sendWithBackpressure } from '../node/backpressure.ts'
-import { putContent, readContent } from '../artifact-store/content-client.ts'
+import { putContent, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { parseCid } from '../artifact-store/content.ts'
 import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount } from './transfer-protocol.ts'
 
@@ -72,7 +71,9 @@ switch (phase) {
   case 'tcp-up': bytes = await tcpPhase(true); break
   case 'tcp-down': bytes = await tcpPhase(false); break
   case 'put': {
-    const put = await putContent({ host, store }, createReadStream(file, { highWaterMark: 1024 * 1024 }))
+    // As `grid put` does (bar its first pass to name the file, as there is one store here).
+    const pool = putPool()
+    const put = await putContent({ host, store }, readFileBlocks(file, pool), { pool })
     bytes = put.size
     extra = { cid: put.cid, sha256: put.sha256, sentBytes: put.sentBytes }
     break
@@ -92,5 +93,5 @@ switch (phase) {
 const ms = performance.now() - began
 if (bytes !== size) throw new Error(`${phase}: moved ${bytes} bytes, expected ${size}`)
 await host.stop()
-process.stdout.write(JSON.stringify({ phase, ms, bytes, peakRss: process.resourceUsage().maxRSS * 1024, ...extra }) + '\n')
+process.stdout.write(JSON.stringify({ phase, ms, bytes, cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000), peakRss: process.resourceUsage().maxRSS * 1024, ...extra }) + '\n')
 process.exit(0)

@@ -1,7 +1,7 @@
 // The `grid` command. Every role command takes --data and --listen; joining commands take --join.
 // Any bad argument, unreachable grid or bad input ends with one line on stderr and a non-zero exit.
 import { readFile, rename, rm, stat } from 'node:fs/promises'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import type { WriteStream } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { create as tarCreate } from 'tar'
@@ -25,7 +25,7 @@ import { MAX_SLOTS } from '../coordinator/constants.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { buildLog } from '../artifact-store/build-log.ts'
 import { parseCid } from '../artifact-store/content.ts'
-import { contentInfo, nameOf, putPlaced, readContent } from '../artifact-store/content-client.ts'
+import { contentInfo, nameOf, putPlaced, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { rankFor } from '../artifact-store/placement.ts'
 import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 import { counted, transferProgress } from './progress.ts'
@@ -419,14 +419,15 @@ export function program (): Command {
       try {
         const placement = await gridPlacement(host, code)
         if (placement.stores.length === 0) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
-        const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : createReadStream(path, { highWaterMark: 1024 * 1024 })
+        const pool = putPool()
+        const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : readFileBlocks(path, pool)
         // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts).
-        const named = await nameOf(open())
+        const named = await nameOf(open(), pool)
         // A directory's tar size is not known up front: its bar shows only for plain files.
         const progress = transferProgress('put', info.isDirectory() ? 0 : info.size)
         let put
         try {
-          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress))
+          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool })
         } finally {
           progress.stop()
         }

@@ -7,13 +7,14 @@
 // stream once it holds `bufferBytes` unread, which stops yamux's window updates and so the sender: memory per
 // stream stays at `bufferBytes` plus one yamux window, however fast the peer writes.
 import { randomBytes } from 'node:crypto'
-import { encode, decode } from 'cborg'
+import { encode, decode, Tokenizer, Token, Type } from 'cborg'
 import { Uint8ArrayList } from 'uint8arraylist'
 import * as varint from 'uint8-varint'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import { z } from 'zod'
 import { MAX_MESSAGE_BYTES } from './constants.ts'
 import { sendWithBackpressure } from './backpressure.ts'
+import type { BufferPool } from './buffer-pool.ts'
 
 /** A peer sent bytes that are not a valid message of the protocol: the stream is dropped, the node goes on. */
 export class BadMessageError extends Error {
@@ -25,6 +26,11 @@ export interface ChannelInit {
   maxMessageBytes?: number
   /** Unread bytes held before the stream is paused. @default twice maxMessageBytes */
   bufferBytes?: number
+  /**
+   * Large frames (ZERO_COPY_BYTES up to the pool's buffer size) are put together in buffers from this pool; the
+   * receiver gives each back with `release` once done with the message (a store, after writing the block).
+   */
+  pool?: BufferPool
 }
 
 /** A length prefix is a varint; a 10-byte one already describes more than any frame we take. */
@@ -46,22 +52,30 @@ export class MessageChannel<In, Out> {
   private failure: Error | undefined
   private wake: (() => void) | undefined
   private pausing = false
+  private readonly pool: BufferPool | undefined
+  /** A large frame being put together in a pool buffer as its bytes arrive (see ChannelInit.pool). */
+  private partial: { buffer: Uint8Array, length: number, filled: number } | undefined
+  /** Large frames put together and not yet read, in order; they come before anything still in `unread`. */
+  private readonly ready: Uint8Array[] = []
+  private readyBytes = 0
 
   constructor (stream: Stream, schema: z.ZodType<In>, init: ChannelInit = {}) {
     this.stream = stream
     this.schema = schema
     this.maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
     this.bufferBytes = init.bufferBytes ?? 2 * this.maxMessageBytes
+    this.pool = init.pool
     stream.addEventListener('message', event => {
       this.unread.append(event.data)
+      this.assemble()
       // Paused a moment later, not here: resume() hands over what arrived while paused by calling this listener,
       // then grants the sender a new window; a pause from inside that call would be undone by the grant, and the
       // stream would fill past its read buffer and abort.
-      if (this.unread.byteLength >= this.bufferBytes && !this.pausing) {
+      if (this.held >= this.bufferBytes && !this.pausing) {
         this.pausing = true
         queueMicrotask(() => {
           this.pausing = false
-          if (this.unread.byteLength >= this.bufferBytes && stream.readStatus === 'readable') stream.pause()
+          if (this.held >= this.bufferBytes && stream.readStatus === 'readable') stream.pause()
         })
       }
       this.notify()
@@ -117,18 +131,26 @@ export class MessageChannel<In, Out> {
     this.stream.abort(err)
   }
 
+  /**
+   * Done with a received message whose large byte field is `bytes`: the frame's buffer goes back to the pool (see
+   * ChannelInit.pool). Every large field of a message is a view of that one buffer: release once, when done with all.
+   */
+  release (bytes: Uint8Array): void {
+    this.pool?.give(bytes)
+  }
+
   private async nextFrame (options?: AbortOptions): Promise<Uint8Array | undefined> {
     while (true) {
       const frame = this.takeFrame()
       if (frame !== undefined) {
         // Below half the buffer again: let the peer send more.
-        if (this.stream.readStatus === 'paused' && this.unread.byteLength < this.bufferBytes / 2) this.stream.resume()
+        if (this.stream.readStatus === 'paused' && this.held < this.bufferBytes / 2) this.stream.resume()
         return frame
       }
       if (this.failure !== undefined) throw this.failure
       if (this.ended) {
-        if (this.unread.byteLength === 0) return undefined
-        throw new BadMessageError(`stream ended inside a message (${this.unread.byteLength} bytes of it arrived)`)
+        if (this.held === 0 && this.partial === undefined) return undefined
+        throw new BadMessageError(`stream ended inside a message (${this.held} bytes of it arrived)`)
       }
       // A frame larger than what we hold while paused cannot complete: never the case, as bufferBytes > max frame.
       if (this.stream.readStatus === 'paused') this.stream.resume()
@@ -136,9 +158,32 @@ export class MessageChannel<In, Out> {
     }
   }
 
-  /** One whole frame from the unread bytes, or undefined if it has not all arrived. */
+  /** Bytes received and not yet read as messages. */
+  private get held (): number {
+    return this.unread.byteLength + this.readyBytes + (this.partial?.filled ?? 0)
+  }
+
+  /** One whole frame, or undefined if the next one has not all arrived. */
   private takeFrame (): Uint8Array | undefined {
-    if (this.unread.byteLength === 0) return undefined
+    const assembled = this.ready.shift()
+    if (assembled !== undefined) {
+      this.readyBytes -= assembled.byteLength
+      return assembled
+    }
+    if (this.partial !== undefined || this.unread.byteLength === 0) return undefined
+    const length = this.frameLength()
+    if (length === undefined) return undefined
+    const prefix = varint.encodingLength(length)
+    if (this.unread.byteLength < prefix + length) return undefined
+    const frame = this.unread.subarray(prefix, prefix + length)
+    this.unread.consume(prefix + length)
+    // A small frame read: a large one behind it can now be put together.
+    this.assemble()
+    return frame
+  }
+
+  /** The length the next frame in `unread` announces; undefined until its prefix has arrived. */
+  private frameLength (): number | undefined {
     let length: number
     try {
       length = varint.decode(this.unread)
@@ -147,11 +192,46 @@ export class MessageChannel<In, Out> {
       throw new BadMessageError('unreadable message length')
     }
     if (length > this.maxMessageBytes) throw new BadMessageError(`message larger than ${this.maxMessageBytes} bytes`)
-    const prefix = varint.encodingLength(length)
-    if (this.unread.byteLength < prefix + length) return undefined
-    const frame = this.unread.subarray(prefix, prefix + length)
-    this.unread.consume(prefix + length)
-    return frame
+    return length
+  }
+
+  /**
+   * With a pool: move the bytes of large frames out of `unread` into pool buffers as they arrive (the one copy a
+   * frame spread over many transport chunks needs anyway), so those chunks are garbage at once instead of waiting
+   * in `unread` for the rest of their frame. Small frames, and anything malformed, stay in `unread` for takeFrame.
+   */
+  private assemble (): void {
+    const pool = this.pool
+    if (pool === undefined) return
+    while (true) {
+      if (this.partial === undefined) {
+        if (this.unread.byteLength === 0) return
+        let length: number | undefined
+        try {
+          length = this.frameLength()
+        } catch {
+          return
+        }
+        if (length === undefined || length < ZERO_COPY_BYTES || length > pool.size) return
+        this.unread.consume(varint.encodingLength(length))
+        this.partial = { buffer: pool.take(), length, filled: 0 }
+      }
+      const partial = this.partial
+      let copied = 0
+      for (const chunk of this.unread) {
+        const part = chunk.subarray(0, partial.length - partial.filled)
+        partial.buffer.set(part, partial.filled)
+        partial.filled += part.byteLength
+        copied += part.byteLength
+        if (partial.filled === partial.length) break
+      }
+      this.unread.consume(copied)
+      if (partial.filled < partial.length) return
+      this.partial = undefined
+      const frame = partial.buffer.subarray(0, partial.length)
+      this.ready.push(frame)
+      this.readyBytes += frame.byteLength
+    }
   }
 
   private async more (options?: AbortOptions): Promise<void> {
@@ -214,10 +294,38 @@ export function bytesField (max: number): z.ZodType<Uint8Array> {
   return z.custom<Uint8Array>(b => b instanceof Uint8Array && b.length <= max, `expected at most ${max} bytes`)
 }
 
+/** cborg's own defaults, which its tokenizer would be given. */
+const CBOR_DECODE_OPTIONS = { strict: false, allowIndefinite: true, allowUndefined: true, allowBigInt: true }
+
+/**
+ * cborg's tokenizer, except that a byte string of ZERO_COPY_BYTES or more comes out as a view of the frame
+ * instead of a copy (cborg copies every byte string): the receiving half of encodeParts. The view keeps its frame
+ * alive for as long as the field is used; a frame that lay whole in one chunk from the transport keeps that
+ * chunk, which holds at most the rest of one Noise message (64 KiB) besides.
+ */
+class ViewTokenizer extends Tokenizer {
+  // cborg 6's tokenizer keeps its input and position in `data` and `_pos`; the view tests in test/wire.test.ts
+  // fail if a cborg upgrade changes that.
+  next (): Token {
+    const self = this as unknown as { data: Uint8Array, _pos: number }
+    const { data, _pos: at } = self
+    // 0x5a: a byte string with a 32-bit length, the form byteStringHeader (and cborg) use from 64 KiB on.
+    if (data[at] === 0x5a && at + 5 <= data.length) {
+      const length = ((data[at + 1] << 24) | (data[at + 2] << 16) | (data[at + 3] << 8) | data[at + 4]) >>> 0
+      if (length >= ZERO_COPY_BYTES && at + 5 + length <= data.length) {
+        self._pos = at + 5 + length
+        return new Token(Type.bytes, data.subarray(at + 5, at + 5 + length), 5 + length)
+      }
+    }
+    return super.next()
+  }
+}
+
 export function parseMessage<T> (bytes: Uint8Array, schema: z.ZodType<T>): T {
   let value: unknown
   try {
-    value = decode(bytes)
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    value = decode(view, { tokenizer: new ViewTokenizer(view, CBOR_DECODE_OPTIONS) })
   } catch (err: any) {
     throw new BadMessageError(`undecodable message: ${err?.message ?? err}`)
   }

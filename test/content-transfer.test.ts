@@ -3,7 +3,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encode } from 'cborg'
@@ -14,7 +14,7 @@ import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
 import { newSecret } from '../node/join-code.ts'
 import { Store } from '../artifact-store/index.ts'
-import { putContent, readContent } from '../artifact-store/content-client.ts'
+import { putContent, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { BLOCK_GET_PROTOCOL, fetchFrom } from '../artifact-store/block-get-protocol.ts'
 import { BLOCK_PUT_PROTOCOL } from '../artifact-store/block-put-protocol.ts'
 import { blockCid, parseCid } from '../artifact-store/content.ts'
@@ -140,6 +140,31 @@ transfer('a truncated put leaves no partial artifact visible', async ctx => {
   await rejection(putContent({ host: ctx.client, store: ctx.b }, cut()))
   const err = await rejection(collect(readContent({ host: ctx.client, holders: () => [ctx.b] }, parseCid(whole.cid))))
   assert.is(err.name, 'ContentUnavailableError', 'no manifest, so no content, however many blocks arrived')
+})
+
+transfer('a put from a file reuses its buffers once both stores acknowledged each block, and every byte arrives right', async ctx => {
+  const bytes = new Uint8Array(randomBytes(64 * BLOCK_BYTES + 4321))
+  const path = join(ctx.dir, 'pooled.bin')
+  await writeFile(path, bytes)
+  // Store b holds a few of the blocks already: those are not sent to it, and their buffers must still come back.
+  const early = await putContent({ host: ctx.client, store: ctx.b }, pieces(bytes.subarray(0, 3 * BLOCK_BYTES), BLOCK_BYTES))
+  assert.is(early.sentBlocks, 4, 'three blocks and their manifest')
+  const pool = putPool()
+  const buffers = new Set<ArrayBufferLike>()
+  async function * watched (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of readFileBlocks(path, pool)) {
+      buffers.add(chunk.buffer)
+      yield chunk
+    }
+  }
+  const put = await putContent([{ host: ctx.client, store: ctx.a }, { host: ctx.client, store: ctx.b }], watched(), { pool })
+  assert.is(put.sha256, createHash('sha256').update(bytes).digest('hex'))
+  assert.ok(buffers.size < 65, `65 blocks were read into ${buffers.size} buffers: buffers came back and were read into again`)
+  assert.ok(pool.waiting > 0, 'the buffers of the last blocks came back too')
+  for (const holder of [ctx.a, ctx.b]) {
+    const back = await collect(readContent({ host: ctx.client, holders: () => [holder] }, parseCid(put.cid)))
+    assert.ok(back.equals(bytes), `byte-identical from ${holder === ctx.a ? 'a' : 'b'}: no buffer was read into while its block was on the way`)
+  }
 })
 
 transfer.run()

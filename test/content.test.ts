@@ -92,19 +92,80 @@ content('CIDs from users are parsed strictly', () => {
 
 content.run()
 
-const blockstore = suite<{ dir: string, db: Level<string, string>, store: Blockstore }>('blockstore')
+interface BlockCtx {
+  dir: string
+  db: Level<string, string>
+  store: Blockstore
+  /** Set by withOwnData: the bytes in a LevelDB of their own, as a store and a worker cache keep them. */
+  dataDir?: string
+  data?: Level<string, Uint8Array>
+}
+
+const blockstore = suite<BlockCtx>('blockstore')
 
 blockstore.before.each(async ctx => {
   ctx.dir = await mkdtemp(join(tmpdir(), 'grid-blocks-'))
   ctx.db = new Level<string, string>(ctx.dir)
   await ctx.db.open()
   ctx.store = new Blockstore(ctx.db)
+  ctx.dataDir = undefined
+  ctx.data = undefined
 })
 
 blockstore.after.each(async ctx => {
   await ctx.db.close()
+  await ctx.data?.close()
   await rm(ctx.dir, { recursive: true, force: true })
+  if (ctx.dataDir !== undefined) await rm(ctx.dataDir, { recursive: true, force: true })
 })
+
+/** The production layout: block bytes in a LevelDB of their own, the index in ctx.db. */
+async function withOwnData (ctx: BlockCtx): Promise<{ store: Blockstore, data: Level<string, Uint8Array> }> {
+  ctx.dataDir = await mkdtemp(join(tmpdir(), 'grid-block-data-'))
+  const data = new Level<string, Uint8Array>(ctx.dataDir, { valueEncoding: 'view' })
+  await data.open()
+  ctx.data = data
+  ctx.store = new Blockstore(ctx.db, data)
+  return { store: ctx.store, data }
+}
+
+/** Both databases closed and opened again, and a new Blockstore over them: a node restarted. */
+async function reopen (ctx: BlockCtx): Promise<Blockstore> {
+  await ctx.db.close()
+  ctx.db = new Level<string, string>(ctx.dir)
+  await ctx.db.open()
+  if (ctx.data !== undefined && ctx.dataDir !== undefined) {
+    await ctx.data.close()
+    ctx.data = new Level<string, Uint8Array>(ctx.dataDir, { valueEncoding: 'view' })
+    await ctx.data.open()
+  }
+  ctx.store = new Blockstore(ctx.db, ctx.data)
+  return ctx.store
+}
+
+/** Where the index says a block's bytes lie: their key in the data store (the sequence number, in hex). */
+async function dataKey (db: Level<string, string>, cid: CID): Promise<string> {
+  const entry = await db.sublevel<string, string>('block-index', {}).get(cid.toString())
+  assert.ok(entry !== undefined, `${cid} is indexed`)
+  return entry.split(' ')[0]
+}
+
+/** The data key `n` sequence numbers after `key`. */
+function keyAfter (key: string, n: number): string {
+  return (parseInt(key, 16) + n).toString(16).padStart(key.length, '0')
+}
+
+function randomBlock (size: number): { cid: CID, bytes: Uint8Array } {
+  const bytes = new Uint8Array(randomBytes(size))
+  return { cid: blockCid(bytes), bytes }
+}
+
+async function assertServes (store: Blockstore, blocks: Array<{ cid: CID, bytes: Uint8Array }>, what: string): Promise<void> {
+  for (const [i, { cid, bytes }] of blocks.entries()) {
+    const got = await store.get(cid)
+    assert.ok(got !== undefined && Buffer.from(bytes).equals(got), `${what}: block ${i} comes back, its own bytes`)
+  }
+}
 
 blockstore('keeps blocks that match their CID, and says which it lacks', async ({ store }) => {
   const a = new Uint8Array(randomBytes(1000))
@@ -133,9 +194,106 @@ blockstore('a block rotten on disk is dropped on read, never served', async ({ s
   await store.put(cid, bytes)
   const rotten = Uint8Array.from(bytes)
   rotten[50] ^= 0xff
-  await db.sublevel<string, Uint8Array>('blocks', { valueEncoding: 'view' }).put(cid.toString(), rotten)
+  // The bytes lie apart from the index, under the sequence number it gives them.
+  await db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' }).put(await dataKey(db, cid), rotten)
   assert.is(await store.get(cid), undefined)
   assert.not.ok(await store.has(cid), 'dropped, so a re-put can heal it')
+})
+
+blockstore('a store written before bytes and index were apart opens with every block, checked, and the old layout emptied', async ctx => {
+  const { db } = ctx
+  // More blocks than one migration batch moves, so numbering carries on from batch to batch.
+  const blocks = Array.from({ length: 20 }, (_, i) => randomBlock(100 + i * 37))
+  const total = blocks.reduce((n, b) => n + b.bytes.length, 0)
+  const old = db.sublevel<string, Uint8Array>('blocks', { valueEncoding: 'view' })
+  await old.batch(blocks.map(({ cid, bytes }) => ({ type: 'put' as const, key: cid.toString(), value: bytes })))
+  await db.sublevel<string, string>('block-meta', {}).put('bytes', String(total))
+  const { store } = await withOwnData(ctx)
+  assert.is(await store.bytesHeld(), total)
+  assert.equal(await old.keys().all(), [], 'nothing left under the old layout')
+  await assertServes(store, blocks, 'migrated')
+  // A write after the move takes a number past the moved blocks, never one of theirs.
+  const later = randomBlock(500)
+  await store.put(later.cid, later.bytes)
+  await assertServes(store, [...blocks, later], 'after a later put')
+  assert.is(await store.bytesHeld(), total + 500)
+})
+
+for (const layout of ['their own LevelDB', 'a sublevel beside the index'] as const) {
+  blockstore(`bytes a crash left past the last indexed block are cleared on open (${layout})`, async ctx => {
+    const own = layout === 'their own LevelDB'
+    const data = own ? (await withOwnData(ctx)).data : ctx.db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' })
+    const kept = randomBlock(300)
+    await ctx.store.put(kept.cid, kept.bytes)
+    const last = await dataKey(ctx.db, kept.cid)
+    // A put that wrote its bytes and died before indexing them: two blocks' worth nobody can name.
+    await data.batch([1, 2].map(n => ({ type: 'put' as const, key: keyAfter(last, n), value: new Uint8Array(randomBytes(200)) })))
+    const store = await reopen(ctx)
+    const after = own ? ctx.data! : ctx.db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' })
+    assert.is(await store.bytesHeld(), 300)
+    assert.equal(await after.keys().all(), [last], 'only the bytes of the indexed block are left')
+    await assertServes(store, [kept], 'after the crash')
+    const next = randomBlock(400)
+    await store.put(next.cid, next.bytes)
+    assert.is(await dataKey(ctx.db, next.cid), keyAfter(last, 1))
+    await assertServes(store, [kept, next], 'after a put past the crash')
+    assert.is(await store.bytesHeld(), 700)
+  })
+}
+
+blockstore('bytes a crash left doomed (unindexed, not yet deleted) are deleted on open', async ctx => {
+  const { store, data } = await withOwnData(ctx)
+  const gone = randomBlock(300)
+  const kept = randomBlock(400)
+  await store.put(gone.cid, gone.bytes)
+  await store.put(kept.cid, kept.bytes)
+  const key = await dataKey(ctx.db, gone.cid)
+  // The batch a drop commits, and a crash before the bytes were deleted.
+  await ctx.db.batch([
+    { type: 'del', key: gone.cid.toString(), sublevel: ctx.db.sublevel<string, string>('block-index', {}) as any },
+    { type: 'put', key, value: '', sublevel: ctx.db.sublevel<string, string>('block-doomed', {}) as any },
+    { type: 'put', key: 'bytes', value: '400', sublevel: ctx.db.sublevel<string, string>('block-meta', {}) as any }
+  ])
+  assert.ok(await data.get(key) !== undefined, 'the bytes are still there before the store opens')
+  const reopened = await reopen(ctx)
+  assert.is(await reopened.bytesHeld(), 400)
+  assert.is(await ctx.data!.get(key), undefined, 'the doomed bytes are gone')
+  assert.equal(await ctx.db.sublevel<string, string>('block-doomed', {}).keys().all(), [], 'and nothing is left doomed')
+  assert.is(await reopened.get(gone.cid), undefined)
+  await assertServes(reopened, [kept], 'the block that was not dropped')
+})
+
+blockstore('blocks dropped by commit lose their index entry and their bytes, and the total follows', async ctx => {
+  const { store, data } = await withOwnData(ctx)
+  const gone = randomBlock(300)
+  const kept = randomBlock(400)
+  await store.putMany([gone, kept])
+  const key = await dataKey(ctx.db, gone.cid)
+  await store.exclusive(async () => { await store.commit([], -300, [gone.cid.toString()]) })
+  assert.not.ok(await store.has(gone.cid))
+  assert.is(await store.get(gone.cid), undefined)
+  assert.is(await data.get(key), undefined, 'its bytes are deleted')
+  assert.equal(await ctx.db.sublevel<string, string>('block-doomed', {}).keys().all(), [], 'nothing is left doomed')
+  assert.is(await store.bytesHeld(), 400)
+  await assertServes(store, [kept], 'the block that was not dropped')
+  assert.is(await (await reopen(ctx)).bytesHeld(), 400, 'the total was written, not only counted')
+})
+
+blockstore('each write takes new sequence numbers, and a restart carries on from the last', async ctx => {
+  const { store } = await withOwnData(ctx)
+  const first = randomBlock(300)
+  const second = randomBlock(400)
+  await store.put(first.cid, first.bytes)
+  await store.put(second.cid, second.bytes)
+  const [one, two] = [await dataKey(ctx.db, first.cid), await dataKey(ctx.db, second.cid)]
+  assert.ok(two > one, `the second write's bytes lie after the first's (${one}, ${two})`)
+  const reopened = await reopen(ctx)
+  const third = randomBlock(500)
+  await reopened.put(third.cid, third.bytes)
+  const three = await dataKey(ctx.db, third.cid)
+  assert.ok(three > two, `a write after the restart lies after both (${two}, ${three})`)
+  await assertServes(reopened, [first, second, third], 'after a restart')
+  await assertServes(await reopen(ctx), [first, second, third], 'after another')
 })
 
 blockstore.run()

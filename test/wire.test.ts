@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encode } from 'cborg'
+import * as varint from 'uint8-varint'
 import { z } from 'zod'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream, streamPair } from '@libp2p/utils'
@@ -16,6 +17,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { attemptOfLog, issueGrant } from '../coordinator/write-grant.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { MessageChannel, parseMessage, bytesField, BadMessageError, encodeParts } from '../node/wire.ts'
+import { BufferPool } from '../node/buffer-pool.ts'
+import { sendWithBackpressure } from '../node/backpressure.ts'
 import { createHost } from '../node/host.ts'
 import type { GridHost } from '../node/host.ts'
 import { newSecret } from '../node/join-code.ts'
@@ -127,7 +130,117 @@ parse('encodeParts is byte for byte what cborg encodes, with a large byte field 
   assert.equal(Buffer.concat(encodeParts('just a string')), Buffer.from(encode('just a string')))
 })
 
+// A message carrying bulk bytes, two large fields and a number after them in the encoding (cborg sorts keys by
+// length): decoding past a field taken as a view must land exactly on what follows it.
+const bulk = z.object({ t: z.literal('block'), n: z.number().int(), bytes: bytesField(2 * 1024 * 1024), extra: bytesField(2 * 1024 * 1024) })
+
+/** `encoded` placed inside a larger buffer, as a transport chunk or a pool buffer holds a frame. */
+function framed (encoded: Uint8Array): { holder: Uint8Array, frame: Uint8Array } {
+  const holder = new Uint8Array(encoded.length + 10)
+  holder.set(encoded, 7)
+  return { holder, frame: holder.subarray(7, 7 + encoded.length) }
+}
+
+parse('a byte field of 64 KiB or more decodes as a view of the frame, not a copy', () => {
+  for (const size of [65_536, 100 * 1024, 1024 * 1024]) {
+    const bytes = new Uint8Array(randomBytes(size))
+    const extra = new Uint8Array(randomBytes(size + 1))
+    const { holder, frame } = framed(encode({ t: 'block', n: 42, bytes, extra }))
+    const message = parseMessage(frame, bulk)
+    assert.ok(Buffer.from(bytes).equals(message.bytes), `${size}: the bytes that were sent`)
+    assert.ok(Buffer.from(extra).equals(message.extra), `${size + 1}: the bytes that were sent`)
+    assert.is(message.bytes.buffer, holder.buffer, `${size}: a view of the frame`)
+    assert.is(message.extra.buffer, holder.buffer, `${size + 1}: a view of the frame`)
+    assert.is(message.n, 42)
+  }
+})
+
+parse('a byte field under 64 KiB decodes as before', () => {
+  for (const size of [0, 23, 24, 255, 256, 65_535]) {
+    const bytes = new Uint8Array(randomBytes(size))
+    const { frame } = framed(encode({ t: 'block', n: size, bytes, extra: new Uint8Array(0) }))
+    const message = parseMessage(frame, bulk)
+    assert.ok(Buffer.from(bytes).equals(message.bytes), `${size}: the bytes that were sent`)
+    assert.is(message.bytes.length, size)
+    assert.is(message.n, size)
+  }
+})
+
+parse('a large byte string cut short, or followed by more bytes, is a BadMessageError', () => {
+  const whole = encode({ t: 'block', n: 1, bytes: new Uint8Array(100 * 1024), extra: new Uint8Array(1) })
+  const cases: Array<[string, Uint8Array]> = [
+    ['a 100 KiB byte string with half its bytes', whole.subarray(0, whole.length - 50 * 1024)],
+    ['a 100 KiB byte string and one byte after the message', new Uint8Array([...whole, 0x00])],
+    ['a 32-bit byte string header cut short', new Uint8Array([0x5a, 0x00, 0x01])],
+    ['a header claiming 4 GiB', new Uint8Array([0x5a, 0xff, 0xff, 0xff, 0xff, 0x00])]
+  ]
+  for (const [what, bytes] of cases) {
+    const err = throwsName(() => parseMessage(bytes, bulk), 'BadMessageError')
+    assert.instance(err, BadMessageError, what)
+  }
+})
+
 parse.run()
+
+// ---------------------------------------------------------------------------------------------------------
+// BufferPool: the buffers large frames are put together in
+
+const buffers = suite('wire: BufferPool')
+
+buffers('a buffer given back is handed out again', () => {
+  const pool = new BufferPool(1024, 4)
+  const taken = pool.take()
+  assert.is(taken.byteLength, 1024)
+  pool.give(taken)
+  assert.is(pool.waiting, 1)
+  assert.is(pool.take().buffer, taken.buffer, 'the same memory, not a new buffer')
+  assert.is(pool.waiting, 0)
+  assert.is.not(pool.take().buffer, taken.buffer, 'none waiting: a new one')
+})
+
+buffers('a view of any part of a pool buffer gives the whole buffer back', () => {
+  const pool = new BufferPool(1024, 4)
+  const taken = pool.take()
+  pool.give(taken.subarray(100, 200))
+  assert.is(pool.waiting, 1)
+  const again = pool.take()
+  assert.is(again.buffer, taken.buffer)
+  assert.is(again.byteOffset, 0)
+  assert.is(again.byteLength, 1024, 'all of it, not the part that was given')
+})
+
+buffers('a buffer the pool did not make is ignored', () => {
+  const pool = new BufferPool(1024, 4)
+  const foreign = [new Uint8Array(1024), Buffer.alloc(1024), new Uint8Array(4096).subarray(0, 1024), new Uint8Array(new SharedArrayBuffer(1024))]
+  for (const bytes of foreign) pool.give(bytes)
+  assert.is(pool.waiting, 0)
+  const taken = pool.take()
+  assert.ok(foreign.every(bytes => bytes.buffer !== taken.buffer), 'never handed out')
+})
+
+buffers('a buffer given back twice waits once, so it never goes to two takers', () => {
+  const pool = new BufferPool(1024, 4)
+  const taken = pool.take()
+  pool.give(taken)
+  pool.give(taken)
+  pool.give(taken.subarray(10))
+  assert.is(pool.waiting, 1)
+  const first = pool.take()
+  const second = pool.take()
+  assert.is(first.buffer, taken.buffer)
+  assert.is.not(second.buffer, taken.buffer)
+})
+
+buffers('no more than `keep` buffers wait', () => {
+  const pool = new BufferPool(1024, 2)
+  const taken = [pool.take(), pool.take(), pool.take()]
+  for (const bytes of taken) pool.give(bytes)
+  assert.is(pool.waiting, 2)
+  const reused = [pool.take(), pool.take(), pool.take()].filter(bytes => taken.some(t => t.buffer === bytes.buffer))
+  assert.is(reused.length, 2, 'the third was dropped, not kept')
+})
+
+buffers.run()
 
 // ---------------------------------------------------------------------------------------------------------
 // MessageChannel over an in-process stream pair
@@ -205,6 +318,152 @@ channel('a frame over MAX_MESSAGE_BYTES whose length needs a longer varint is a 
   const prefix = new Uint8Array([0x80, 0x80, 0xc0, 0x01])
   a.send(prefix)
   const err = await rejection(into.receive())
+  assert.is(err.name, 'BadMessageError', `got ${err.name}: ${err.message}`)
+})
+
+/** A pool whose buffers take a frame carrying a 1 MiB body, as the store's put protocol sizes its own. */
+function framePool (keep = 8): BufferPool {
+  return new BufferPool(1024 * 1024 + 64, keep)
+}
+
+/**
+ * Bodies of every kind of frame a pooled channel sees: pooled (64 KiB up to the pool's size), small, and one
+ * larger than a pool buffer but within MAX_MESSAGE_BYTES.
+ */
+const MIXED = [100 * 1024, 3, 1024 * 1024, 0, 700 * 1024, 70_000, 1024 * 1024 + 2048, 17]
+/** Of MIXED, the frames put together in pool buffers. */
+const MIXED_POOLED = 4
+
+/** A frame as the wire carries it: the varint length, then the CBOR message. */
+function frameOf (message: unknown): Uint8Array {
+  const encoded = encode(message)
+  return Buffer.concat([varint.encode(encoded.length), encoded])
+}
+
+/** `bytes` cut at `cuts` (offsets into it, any order; those outside it ignored). */
+function piecesOf (bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const at = [...new Set(cuts)].filter(c => c > 0 && c < bytes.length).sort((x, y) => x - y)
+  return [0, ...at].map((from, i) => bytes.subarray(from, at[i] ?? bytes.length))
+}
+
+async function all (channel: MessageChannel<Ping, Ping>): Promise<Ping[]> {
+  const got: Ping[] = []
+  for await (const message of channel) got.push(message)
+  return got
+}
+
+function assertArrived (got: Ping[], bodies: Uint8Array[], how: string): void {
+  assert.equal(got.map(m => m.seq), bodies.map((_, i) => i), `${how}: every message, in order`)
+  got.forEach((m, i) => {
+    assert.ok(Buffer.from(bodies[i]).equals(m.body), `${how}: message ${i} (${bodies[i].length} bytes) byte for byte`)
+  })
+}
+
+channel('with a pool, small and large messages arrive whole and in order, the large ones in pool buffers', async () => {
+  const [a, b] = await pair()
+  const pool = framePool()
+  const out = new MessageChannel<Ping, Ping>(a, ping)
+  const into = new MessageChannel<Ping, Ping>(b, ping, { pool })
+  const bodies = MIXED.map(size => new Uint8Array(randomBytes(size)))
+  // Read while sending: several megabytes would otherwise fill the reader's buffer and hold the sender.
+  const received = all(into)
+  await Promise.all(bodies.map(async (body, seq) => { await out.send({ t: 'ping', seq, body }) }))
+  await out.close()
+  const got = await received
+  assertArrived(got, bodies, 'sent by a channel')
+  assert.is(pool.waiting, 0, 'nothing given back yet')
+  for (const message of got) into.release(message.body)
+  assert.is(pool.waiting, MIXED_POOLED, 'each large frame within the pool size had a pool buffer of its own')
+})
+
+channel('with a pool, frames cut at awkward places arrive whole and in order', async () => {
+  const bodies = MIXED.map(size => new Uint8Array(randomBytes(size)))
+  const frames = bodies.map((body, seq) => frameOf({ t: 'ping', seq, body }))
+  const wire = Buffer.concat(frames)
+  const awkward: number[] = []
+  let start = 0
+  for (const frame of frames) {
+    const middle = start + Math.floor(frame.length / 2)
+    // A piece across the end of the previous frame and the first byte of this one's length prefix, single bytes
+    // through the prefix and the CBOR header, then 7-byte pieces; in the middle a lone byte and a 7-byte piece;
+    // the last byte of the frame with the next one's first.
+    awkward.push(start - 3, start + 1, start + 2, start + 3, start + 4, start + 11, start + 18, middle, middle + 1, middle + 8, start + frame.length - 1)
+    start += frame.length
+  }
+  const cuttings: Array<[string, number[]]> = [
+    ['cut around every boundary', awkward],
+    ['cut every 65,541 bytes', Array.from({ length: Math.ceil(wire.length / 65_541) }, (_, i) => (i + 1) * 65_541)],
+    ['in one piece', []]
+  ]
+  for (const [how, cuts] of cuttings) {
+    const [a, b] = await pair()
+    const pool = framePool()
+    const into = new MessageChannel<Ping, Ping>(b, ping, { pool })
+    let single = 0
+    b.addEventListener('message', event => { if (event.data.byteLength === 1) single++ })
+    const received = all(into)
+    for (const piece of piecesOf(wire, cuts)) await sendWithBackpressure(a, piece)
+    await a.close()
+    const got = await received
+    assertArrived(got, bodies, how)
+    for (const message of got) into.release(message.body)
+    assert.is(pool.waiting, MIXED_POOLED, `${how}: the large frames were put together in pool buffers`)
+    if (how === 'cut around every boundary') assert.ok(single > frames.length, `${how}: the pieces arrived apart (${single} single bytes)`)
+  }
+})
+
+channel('a released buffer takes the next large frame, and a message still held is not written over', async () => {
+  const [a, b] = await pair()
+  const pool = framePool()
+  const out = new MessageChannel<Ping, Ping>(a, ping)
+  const into = new MessageChannel<Ping, Ping>(b, ping, { pool })
+  const [first, second, third] = [900 * 1024, 300 * 1024, 200 * 1024].map(size => new Uint8Array(randomBytes(size)))
+  await out.send({ t: 'ping', seq: 0, body: first })
+  const one = await into.expect()
+  await out.send({ t: 'ping', seq: 1, body: second })
+  const two = await into.expect()
+  assert.is.not(two.body.buffer, one.body.buffer, 'nothing given back yet: a buffer of its own')
+  into.release(one.body)
+  assert.is(pool.waiting, 1)
+  // Smaller than the frame the buffer held before: what is left of that one must not show through.
+  await out.send({ t: 'ping', seq: 2, body: third })
+  const three = await into.expect()
+  assert.is(three.body.buffer, one.body.buffer, 'the released buffer was used again')
+  assert.is(pool.waiting, 0)
+  assert.ok(Buffer.from(third).equals(three.body), 'the third message, byte for byte, and no more')
+  assert.ok(Buffer.from(second).equals(two.body), 'the message still held is untouched')
+})
+
+/** What receive() on a pooled channel does when the peer sends `sent` bytes of a 500 KiB frame and closes. */
+async function endedAfter (sent: number): Promise<any> {
+  const frame = frameOf({ t: 'ping', seq: 0, body: new Uint8Array(randomBytes(500 * 1024)) })
+  const [a, b] = await pair()
+  const into = new MessageChannel<Ping, Ping>(b, ping, { pool: framePool() })
+  await sendWithBackpressure(a, frame.subarray(0, sent))
+  await a.close()
+  return await rejection(into.receive({ signal: AbortSignal.timeout(10_000) }))
+}
+
+channel('with a pool, a stream that ends inside a large frame is a BadMessageError', async () => {
+  // The prefix and the CBOR header, most of the frame.
+  for (const sent of [20, 300_000]) {
+    const err = await endedAfter(sent)
+    assert.is(err.name, 'BadMessageError', `after ${sent} bytes: got ${err.name}: ${err.message}`)
+  }
+})
+
+channel('with a pool, a stream that ends right after the length prefix of a large frame is a BadMessageError, not a clean end', async () => {
+  // The 3-byte prefix announces 500 KiB; none of it comes. Without a pool this is the error it always was.
+  const err = await endedAfter(3)
+  assert.is(err.name, 'BadMessageError', `got ${err.name}: ${err.message}`)
+})
+
+channel('with a pool, a frame over maxMessageBytes is a BadMessageError even if a pool buffer would hold it', async () => {
+  const [a, b] = await pair()
+  const into = new MessageChannel<Ping, Ping>(b, ping, { maxMessageBytes: 200_000, pool: framePool() })
+  // A valid message: only the limit can refuse it.
+  sendWithBackpressure(a, frameOf({ t: 'ping', seq: 0, body: new Uint8Array(250_000) })).catch(() => {})
+  const err = await rejection(into.receive({ signal: AbortSignal.timeout(10_000) }))
   assert.is(err.name, 'BadMessageError', `got ${err.name}: ${err.message}`)
 })
 

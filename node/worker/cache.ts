@@ -16,12 +16,14 @@ export class WorkerCache {
   readonly blocks: Blockstore
   readonly roots: RootCatalog
   private readonly db: Level<string, string>
+  private readonly blockData: Level<string, Uint8Array>
   private readonly host: GridHost
 
   constructor (host: GridHost, dataDir: string, maxBytes: number = WORKER_CACHE_BYTES) {
     this.host = host
     this.db = new Level<string, string>(join(dataDir, 'cache.db'))
-    this.blocks = new Blockstore(this.db)
+    this.blockData = new Level<string, Uint8Array>(join(dataDir, 'cache-blocks.db'), { valueEncoding: 'view' })
+    this.blocks = new Blockstore(this.db, this.blockData)
     this.blocks.maxBytes = maxBytes
     this.roots = new RootCatalog(this.db, this.blocks)
     this.roots.consent = async roots => roots
@@ -34,6 +36,7 @@ export class WorkerCache {
 
   async start (): Promise<void> {
     await this.db.open()
+    await this.blockData.open()
     await this.blocks.bytesHeld()
     await this.roots.open()
     await handleGets(this.host, this.blocks, cid => { this.roots.touch(cid) })
@@ -42,6 +45,7 @@ export class WorkerCache {
   async stop (): Promise<void> {
     await this.host.unhandle(BLOCK_GET_PROTOCOL).catch(() => {})
     await this.roots.close()
+    await this.blockData.close()
     await this.db.close()
   }
 }

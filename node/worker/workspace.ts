@@ -2,7 +2,7 @@
 // from whichever store holds them, the placed ones first, every block checked), the artifacts matched and pushed
 // straight to their placed stores after (each on all its replicas before the build reports them). The
 // coordinator never carries these bytes.
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { glob, mkdir, realpath, stat } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import { Readable } from 'node:stream'
@@ -12,7 +12,7 @@ import type { GridHost } from '../host.ts'
 import type { PeerAddress } from '../dial.ts'
 import type { JoinCode } from '../join-code.ts'
 import { parseCid } from '../../artifact-store/content.ts'
-import { nameOf, putContent, putPlaced, readContent } from '../../artifact-store/content-client.ts'
+import { nameOf, putContent, putPlaced, putPool, readContent, readFileBlocks } from '../../artifact-store/content-client.ts'
 import type { Blockstore } from '../../artifact-store/blockstore.ts'
 import type { WorkerCache } from './cache.ts'
 import { rankFor } from '../../artifact-store/placement.ts'
@@ -78,14 +78,15 @@ export async function prepare (init: WorkspaceInit, src: string | undefined, inp
       throw new WorkspaceError(`could not fetch input ${path} (${from}): ${err.message}`)
     }
     // What it fetched, it caches and serves (CONTRACT.md): the next build that needs it may get it from here.
-    await keep(init, createReadStream(target, { highWaterMark: 1024 * 1024 }))
+    await keep(init, target)
   }
 }
 
-/** Keep content in this worker's cache, if it has one; a full or failing cache costs the build nothing. */
-async function keep (init: WorkspaceInit, source: AsyncIterable<Uint8Array>): Promise<void> {
+/** Keep a file in this worker's cache, if it has one; a full or failing cache costs the build nothing. */
+async function keep (init: WorkspaceInit, path: string): Promise<void> {
   if (init.cache === undefined) return
-  await putContent(init.cache.target, source).catch(() => {})
+  const pool = putPool()
+  await putContent(init.cache.target, readFileBlocks(path, pool), { pool }).catch(() => {})
 }
 
 /** `build:ID/PATH`: wait for build ID to succeed, then the CID of its artifact PATH and the worker that made it. */
@@ -125,11 +126,11 @@ export async function collect (init: WorkspaceInit, globs: string[]): Promise<Ar
     const real = await realpath(full)
     if (real !== root && !real.startsWith(root + sep)) throw new WorkspaceError(`artifact ${path} leads outside the work dir`)
     if (artifacts.length >= MAX_ARTIFACTS) throw new WorkspaceError(`more than ${MAX_ARTIFACTS} artifacts`)
-    const open = (): AsyncIterable<Uint8Array> => createReadStream(full, { highWaterMark: 1024 * 1024 })
+    const pool = putPool()
     // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID.
-    const named = await nameOf(open())
+    const named = await nameOf(readFileBlocks(full, pool), pool)
     const alsoKeep = init.cache !== undefined ? [init.cache.target] : []
-    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid, alsoKeep }, open())
+    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid, alsoKeep }, readFileBlocks(full, pool), { pool })
     artifacts.push({ path: relative(init.workDir, full).split(sep).join('/'), cid: put.cid, size: put.size, sha256: put.sha256 })
   }
   return artifacts
