@@ -177,14 +177,16 @@ export class Blockstore {
   async commit (operations: BatchOperation[], deltaBytes: number, dropping: string[] = []): Promise<void> {
     const entries = dropping.length > 0 ? await this.index.getMany(dropping) : []
     const doomed: string[] = []
+    const unindexed: BatchOperation[] = []
     for (const [i, entry] of entries.entries()) {
       if (entry === undefined) continue
       doomed.push(sequenceKey(decodeEntry(entry).sequence))
-      operations = [...operations, { type: 'del', key: dropping[i], sublevel: this.index as any }]
+      unindexed.push({ type: 'del', key: dropping[i], sublevel: this.index as any })
     }
     const total = this.held + deltaBytes
     await this.db.batch([
       ...operations,
+      ...unindexed,
       ...doomed.map(key => ({ type: 'put' as const, key, value: '', sublevel: this.doomed as any })),
       { type: 'put', key: BYTES_KEY, value: String(total), sublevel: this.meta as any }
     ])

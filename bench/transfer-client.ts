@@ -9,7 +9,7 @@ import { createHost } from '../node/host.ts'
 import { sendWithBackpressure } from '../node/backpressure.ts'
 import { putContent, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { parseCid } from '../artifact-store/content.ts'
-import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount } from './transfer-protocol.ts'
+import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount, writeRaw } from './transfer-protocol.ts'
 
 const [secretHex, peer, addr, tcpPort, phase, sizeText, file, cidText, sha256] = process.argv.slice(2)
 const size = Number(sizeText)
@@ -38,16 +38,7 @@ async function tcpPhase (upload: boolean): Promise<number> {
         return
       }
       socket.write('u')
-      let sent = 0
-      const more = (): void => {
-        while (sent < size) {
-          const part = payload.subarray(0, Math.min(BARE_CHUNK_BYTES, size - sent))
-          sent += part.length
-          if (!socket.write(part)) { socket.once('drain', more); return }
-        }
-        socket.end()
-      }
-      more()
+      writeRaw(socket, payload, size)
     })
   })
 }

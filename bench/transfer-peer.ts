@@ -7,7 +7,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../node/host.ts'
 import { sendWithBackpressure } from '../node/backpressure.ts'
 import { Store } from '../artifact-store/index.ts'
-import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount } from './transfer-protocol.ts'
+import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount, writeRaw } from './transfer-protocol.ts'
 
 const secret = Buffer.from(process.argv[2], 'hex')
 const dataDir = process.argv[3]
@@ -45,17 +45,7 @@ const tcp = createServer(socket => {
       mode = chunk[0]
       chunk = chunk.subarray(1)
       if (mode === 0x64) {
-        const wanted = readCount(chunk)
-        let sent = 0
-        const more = (): void => {
-          while (sent < wanted) {
-            const part = payload.subarray(0, Math.min(BARE_CHUNK_BYTES, wanted - sent))
-            sent += part.length
-            if (!socket.write(part)) { socket.once('drain', more); return }
-          }
-          socket.end()
-        }
-        more()
+        writeRaw(socket, payload, readCount(chunk))
         return
       }
     }

@@ -1,4 +1,6 @@
-// What the transfer bench's two processes share: the bare baselines' protocol ids and their 8-byte counts.
+// What the transfer bench's two processes share: the bare baselines' protocol ids, their 8-byte counts, and the
+// raw TCP baseline's writer.
+import type { Socket } from 'node:net'
 
 export const SINK_PROTOCOL = '/bench/sink/1.0.0'
 export const SOURCE_PROTOCOL = '/bench/source/1.0.0'
@@ -13,4 +15,18 @@ export function writeCount (n: number): Uint8Array {
 
 export function readCount (bytes: Uint8Array): number {
   return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0))
+}
+
+/** Write `size` bytes to a raw TCP socket, `payload` over and over BARE_CHUNK_BYTES at a time as it drains, then end it. */
+export function writeRaw (socket: Socket, payload: Uint8Array, size: number): void {
+  let sent = 0
+  const more = (): void => {
+    while (sent < size) {
+      const part = payload.subarray(0, Math.min(BARE_CHUNK_BYTES, size - sent))
+      sent += part.length
+      if (!socket.write(part)) { socket.once('drain', more); return }
+    }
+    socket.end()
+  }
+  more()
 }

@@ -8,7 +8,7 @@ import { mkdir, open, rm } from 'node:fs/promises'
 import { randomFillSync } from 'node:crypto'
 import { join } from 'node:path'
 import { newSecret } from '../node/join-code.ts'
-import { MemorySampler, cpuMsOf } from './measure.ts'
+import { MemorySampler, cpuMsOf, median } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** 1 GiB, as the issue asks: far past any buffer, so memory that grows with the size would show. */
@@ -85,12 +85,6 @@ async function startPeer (secret: string, dataDir: string): Promise<Peer> {
 
 /** One round: the baselines, then the put and the get of the same file, all against one fresh store process. */
 interface Round { bareUp: PhaseResult, bareDown: PhaseResult, put: PhaseResult, get: PhaseResult, tcpUp?: PhaseResult, tcpDown?: PhaseResult, reput?: PhaseResult }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 
 export async function benchTransfer (dir: string, progress: (line: string) => void = () => {}): Promise<TransferRow[]> {
   await mkdir(dir, { recursive: true })

@@ -4,9 +4,9 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams, SpawnOptionsWithoutStdio } from 'node:child_process'
 import { createServer } from 'node:net'
-import { cpuMsOf, memoryOf } from '../measure.ts'
+import { cpuMsOf, median, memoryOf } from '../measure.ts'
 
-export { cpuMsOf }
+export { cpuMsOf, median }
 
 /** Output kept per child: enough for the last error, never a whole 40 MB log. */
 const OUTPUT_KEEP_CHARS = 200_000
@@ -40,12 +40,6 @@ export async function until<T> (what: string, ms: number, everyMs: number, check
       await sleep(everyMs)
     }
   })
-}
-
-export const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 export interface Child {
