@@ -5,10 +5,18 @@ import type { Level } from 'level'
 import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
 import { matches } from './content.ts'
-import { BLOCK_PIN_MS, MAX_BLOCK_BYTES } from './constants.ts'
+import { BLOCK_PIN_MS, MAX_BLOCK_BYTES, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
 
 export class BlockMismatchError extends Error {
   name = 'BlockMismatchError'
+}
+
+/** How checkBlock says a block's bytes are not what its CID names; a store's refusal carries it to the writer. */
+const MISMATCH = 'bytes do not hash to'
+
+/** Whether a failure is a block refused for not matching its CID, here (BlockMismatchError) or by a store. */
+export function isBlockMismatch (err: Error): boolean {
+  return err instanceof BlockMismatchError || err.message.includes(MISMATCH)
 }
 
 export class BlockTooLargeError extends Error {
@@ -18,7 +26,7 @@ export class BlockTooLargeError extends Error {
 /** The block itself if its bytes are those its CID names and within the size limit; throws otherwise. */
 export function checkBlock (cid: CID, bytes: Uint8Array): { cid: CID, bytes: Uint8Array } {
   if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(`block ${cid} is ${bytes.length} bytes; the limit is ${MAX_BLOCK_BYTES}`)
-  if (!matches(cid, bytes)) throw new BlockMismatchError(`bytes do not hash to ${cid}`)
+  if (!matches(cid, bytes)) throw new BlockMismatchError(`${MISMATCH} ${cid}`)
   return { cid, bytes }
 }
 
@@ -77,6 +85,8 @@ export class Blockstore {
   private readonly meta
   /** Sequence numbers whose bytes are to go: written with the index change, cleared once the bytes are gone. */
   private readonly doomed
+  /** Blocks written and not yet part of a root (CID to the time written): what sweepUnclaimed looks at. */
+  private readonly unclaimed
   private held = 0
   private nextSequence = 0
   private loaded: Promise<void> | undefined
@@ -102,6 +112,7 @@ export class Blockstore {
     this.data = data ?? db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' })
     this.meta = db.sublevel<string, string>('block-meta', {})
     this.doomed = db.sublevel<string, string>('block-doomed', {})
+    this.unclaimed = db.sublevel<string, string>('block-unclaimed', {})
   }
 
   /** Bytes of blocks held. A store made before the total was kept counts once, from the index. */
@@ -182,6 +193,7 @@ export class Blockstore {
       if (entry === undefined) continue
       doomed.push(sequenceKey(decodeEntry(entry).sequence))
       unindexed.push({ type: 'del', key: dropping[i], sublevel: this.index as any })
+      unindexed.push({ type: 'del', key: dropping[i], sublevel: this.unclaimed as any })
     }
     const total = this.held + deltaBytes
     await this.db.batch([
@@ -218,6 +230,41 @@ export class Blockstore {
     for (const [cid, at] of this.pins) {
       if (at > Date.now()) break
       this.pins.delete(cid)
+    }
+  }
+
+  /**
+   * Operations that mark these blocks claimed by a root (root-catalog.ts adds them to the root's batch), for those
+   * still marked unclaimed.
+   */
+  async claim (cids: string[]): Promise<BatchOperation[]> {
+    const marked = await this.unclaimed.getMany(cids)
+    return cids.filter((_, i) => marked[i] !== undefined).map(key => ({ type: 'del' as const, key, sublevel: this.unclaimed as any }))
+  }
+
+  /**
+   * Delete blocks written before `cutoff` that no root claimed (what an aborted put leaves behind), unless a writer
+   * touched them lately (pinned) or `used` says a root does use them (a block written again after its copy rotted
+   * is marked unclaimed while its root still stands). A batch at a time under the write lock; returns the bytes
+   * freed.
+   */
+  async sweepUnclaimed (cutoff: number, used: (cid: string) => Promise<boolean>): Promise<number> {
+    let freed = 0
+    let after: string | undefined
+    while (true) {
+      const page = await this.unclaimed.iterator({ ...(after !== undefined ? { gt: after } : {}), limit: UNCLAIMED_SWEEP_BATCH }).all()
+      if (page.length === 0) return freed
+      after = page[page.length - 1][0]
+      freed += await this.exclusive(async () => {
+        const stale = page.filter(([cid, at]) => Number(at) < cutoff && !this.pinned(cid)).map(([cid]) => cid)
+        if (stale.length === 0) return 0
+        const orphans: string[] = []
+        for (const cid of stale) if (!await used(cid)) orphans.push(cid)
+        const sizes = orphans.length > 0 ? await this.index.getMany(orphans) : []
+        const bytes = sizes.reduce((n, entry) => n + (entry === undefined ? 0 : decodeEntry(entry).size), 0)
+        await this.commit(stale.map(key => ({ type: 'del' as const, key, sublevel: this.unclaimed as any })), -bytes, orphans)
+        return bytes
+      })
     }
   }
 
@@ -273,8 +320,10 @@ export class Blockstore {
       this.nextSequence += fresh.length
       const places = fresh.map((_, i) => sequenceKey(first + i))
       await this.data.batch(fresh.map(({ bytes }, i) => ({ type: 'put' as const, key: places[i], value: bytes })))
+      const now = String(Date.now())
       await this.commit([
         ...fresh.map(({ cid, bytes }, i) => ({ type: 'put' as const, key: cid.toString(), value: encodeEntry({ sequence: first + i, size: bytes.length }), sublevel: this.index as any })),
+        ...fresh.map(({ cid }) => ({ type: 'put' as const, key: cid.toString(), value: now, sublevel: this.unclaimed as any })),
         { type: 'put', key: SEQUENCE_KEY, value: String(first + fresh.length - 1), sublevel: this.meta as any }
       ], bytes).catch(async (err: unknown) => {
         // Not indexed, so nobody can name these bytes: remove them now (a later write's higher numbers would

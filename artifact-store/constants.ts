@@ -71,6 +71,17 @@ export const STORE_TABLE_FILE_BYTES = 64 * 1024 * 1024
  */
 export const BLOCK_PIN_MS = 5 * 60_000
 /**
+ * Blocks no root claimed this long after they were written are what an aborted put left (a writer killed, content
+ * that changed under it): the sweep deletes them. A day, so a put slower than any real one still finds its early
+ * blocks when it names its root; the blocks of such a put are not corrupted either way, only refused at the root.
+ */
+export const UNCLAIMED_GRACE_MS = 24 * 60 * 60_000
+/** How often a store and a worker cache look for unclaimed blocks past their grace. */
+export const UNCLAIMED_SWEEP_MS = 60 * 60_000
+/** Unclaimed blocks looked at under the write lock at once: a sweep of many holds writers off for a moment each. */
+export const UNCLAIMED_SWEEP_BATCH = 256
+
+/**
  * Store-to-store repair copies go no faster than this from one store, so builds keep their bandwidth
  * (about a quarter of a bare libp2p stream on the development machines).
  */

@@ -9,9 +9,10 @@ import { open } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
+import { isBlockMismatch } from './blockstore.ts'
 import type { Blockstore } from './blockstore.ts'
-import { Chunker, decodeManifest, isManifestCid, nameContent } from './content.ts'
-import type { Block } from './content.ts'
+import { Chunker, ContentChangedError, decodeManifest, isManifestCid, nameContent } from './content.ts'
+import type { Block, Named } from './content.ts'
 import { askMissing } from './block-missing-protocol.ts'
 import { BlockSender } from './block-put-protocol.ts'
 import { ContentUnavailableError, blocksFor, fetchFrom, fetchRoot, rootInfo } from './block-get-protocol.ts'
@@ -139,6 +140,11 @@ export interface PutOptions {
    * block (see buffer-pool.ts for why that matters).
    */
   pool?: BufferPool
+  /**
+   * What a first pass over the same content found (nameOf): the put hashes nothing then, and a block that no
+   * longer matches its CID (the content changed in between) fails the put with ContentChangedError.
+   */
+  named?: Named
 }
 
 /**
@@ -148,13 +154,17 @@ export interface PutOptions {
 export async function putContent (targets: PutTarget | PutTarget[], source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
   const lanes = (Array.isArray(targets) ? targets : [targets]).map(t => new Lane(t))
   if (lanes.length === 0) throw new ReplicasUnreachableError('a put needs at least one store')
-  const chunker = new Chunker()
+  const chunker = new Chunker(BLOCK_BYTES, options.named)
   const listed: Array<{ cid: CID, size: number }> = []
   let group: Block[] = []
   let sentBlocks = 0
   let sentBytes = 0
   const live = (): Lane[] => lanes.filter(l => l.failure === undefined)
-  const allFailed = (): never => { throw lanes[0].failure! }
+  // Refused as not matching the CID the first pass gave it: the bytes changed since then.
+  const explain = (err: Error): Error => options.named !== undefined && !(err instanceof ContentChangedError) && isBlockMismatch(err)
+    ? new ContentChangedError(`the content changed after it was named ${options.named.cid} (${err.message}); nothing was named`)
+    : err
+  const allFailed = (): never => { throw explain(lanes[0].failure!) }
 
   const each = async (work: (lane: Lane) => Promise<void>): Promise<void> => {
     await Promise.all(live().map(async lane => {
@@ -212,7 +222,7 @@ export async function putContent (targets: PutTarget | PutTarget[], source: Asyn
     return { cid, size, sha256, sentBlocks, sentBytes, stores: live().map(l => l.name) }
   } catch (err: any) {
     for (const lane of lanes) lane.abort(err)
-    throw err
+    throw explain(err)
   }
 }
 
@@ -245,8 +255,11 @@ export function putPool (): BufferPool {
   return new BufferPool(BLOCK_BYTES, PUT_POOL_BLOCKS)
 }
 
-/** The CID, size and sha256 content would have, storing nothing: a first pass over a file, to place it. */
-export async function nameOf (source: AsyncIterable<Uint8Array>, pool?: BufferPool): Promise<{ cid: string, size: number, sha256: string }> {
+/**
+ * The CID, size and sha256 content would have, and its blocks' CIDs, storing nothing: a first pass over a file, to
+ * place it. Passed to the put as `named`, it spares the second pass all hashing.
+ */
+export async function nameOf (source: AsyncIterable<Uint8Array>, pool?: BufferPool): Promise<Named> {
   const chunker = new Chunker()
   const listed: Array<{ cid: CID, size: number }> = []
   for await (const chunk of source) {
@@ -256,7 +269,7 @@ export async function nameOf (source: AsyncIterable<Uint8Array>, pool?: BufferPo
   }
   const { last, size, sha256 } = chunker.finish()
   if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
-  return { cid: nameContent(listed, size, sha256).cid.toString(), size, sha256 }
+  return { cid: nameContent(listed, size, sha256).cid.toString(), size, sha256, blocks: listed.map(b => b.cid) }
 }
 
 export interface PlacedPutInit {

@@ -7,7 +7,7 @@ import type { Level } from 'level'
 import type { CID } from 'multiformats/cid'
 import type { BatchOperation, Blockstore } from './blockstore.ts'
 import { decodeManifest, isManifestCid, parseCid } from './content.ts'
-import { ACCESS_FLUSH_MS, EVICTION_BATCH_ROOTS, EVICTION_HEADROOM } from './constants.ts'
+import { ACCESS_FLUSH_MS, EVICTION_BATCH_ROOTS, EVICTION_HEADROOM, UNCLAIMED_GRACE_MS, UNCLAIMED_SWEEP_MS } from './constants.ts'
 
 export class RootIncompleteError extends Error {
   name = 'RootIncompleteError'
@@ -42,6 +42,7 @@ export class RootCatalog {
   private readonly touched = new Set<string>()
   private readonly listeners = new Set<(change: RootChange) => void>()
   private flushTimer: NodeJS.Timeout | undefined
+  private sweepTimer: NodeJS.Timeout | undefined
   /**
    * Which of these roots the grid lets this store evict (the coordinator refuses the last copy of content a
    * live build needs). Without it, nothing is evicted.
@@ -60,10 +61,13 @@ export class RootCatalog {
     this.blocks.makeRoom = async bytes => { await this.evictFor(bytes) }
     this.flushTimer = setInterval(() => { this.flushAccess().catch(() => {}) }, ACCESS_FLUSH_MS)
     this.flushTimer.unref()
+    this.sweepTimer = setInterval(() => { this.sweep().catch(() => {}) }, UNCLAIMED_SWEEP_MS)
+    this.sweepTimer.unref()
   }
 
   async close (): Promise<void> {
     clearInterval(this.flushTimer)
+    clearInterval(this.sweepTimer)
     this.blocks.makeRoom = undefined
     await this.flushAccess().catch(() => {})
   }
@@ -114,16 +118,28 @@ export class RootCatalog {
       const bytes = [...members.values()].reduce((n, b) => n + b, 0)
       const already = this.kept.get(key)
       const kept: KeptRoot = { size, bytes, used: Date.now() }
+      // Claimed even when the root was already here: a block of it may have rotted and been sent again.
+      const operations = await this.blocks.claim([...members.keys()])
       if (already === undefined) {
-        const operations: BatchOperation[] = [{ type: 'put', key, value: kept, sublevel: this.roots as any }]
+        operations.push({ type: 'put', key, value: kept, sublevel: this.roots as any })
         for (const [block, blockBytes] of members) operations.push({ type: 'put', key: `${block}!${key}`, value: String(blockBytes), sublevel: this.refs as any })
-        await this.blocks.commit(operations, 0)
       }
+      if (operations.length > 0) await this.blocks.commit(operations, 0)
       this.kept.set(key, kept)
       this.blocks.unpin([...members.keys()])
       const entry = { cid: key, size, bytes }
       if (already === undefined) this.emit({ held: [entry] })
       return entry
+    })
+  }
+
+  /**
+   * Delete the blocks no root claimed within `graceMs` of being written: an aborted put's, which nothing would
+   * ever evict (eviction goes by roots). Runs every UNCLAIMED_SWEEP_MS; returns the bytes freed.
+   */
+  async sweep (graceMs: number = UNCLAIMED_GRACE_MS): Promise<number> {
+    return await this.blocks.sweepUnclaimed(Date.now() - graceMs, async block => {
+      return (await this.refs.keys({ gt: `${block}!`, lt: `${block}!\xff`, limit: 1 }).all()).length > 0
     })
   }
 

@@ -24,7 +24,7 @@ import { parseJob } from '../coordinator/job.ts'
 import { MAX_SLOTS } from '../coordinator/constants.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { buildLog } from '../artifact-store/build-log.ts'
-import { parseCid } from '../artifact-store/content.ts'
+import { ContentChangedError, parseCid } from '../artifact-store/content.ts'
 import { contentInfo, nameOf, putPlaced, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { rankFor } from '../artifact-store/placement.ts'
 import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
@@ -227,6 +227,7 @@ export function program (): Command {
     .option('--slots <n>', 'builds each worker runs at once', wholeNumber(1, MAX_SLOTS), 1)
     .option('--cap <key=value>', 'add or override a worker capability, repeatable', collect, [])
     .option('--replicas <n>', 'store nodes to keep each piece of content on, once more stores join', wholeNumber(1, MAX_REPLICAS), DEFAULT_REPLICAS)
+    .option('--max-size <size>', 'keep at most this much content in this process\'s store (e.g. 500M, 10G), evicting the least recently used whole artifacts first', parseSize)
     .action(async (opts) => {
       const caps = opts.cap as string[]
       capabilities(caps)
@@ -235,6 +236,7 @@ export function program (): Command {
         listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
         http: opts.http,
         withStore: true,
+        storeMaxBytes: opts.maxSize,
         replicas: opts.replicas,
         log
       })
@@ -357,9 +359,9 @@ export function program (): Command {
         if (opts.src !== undefined) {
           const placement = await gridPlacement(host, code)
           if (placement.stores.length === 0) throw new UsageError('the grid has no store to send --src to')
-          // The tar is made twice (it is the same bytes both times): once to name and place it, once to send it.
+          // The tar is made twice (the same bytes both times): hashed once to name and place it, then only sent.
           const named = await nameOf(tarDirectory(opts.src))
-          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src))
+          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src), { named })
           ;(job as { src?: string }).src = put.cid
           log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
         }
@@ -421,13 +423,17 @@ export function program (): Command {
         if (placement.stores.length === 0) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
         const pool = putPool()
         const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : readFileBlocks(path, pool)
-        // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts).
+        // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts); the
+        // second only reads and sends, with the block CIDs the first found.
         const named = await nameOf(open(), pool)
         // A directory's tar size is not known up front: its bar shows only for plain files.
         const progress = transferProgress('put', info.isDirectory() ? 0 : info.size)
         let put
         try {
-          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool })
+          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool, named })
+        } catch (err: any) {
+          if (err instanceof ContentChangedError) throw new ContentChangedError(`${path} changed while it was being put: ${err.message}`)
+          throw err
         } finally {
           progress.stop()
         }
@@ -518,7 +524,7 @@ export async function main (argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2
       return
     }
-    const known = ['ReplicasUnreachableError', 'StoreFullError', 'RootIncompleteError', 'BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
+    const known = ['ReplicasUnreachableError', 'ContentChangedError', 'StoreFullError', 'RootIncompleteError', 'BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
       'BadIdentityError', 'PeerUnreachableError', 'BadHttpAddressError', 'BadMessageError']
     if (known.includes(err?.name) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
     else log(`unexpected error: ${err?.stack ?? err}`)

@@ -71,6 +71,8 @@ export interface CoordinatorNodeInit {
   http?: string
   /** Run a store in the same process (`grid up`). */
   withStore: boolean
+  /** Size cap for that store's blocks (`grid up --max-size`); none by default. */
+  storeMaxBytes?: number
   heartbeatMs?: number
   silenceLimitMs?: number
   /** Stores each piece of content is kept on. @default DEFAULT_REPLICAS */
@@ -114,7 +116,7 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   }
   let store: Store | undefined
   if (init.withStore) {
-    store = new Store({ host, dataDir: init.dataDir, coordinator: host.peerId })
+    store = new Store({ host, dataDir: init.dataDir, coordinator: host.peerId, maxBytes: init.storeMaxBytes })
     await store.start()
   }
   const coordinator = new Coordinator({

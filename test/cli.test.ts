@@ -25,7 +25,7 @@ const cli = suite<Ctx>('grid command')
 
 cli.before(async ctx => {
   ctx.dir = await tempDir('cli')
-  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--max-size', '64M'])
   ctx.url = (await ctx.up.line(/^web: (http:\/\/\S+)$/m, 30_000))[1]
   await ctx.up.line(/^join: grid1-\S+$/m)
   ctx.joinFile = join(ctx.dir, 'data', 'join')
@@ -58,6 +58,12 @@ cli('grid up prints web: and join:, and keeps the join code and API token in DAT
     assert.is((await stat(join(data, file))).mode & 0o777, 0o600, `${file} is private`)
   }
   assert.equal(await (await fetch(`${url}/api/health`)).json(), { ok: true })
+  // --max-size reaches the store grid up runs: it tells the grid its cap.
+  const capped = await waitFor('the store\'s cap in /api/capacity', async () => {
+    const capacity = await (await fetch(`${url}/api/capacity`)).json() as { storage?: { stores: Array<{ maxBytes?: number }> } }
+    return capacity.storage?.stores.find(s => s.maxBytes !== undefined)
+  }, 10_000)
+  assert.is(capped.maxBytes, 64 * 1024 * 1024)
   assert.is(decodeJoinCode(printed).secret.length, 32)
   assert.not.match(up.stdout(), /^(?!web: |join: ).+$/m, 'stdout carries only the web: and join: lines')
 })
@@ -128,6 +134,7 @@ cli('bad arguments end with one clear line and a non-zero exit', async ({ dir, j
   oneLineError(await gridRun(['worker', '--join', joinFile, '--slots', '0']), /slots/)
   oneLineError(await gridRun(['up', '--workers', 'lots']), /workers/)
   oneLineError(await gridRun(['up', '--http', 'nowhere']), /HOST:PORT/)
+  oneLineError(await gridRun(['up', '--max-size', 'lots']), /expected a size such as 500M/)
   oneLineError(await gridRun(['frobnicate']), /unknown command/)
   oneLineError(await gridRun(['submit', '--join', joinFile]), /job file or --run/)
   oneLineError(await gridRun(['submit', '--join', joinFile, join(dir, 'nope.json')]), /cannot read/)

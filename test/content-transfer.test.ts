@@ -14,7 +14,7 @@ import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
 import { newSecret } from '../node/join-code.ts'
 import { Store } from '../artifact-store/index.ts'
-import { putContent, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
+import { nameOf, putContent, putPool, readContent, readFileBlocks } from '../artifact-store/content-client.ts'
 import { BLOCK_GET_PROTOCOL, fetchFrom } from '../artifact-store/block-get-protocol.ts'
 import { BLOCK_PUT_PROTOCOL } from '../artifact-store/block-put-protocol.ts'
 import { blockCid, parseCid } from '../artifact-store/content.ts'
@@ -165,6 +165,27 @@ transfer('a put from a file reuses its buffers once both stores acknowledged eac
     const back = await collect(readContent({ host: ctx.client, holders: () => [holder] }, parseCid(put.cid)))
     assert.ok(back.equals(bytes), `byte-identical from ${holder === ctx.a ? 'a' : 'b'}: no buffer was read into while its block was on the way`)
   }
+})
+
+transfer('a put of content named by a first pass sends the same CID unhashed; content changed in between is refused and nothing is named', async ctx => {
+  const bytes = new Uint8Array(randomBytes(3 * BLOCK_BYTES + 777))
+  const named = await nameOf(pieces(bytes))
+  const put = await putContent({ host: ctx.client, store: ctx.a }, pieces(bytes, 65_536), { named })
+  assert.is(put.cid, named.cid)
+  assert.is(put.sha256, createHash('sha256').update(bytes).digest('hex'))
+  assert.ok((await collect(readContent({ host: ctx.client, holders: () => [ctx.a] }, parseCid(put.cid)))).equals(bytes))
+  // The same size, one byte different in the third block: store B refuses that block, so the root is never named.
+  const changed = Uint8Array.from(bytes)
+  changed[2 * BLOCK_BYTES + 5] ^= 1
+  for (const target of [{ host: ctx.client, store: ctx.b }, { local: ctx.stores[1].blocks, roots: ctx.stores[1].roots }]) {
+    const err = await rejection(putContent(target, pieces(changed), { named }))
+    assert.is(err.name, 'ContentChangedError', err.message)
+    assert.match(err.message, /changed after it was named/)
+  }
+  assert.not.ok(await ctx.stores[1].blocks.has(named.blocks[2]), 'the changed block was not kept under the old CID')
+  assert.not.ok(ctx.stores[1].roots.has(named.cid), 'nothing named')
+  const err = await rejection(collect(readContent({ host: ctx.client, holders: () => [ctx.b] }, parseCid(named.cid))))
+  assert.is(err.name, 'ContentUnavailableError')
 })
 
 transfer.run()

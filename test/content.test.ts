@@ -7,15 +7,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { CID } from 'multiformats/cid'
-import { Chunker, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../artifact-store/content.ts'
+import { Chunker, ContentChangedError, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../artifact-store/content.ts'
+import type { Named } from '../artifact-store/content.ts'
 import { Blockstore } from '../artifact-store/blockstore.ts'
+import { RootCatalog } from '../artifact-store/root-catalog.ts'
+import { UNCLAIMED_SWEEP_BATCH } from '../artifact-store/constants.ts'
 import { rejection } from './wait.ts'
 
 const content = suite('content addressing')
 
 /** Chunk `bytes` fed in pieces of `piece` bytes, as a stream would. */
-function chunk (bytes: Uint8Array, blockBytes: number, piece: number): { blocks: Array<{ cid: CID, bytes: Uint8Array }>, size: number, sha256: string } {
-  const chunker = new Chunker(blockBytes)
+function chunk (bytes: Uint8Array, blockBytes: number, piece: number, named?: Named): { blocks: Array<{ cid: CID, bytes: Uint8Array }>, size: number, sha256: string } {
+  const chunker = new Chunker(blockBytes, named)
   const blocks = []
   for (let at = 0; at < bytes.length; at += piece) blocks.push(...chunker.push(bytes.subarray(at, at + piece)))
   const { last, size, sha256 } = chunker.finish()
@@ -42,6 +45,26 @@ content('chunking gives the same blocks whatever pieces the stream arrives in', 
   assert.is(c.size, 10_000)
   assert.is(c.sha256, createHash('sha256').update(bytes).digest('hex'))
   assert.equal(Buffer.concat(c.blocks.map(x => x.bytes)), Buffer.from(bytes))
+})
+
+content('content named by a first pass is cut into the same blocks under the same CIDs, and a change in its size is caught', () => {
+  const bytes = new Uint8Array(randomBytes(10_000))
+  const first = chunk(bytes, 4096, 777)
+  const named: Named = { cid: 'bafy-first-pass', size: first.size, sha256: first.sha256, blocks: first.blocks.map(b => b.cid) }
+  const again = chunk(bytes, 4096, 1000, named)
+  assert.equal(again.blocks.map(b => b.cid.toString()), first.blocks.map(b => b.cid.toString()))
+  assert.equal(Buffer.concat(again.blocks.map(b => b.bytes)), Buffer.from(bytes))
+  assert.is(again.sha256, first.sha256)
+  // Not hashed: bytes changed in place keep the first pass's CIDs (whoever receives the block refuses it).
+  const changed = Uint8Array.from(bytes)
+  changed[5000] ^= 1
+  const unhashed = chunk(changed, 4096, 1000, named)
+  assert.is(unhashed.blocks[1].cid.toString(), first.blocks[1].cid.toString())
+  assert.not.ok(matches(unhashed.blocks[1].cid, unhashed.blocks[1].bytes))
+  const longer = new Uint8Array(10_001)
+  longer.set(bytes)
+  assert.throws(() => chunk(longer, 4096, 1000, named), (err: Error) => err instanceof ContentChangedError && /longer than the 10000 bytes/.test(err.message))
+  assert.throws(() => chunk(bytes.subarray(0, 9999), 4096, 1000, named), (err: Error) => err instanceof ContentChangedError && /is 9999 bytes, not the 10000/.test(err.message))
 })
 
 content('one block is named by itself; more get a manifest; nothing is the empty block', () => {
@@ -294,6 +317,49 @@ blockstore('each write takes new sequence numbers, and a restart carries on from
   assert.ok(three > two, `a write after the restart lies after both (${two}, ${three})`)
   await assertServes(reopened, [first, second, third], 'after a restart')
   await assertServes(await reopen(ctx), [first, second, third], 'after another')
+})
+
+blockstore('blocks no root claimed within the grace are swept; blocks of roots, recent ones and pinned ones stay', async ctx => {
+  const { store, data } = await withOwnData(ctx)
+  const roots = new RootCatalog(ctx.db, store)
+  await roots.open()
+  try {
+    const claimed = randomBlock(300)
+    const orphan = randomBlock(400)
+    const pinned = randomBlock(500)
+    await store.putMany([claimed, orphan, pinned])
+    await roots.add(claimed.cid)
+    const marked = async (): Promise<string[]> => await ctx.db.sublevel<string, string>('block-unclaimed', {}).keys().all()
+    assert.equal(await marked(), [orphan, pinned].map(b => b.cid.toString()).sort(), 'naming a root claims its blocks')
+    // The orphan's writer went away long ago (its pin ran out); the pinned block's writer is still at it.
+    store.unpin([orphan.cid.toString()])
+    assert.is(await roots.sweep(), 0, 'nothing is past the grace yet')
+    const orphanKey = await dataKey(ctx.db, orphan.cid)
+    assert.is(await roots.sweep(-1), 400, 'with the grace over, the orphan goes')
+    assert.not.ok(await store.has(orphan.cid))
+    assert.is(await data.get(orphanKey), undefined, 'its bytes too')
+    await assertServes(store, [claimed, pinned], 'the root and the pinned block')
+    assert.is(await store.bytesHeld(), 800)
+    // A root's block that rotted and was sent again is marked unclaimed anew, but its root still uses it.
+    const rotten = Uint8Array.from(claimed.bytes)
+    rotten[7] ^= 0xff
+    await data.put(await dataKey(ctx.db, claimed.cid), rotten)
+    assert.is(await store.get(claimed.cid), undefined, 'the rotten copy is dropped')
+    await store.putMany([claimed])
+    store.unpin([claimed.cid.toString()])
+    assert.is(await roots.sweep(-1), 0, 'the block its root uses stays')
+    await assertServes(store, [claimed], 'the healed root')
+    // More orphans than one locked batch looks at: the sweep pages through them all.
+    const many = Array.from({ length: UNCLAIMED_SWEEP_BATCH + 44 }, () => randomBlock(10))
+    await store.putMany(many)
+    store.unpin([...many.map(b => b.cid.toString()), pinned.cid.toString()])
+    assert.is(await roots.sweep(-1), many.length * 10 + 500)
+    assert.equal(await store.holds(many.map(b => b.cid.toString())), many.map(() => false))
+    assert.equal(await marked(), [], 'nothing is left marked')
+    await assertServes(store, [claimed], 'the root, after all that')
+  } finally {
+    await roots.close()
+  }
 })
 
 blockstore.run()

@@ -127,10 +127,11 @@ export async function collect (init: WorkspaceInit, globs: string[]): Promise<Ar
     if (real !== root && !real.startsWith(root + sep)) throw new WorkspaceError(`artifact ${path} leads outside the work dir`)
     if (artifacts.length >= MAX_ARTIFACTS) throw new WorkspaceError(`more than ${MAX_ARTIFACTS} artifacts`)
     const pool = putPool()
-    // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID.
+    // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID; the put
+    // then hashes nothing (the stores still check every block).
     const named = await nameOf(readFileBlocks(full, pool), pool)
     const alsoKeep = init.cache !== undefined ? [init.cache.target] : []
-    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid, alsoKeep }, readFileBlocks(full, pool), { pool })
+    const put = await putPlaced({ host: init.host, stores: init.stores, replicas: init.replicas ?? 1, placeBy: named.cid, alsoKeep }, readFileBlocks(full, pool), { pool, named })
     artifacts.push({ path: relative(init.workDir, full).split(sep).join('/'), cid: put.cid, size: put.size, sha256: put.sha256 })
   }
   return artifacts
