@@ -424,10 +424,17 @@ export function program (): Command {
         const pool = putPool()
         const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : readFileBlocks(path, pool)
         // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts); the
-        // second only reads and sends, with the block CIDs the first found.
-        const named = await nameOf(open(), pool)
-        // A directory's tar size is not known up front: its bar shows only for plain files.
-        const progress = transferProgress('put', info.isDirectory() ? 0 : info.size)
+        // second only reads and sends, with the block CIDs the first found. A directory's tar size is not known up
+        // front: the bars show only for plain files.
+        const barBytes = info.isDirectory() ? 0 : info.size
+        const hashing = transferProgress('hash', barBytes)
+        let named
+        try {
+          named = await nameOf(counted(open(), hashing), pool)
+        } finally {
+          hashing.stop()
+        }
+        const progress = transferProgress('put', barBytes)
         let put
         try {
           put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool, named })
