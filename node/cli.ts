@@ -361,7 +361,9 @@ export function program (): Command {
           if (placement.stores.length === 0) throw new UsageError('the grid has no store to send --src to')
           // The tar is made twice (the same bytes both times): hashed once to name and place it, then only sent.
           const named = await nameOf(tarDirectory(opts.src))
-          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src), { named })
+          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src), { named }).catch((err: Error) => {
+            throw err instanceof ContentChangedError ? new ContentChangedError(`--src ${opts.src} changed while it was being sent: ${err.message}`) : err
+          })
           ;(job as { src?: string }).src = put.cid
           log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
         }
@@ -439,8 +441,7 @@ export function program (): Command {
         try {
           put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool, named })
         } catch (err: any) {
-          if (err instanceof ContentChangedError) throw new ContentChangedError(`${path} changed while it was being put: ${err.message}`)
-          throw err
+          throw err instanceof ContentChangedError ? new ContentChangedError(`${path} changed while it was being put: ${err.message}`) : err
         } finally {
           progress.stop()
         }
