@@ -5,8 +5,9 @@
 //   - log lines/s of a step printing 80-byte lines, timed the same way, every line checked into the DB.
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BenchError, Children, cpuMsOf, freePort, median, until } from './processes.ts'
+import { BenchError, Children, cpuMsOf, freePort, until } from './processes.ts'
 import type { Child } from './processes.ts'
+import { serviceFigures } from './sizes.ts'
 import type { PeerSizes, ServiceFigures } from './sizes.ts'
 
 const MASTER_CFG = join(import.meta.dirname, 'buildbot-master.cfg')
@@ -113,11 +114,5 @@ export async function benchBuildbot (dir: string, children: Children, sizes: Pee
 
   for (const w of workers) await children.stop(w)
   await children.stop(master)
-  return {
-    dispatch: { builds: sizes.buildbotBuilds, perSecond: sizes.buildbotBuilds / seconds, cpuMsPerBuild: masterCpuMs / sizes.buildbotBuilds },
-    uploadMBps: median(uploadMbps),
-    uploadSamples: uploadMbps,
-    logLinesPerSecond: median(linesPerSecond),
-    logSamples: linesPerSecond
-  }
+  return serviceFigures(sizes.buildbotBuilds, seconds, masterCpuMs, uploadMbps, linesPerSecond)
 }

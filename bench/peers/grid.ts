@@ -8,7 +8,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Build } from '../../coordinator/build.ts'
 import { FINISHED } from '../../coordinator/build.ts'
-import { BenchError, Children, cpuMsOf, median, until } from './processes.ts'
+import { BenchError, Children, cpuMsOf, until } from './processes.ts'
+import { serviceFigures } from './sizes.ts'
 import type { PeerSizes, ServiceFigures } from './sizes.ts'
 
 const ROOT = join(import.meta.dirname, '..', '..')
@@ -96,11 +97,5 @@ export async function benchGrid (dir: string, children: Children, sizes: PeerSiz
 
   for (const p of pools) await children.stop(p)
   await children.stop(up)
-  return {
-    dispatch: { builds: sizes.gridBuilds, perSecond: sizes.gridBuilds / seconds, cpuMsPerBuild: cpuMs / sizes.gridBuilds },
-    uploadMBps: median(uploadMbps),
-    uploadSamples: uploadMbps,
-    logLinesPerSecond: median(linesPerSecond),
-    logSamples: linesPerSecond
-  }
+  return serviceFigures(sizes.gridBuilds, seconds, cpuMs, uploadMbps, linesPerSecond)
 }

@@ -4,9 +4,9 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams, SpawnOptionsWithoutStdio } from 'node:child_process'
 import { createServer } from 'node:net'
-import { cpuMsOf, median, memoryOf } from '../measure.ts'
+import { cpuMsOf, memoryOf } from '../measure.ts'
 
-export { cpuMsOf, median }
+export { cpuMsOf }
 
 /** Output kept per child: enough for the last error, never a whole 40 MB log. */
 const OUTPUT_KEEP_CHARS = 200_000

@@ -1,5 +1,6 @@
 // How much work each figure of the peer bench does, and the shape of what each side reports.
 // GRID_PEERS_QUICK=1 shrinks everything for a smoke run (its figures are not the ones to publish).
+import { median } from '../measure.ts'
 
 export interface PeerSizes {
   /** Worker processes on each side, as the issue asks: 4. */
@@ -37,6 +38,17 @@ export interface ServiceFigures {
   uploadSamples: number[]
   logLinesPerSecond: number
   logSamples: number[]
+}
+
+/** ServiceFigures from what a side measured: `builds` dispatched in `seconds` for `cpuMs`, and the samples. */
+export function serviceFigures (builds: number, seconds: number, cpuMs: number, uploadMbps: number[], linesPerSecond: number[]): ServiceFigures {
+  return {
+    dispatch: { builds, perSecond: builds / seconds, cpuMsPerBuild: cpuMs / builds },
+    uploadMBps: median(uploadMbps),
+    uploadSamples: uploadMbps,
+    logLinesPerSecond: median(linesPerSecond),
+    logSamples: linesPerSecond
+  }
 }
 
 /** One side of the 1 GiB transfer: the fetch alone, the whole path (add/put then fetch/get) and peak memory. */
