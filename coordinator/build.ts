@@ -16,6 +16,8 @@ export interface Attempt {
   started: string
   finished?: string
   outcome?: AttemptOutcome
+  /** Why the attempt ended as it did, in one sentence (for example "heartbeats missed for 5 s"). */
+  reason?: string
   /** Log ids of this attempt's steps, so a lost attempt's output stays readable. */
   logs: string[]
 }
@@ -37,12 +39,30 @@ export interface Build {
   created: string
   started?: string
   finished?: string
-  /** While queued: why no worker has taken it yet (for example "no worker has gpu=*"). */
+  /** While queued: why no worker has taken it yet (for example "no worker has gpu=*", "waiting for build X (running)"). */
   waiting?: string
+  /** One sentence, when something other than a step's exit code decided the outcome (an input's build failed, a timeout). */
+  error?: string
+  /** Things that went wrong without deciding the outcome (an artifact skipped), one sentence each. */
+  warnings?: string[]
   attempts: Attempt[]
   steps: StepRecord[]
-  /** `evicted`: when the grid's last copy of this artifact was evicted for room (absent while it is kept). */
-  artifacts: Array<{ path: string, cid: string, size: number, sha256: string, evicted?: string }>
+  artifacts: ArtifactRecord[]
+}
+
+/**
+ * A file (or symbolic link) a build kept. `mode` holds the permission bits (0o755 = 493 for an executable);
+ * `link` is the target of a symbolic link, whose content is that target's text (as git stores a link).
+ * `evicted`: when the grid's last copy was evicted for room (absent while it is kept).
+ */
+export interface ArtifactRecord {
+  path: string
+  cid: string
+  size: number
+  sha256: string
+  mode?: number
+  link?: string
+  evicted?: string
 }
 
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])

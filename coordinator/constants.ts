@@ -30,10 +30,14 @@ export const DEFAULT_TIMEOUT_S = 3_600
 export const DEFAULT_RETRIES = 2
 export const MAX_TIMEOUT_S = 7 * 24 * 3_600
 export const MAX_RETRIES = 20
+/** Seconds a step gets between SIGTERM and SIGKILL (Buildkite's default cancel grace is 10 s). */
+export const DEFAULT_KILL_GRACE_S = 10
+export const MAX_KILL_GRACE_S = 600
 
 /** Job size limits: a job is a recipe, not a payload. */
 export const MAX_STEPS = 200
-export const MAX_COMMAND_CHARS = 65_536
+/** Bytes (UTF-8) of one command or environment value: half of Linux's 128 KiB cap on one argument string (MAX_ARG_STRLEN). */
+export const MAX_COMMAND_BYTES = 65_536
 export const MAX_JOB_BYTES = 256 * 1024
 
 /** Artifact globs and inputs per job; a job that needs more should tar them. */
@@ -51,3 +55,15 @@ export const MAX_REPLICAS = 16
 
 /** Slots one worker may announce: a typo like `--slots 1000000` must not make a worker look infinite. */
 export const MAX_SLOTS = 1_024
+
+/** A reason or warning is one sentence; a longer one from a worker is refused rather than stored. */
+export const MAX_REASON_CHARS = 2_000
+/** Warnings one attempt may report (a build skipping thousands of files reports the first ones and a count). */
+export const MAX_WARNINGS = 50
+
+/**
+ * A cancelled attempt's worker seals its own logs once its step is gone (at most the job's killGrace after
+ * SIGTERM); this much later the coordinator seals them itself, so a worker that never answers cannot leave a
+ * tailer waiting forever.
+ */
+export const CANCEL_SEAL_MARGIN_MS = 15_000

@@ -1,12 +1,12 @@
 // The coordinator's state machine: the queue, the connected workers, and every attempt's life.
 // It never touches a stream: workers reach it through the narrow WorkerLink, storage through BuildHistory,
 // so it is tested alone with a memory history and stub links.
-import type { Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from './build.ts'
+import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from './build.ts'
 import { FINISHED, attemptId, logId, newBuildId } from './build.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from './job.ts'
-import { satisfies, unmetRequirement } from './job.ts'
-import { RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
+import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from './job.ts'
+import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
 import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 
 /** Where a worker should push logs and artifacts. */
@@ -33,8 +33,11 @@ export interface WorkerLink {
   /** Where the worker serves the outputs it keeps (its cache); empty when it does not listen. */
   readonly addrs?: string[]
   assign (assignment: Assignment): void
-  /** Tell the worker to stop an attempt: the user cancelled it, or it is no longer current (fenced). */
-  cancel (attempt: string, reason: 'cancelled' | 'stale'): void
+  /**
+   * Tell the worker to stop an attempt: the user cancelled it, or it is no longer current (fenced). `why` is the
+   * sentence the worker writes into the step's log.
+   */
+  cancel (attempt: string, reason: 'cancelled' | 'stale', why?: string): void
 }
 
 export interface CapacityGroup {
@@ -110,6 +113,13 @@ export class Scheduler {
   /** Once stopping, sessions closing around us are the coordinator going away, not workers being lost. */
   private stopped = false
   private readonly timeouts = new Map<string, NodeJS.Timeout>()
+  /** Seals for cancelled attempts whose worker may never answer (see cancel()). */
+  private readonly seals = new Set<NodeJS.Timeout>()
+  /**
+   * Queued builds waiting for `build:` inputs, by the build they wait for. Such a build is not dispatched and
+   * holds no slot: given a slot while its input's build still queued behind it, it would deadlock the grid.
+   */
+  private readonly dependents = new Map<string, Set<string>>()
 
   constructor (init: SchedulerInit) {
     this.history = init.history
@@ -124,10 +134,12 @@ export class Scheduler {
   async start (): Promise<void> {
     const active = await this.history.active()
     active.sort((a, b) => a.id < b.id ? -1 : 1)
+    for (const build of active) this.live.set(build.id, build)
     for (const build of active) {
-      this.live.set(build.id, build)
-      if (build.status === 'queued') this.enqueue(build)
-      else {
+      if (build.status === 'queued') {
+        await this.awaitInputs(build)
+        if (build.status === 'queued') this.enqueue(build)
+      } else {
         // Its worker may still be running it: give it a window to come back and claim the attempt.
         const current = build.attempts.at(-1)
         if (current !== undefined) this.attempts.set(current.id, { build, seat: undefined })
@@ -136,7 +148,7 @@ export class Scheduler {
     if (this.attempts.size > 0) {
       this.reclaimTimer = setTimeout(() => {
         for (const [id, running] of this.attempts) {
-          if (running.seat === undefined) this.endAttempt(running.build, id, 'lost')
+          if (running.seat === undefined) this.endAttempt(running.build, id, 'lost', `its worker did not reconnect within ${Math.round(this.reclaimWindowMs / 1000)} s of a coordinator restart`)
         }
         this.dispatch()
       }, this.reclaimWindowMs)
@@ -146,8 +158,9 @@ export class Scheduler {
   stop (): void {
     this.stopped = true
     clearTimeout(this.reclaimTimer)
-    for (const timer of this.timeouts.values()) clearTimeout(timer)
+    for (const timer of [...this.timeouts.values(), ...this.seals]) clearTimeout(timer)
     this.timeouts.clear()
+    this.seals.clear()
   }
 
   onBuild (listener: Listener<Build>): () => void {
@@ -160,7 +173,17 @@ export class Scheduler {
     return () => this.capacityListeners.delete(listener)
   }
 
+  /**
+   * Queue a build. Throws InvalidJobError when a `build:` input names a build the grid never had. A build whose
+   * input build has not succeeded yet waits (not dispatched, holding no slot); one whose input build already
+   * failed, or succeeded without that artifact, ends `failed` at once with a reason naming it.
+   */
   async submit (job: Job): Promise<Build> {
+    for (const [path, ref] of Object.entries(inputBuilds(job))) {
+      if (!this.live.has(ref.build) && await this.history.get(ref.build) === undefined) {
+        throw new InvalidJobError(`inputs.${path}: there is no build ${ref.build}`)
+      }
+    }
     const build: Build = {
       id: newBuildId(),
       status: 'queued',
@@ -171,7 +194,9 @@ export class Scheduler {
       artifacts: []
     }
     this.live.set(build.id, build)
-    this.enqueue(build)
+    // Inputs first: a build whose input build already failed must not reach a worker in between.
+    await this.awaitInputs(build)
+    if (build.status === 'queued') this.enqueue(build)
     await this.history.save(build)
     this.notify(build, true)
     this.dispatch()
@@ -187,18 +212,26 @@ export class Scheduler {
     return builds.map(b => this.live.get(b.id) ?? b)
   }
 
-  async cancel (id: string): Promise<Build> {
+  /** Cancel a queued or running build. `by` names who asked, for the record and the log ("an API client"). */
+  async cancel (id: string, by: string = 'an API client'): Promise<Build> {
     const build = await this.get(id)
     if (build === undefined) throw new UnknownBuildError(`no build ${id}`)
     if (FINISHED.has(build.status)) throw new BuildFinishedError(`build ${id} already ${build.status}`)
     if (build.status === 'queued') {
       this.queue = this.queue.filter(q => q !== id)
-      this.finish(build, 'cancelled')
+      this.finish(build, 'cancelled', `cancelled by ${by} while queued`)
     } else {
       const current = build.attempts.at(-1)
       if (current !== undefined) {
-        this.attempts.get(current.id)?.seat?.link.cancel(current.id, 'cancelled')
-        this.endAttempt(build, current.id, 'cancelled')
+        const seat = this.attempts.get(current.id)?.seat
+        const why = `cancelled by ${by}`
+        seat?.link.cancel(current.id, 'cancelled', why)
+        // Every way an attempt ends seals its logs, or `grid tail` and `?follow=1` would wait forever. A connected
+        // worker seals them itself, with its last lines; one that is away (say in the reclaim window after a
+        // restart) never will, and one that does not answer within its kill grace is sealed from here.
+        if (seat === undefined) this.fenceLogs(current.logs)
+        else this.sealLater(current.logs, (build.job.killGrace ?? 0) * 1000 + CANCEL_SEAL_MARGIN_MS)
+        this.endAttempt(build, current.id, 'cancelled', seat === undefined ? `${why} while its worker was away` : why)
       }
       // Its slot is free now.
       this.dispatch()
@@ -238,8 +271,8 @@ export class Scheduler {
     this.capacityChanged()
   }
 
-  /** The session ended or went silent: every attempt it held is lost. */
-  workerLeft (link: WorkerLink): void {
+  /** The session ended or went silent: every attempt it held is lost, for `reason` ("heartbeats missed for 5 s"). */
+  workerLeft (link: WorkerLink, reason: string = 'the worker disconnected'): void {
     if (this.stopped) return
     const seat = [...this.seats].find(s => s.link === link)
     if (seat === undefined) return
@@ -247,7 +280,7 @@ export class Scheduler {
     this.log(`worker ${link.worker} left with ${seat.running.size} build(s) running`)
     for (const id of seat.running) {
       const running = this.attempts.get(id)
-      if (running !== undefined) this.endAttempt(running.build, id, 'lost')
+      if (running !== undefined) this.endAttempt(running.build, id, 'lost', reason)
     }
     this.capacityChanged()
     this.dispatch()
@@ -282,11 +315,19 @@ export class Scheduler {
     this.changed(running.build)
   }
 
-  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: Build['artifacts'] = []): void {
+  /**
+   * The worker's result. `report.error` is the sentence that decided the outcome when a step's exit code did not
+   * (an input that could not be fetched, artifacts that could not be kept); `report.warnings` did not decide it.
+   */
+  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: ArtifactRecord[] = [], report: { error?: string, warnings?: string[] } = {}): void {
     const running = this.current(link, attempt)
     if (running === undefined) return
-    running.build.artifacts = artifacts
-    this.endAttempt(running.build, attempt, outcome)
+    const { build } = running
+    build.artifacts = artifacts
+    if (report.warnings !== undefined && report.warnings.length > 0) build.warnings = report.warnings
+    else delete build.warnings
+    const reason = report.error ?? (outcome === 'timeout' ? `the build ran past its timeout of ${build.job.timeout} s` : outcome === 'failed' ? failedStep(build) : undefined)
+    this.endAttempt(build, attempt, outcome, reason, report.error)
     this.dispatch()
   }
 
@@ -345,6 +386,10 @@ export class Scheduler {
     for (const id of this.queue) {
       const build = this.live.get(id)
       if (build === undefined || build.status !== 'queued') continue
+      if (this.waitsForInputs(build)) {
+        remaining.push(id)
+        continue
+      }
       const seat = this.freestSeat(build.job.requires)
       if (seat === undefined) {
         const waiting = unmetRequirement(build.job.requires, pool) ?? 'every capable worker is busy'
@@ -408,15 +453,28 @@ export class Scheduler {
     this.timeouts.set(id, setTimeout(() => {
       const running = this.attempts.get(id)
       if (running === undefined) return
-      running.seat?.link.cancel(id, 'stale')
+      running.seat?.link.cancel(id, 'stale', `the build ran past its timeout of ${build.job.timeout} s and its worker did not end it`)
       this.fenceLogs(build.attempts.find(a => a.id === id)?.logs ?? [])
-      this.endAttempt(build, id, 'timeout')
+      const reason = `the build ran past its timeout of ${build.job.timeout} s and its worker did not report it within ${TIMEOUT_GRACE_MS / 1000} s`
+      this.endAttempt(build, id, 'timeout', reason, reason)
       this.dispatch()
     }, Math.max(0, due)).unref())
   }
 
-  /** Close an attempt and decide the build's fate: finished, or (lost with retries left) queued again. */
-  private endAttempt (build: Build, id: string, outcome: AttemptOutcome): void {
+  /** Seal logs after `ms` unless their writer did first (sealing a sealed log changes nothing). */
+  private sealLater (logs: string[], ms: number): void {
+    const timer = setTimeout(() => {
+      this.seals.delete(timer)
+      this.fenceLogs(logs)
+    }, ms).unref()
+    this.seals.add(timer)
+  }
+
+  /**
+   * Close an attempt and decide the build's fate: finished, or (lost with retries left) queued again. `reason` is
+   * recorded on the attempt; `error`, when given, on the build (it decided the outcome, not a step's exit code).
+   */
+  private endAttempt (build: Build, id: string, outcome: AttemptOutcome, reason?: string, error?: string): void {
     const running = this.attempts.get(id)
     this.attempts.delete(id)
     running?.seat?.running.delete(id)
@@ -426,27 +484,91 @@ export class Scheduler {
     if (attempt !== undefined) {
       attempt.outcome = outcome
       attempt.finished = new Date().toISOString()
+      if (reason !== undefined) attempt.reason = reason
       // A worker that is lost (or ignored its timeout) may still be alive somewhere: its logs are closed to it.
       // A cancelled or timed-out worker that answers seals its own logs, with its last lines in them.
       if (outcome === 'lost') this.fenceLogs(attempt.logs)
     }
     const lostSoFar = build.attempts.filter(a => a.outcome === 'lost').length
     if (outcome === 'lost' && lostSoFar <= build.job.retries) {
-      this.log(`build ${build.id}: attempt ${id} lost, queued again (${lostSoFar}/${build.job.retries} retries used)`)
+      this.log(`build ${build.id}: attempt ${id} lost (${reason ?? 'worker gone'}), queued again (${lostSoFar}/${build.job.retries} retries used)`)
       build.status = 'queued'
+      build.waiting = `attempt ${build.attempts.length} was lost (${reason ?? 'worker gone'}); queued again (retry ${lostSoFar} of ${build.job.retries})`
       this.enqueue(build)
       this.changed(build)
     } else {
-      this.finish(build, outcome)
+      const lostFor = outcome === 'lost' ? `its worker was lost ${lostSoFar} time(s) and it has no retries left (last: ${reason ?? 'worker gone'})` : undefined
+      this.finish(build, outcome, error ?? lostFor ?? (outcome === 'cancelled' ? reason : undefined))
     }
   }
 
-  private finish (build: Build, status: BuildStatus): void {
+  private finish (build: Build, status: BuildStatus, error?: string): void {
     build.status = status
     build.finished = new Date().toISOString()
+    if (error !== undefined) build.error = error
     delete build.waiting
     this.live.delete(build.id)
     this.changed(build)
+    this.inputsSettled(build)
+  }
+
+  /**
+   * Register a queued build's `build:` inputs. Those already finished are settled now (a failed one, or a missing
+   * artifact, ends this build at once); the rest are waited for, and waitsForInputs() keeps it off the workers.
+   */
+  private async awaitInputs (build: Build): Promise<void> {
+    for (const [path, ref] of Object.entries(inputBuilds(build.job))) {
+      const input = this.live.get(ref.build) ?? await this.history.get(ref.build)
+      if (input !== undefined && !FINISHED.has(input.status)) {
+        let waiting = this.dependents.get(ref.build)
+        if (waiting === undefined) this.dependents.set(ref.build, waiting = new Set())
+        waiting.add(build.id)
+        continue
+      }
+      const failure = input === undefined ? `input ${path}: build ${ref.build} is gone from the grid's history` : inputFailure(path, ref, input)
+      if (failure !== undefined && build.status === 'queued') {
+        this.queue = this.queue.filter(q => q !== build.id)
+        this.finish(build, 'failed', failure)
+        return
+      }
+    }
+    this.waitsForInputs(build)
+  }
+
+  /** True (and `waiting` says for what) while one of the build's input builds has not finished. */
+  private waitsForInputs (build: Build): boolean {
+    const pending = Object.values(inputBuilds(build.job)).map(ref => this.live.get(ref.build)).filter(b => b !== undefined && !FINISHED.has(b.status)) as Build[]
+    if (pending.length === 0) return false
+    const unique = [...new Map(pending.map(b => [b.id, b])).values()]
+    const waiting = `waiting for build${unique.length > 1 ? 's' : ''} ${unique.map(b => `${b.id} (${b.status})`).join(', ')}`
+    if (build.waiting !== waiting) {
+      build.waiting = waiting
+      this.changed(build, false)
+    }
+    return true
+  }
+
+  /** A build finished: the builds waiting for its artifacts can go on, or end now with a reason naming it. */
+  private inputsSettled (finished: Build): void {
+    const waiting = this.dependents.get(finished.id)
+    if (waiting === undefined) return
+    this.dependents.delete(finished.id)
+    for (const id of waiting) {
+      const build = this.live.get(id)
+      if (build === undefined || build.status !== 'queued') continue
+      const failure = Object.entries(inputBuilds(build.job))
+        .filter(([, ref]) => ref.build === finished.id)
+        .map(([path, ref]) => inputFailure(path, ref, finished))
+        .find(f => f !== undefined)
+      if (failure !== undefined) {
+        this.queue = this.queue.filter(q => q !== id)
+        this.finish(build, 'failed', failure)
+      } else {
+        // A queued build carries the reason it last waited for: the next dispatch says what it waits for now.
+        delete build.waiting
+      }
+    }
+    this.dispatch()
   }
 
   private changed (build: Build, capacity = true): void {
@@ -464,4 +586,21 @@ export class Scheduler {
     const capacity = this.capacity()
     for (const listener of this.capacityListeners) listener(capacity)
   }
+}
+
+/** Why a finished input build cannot feed `path`: it did not succeed, or has no such artifact. Undefined when it can. */
+function inputFailure (path: string, ref: { build: string, artifact: string }, input: Build): string | undefined {
+  if (input.status !== 'succeeded') {
+    return `input ${path}: build ${input.id} ended ${input.status}${input.error !== undefined ? ` (${input.error})` : ''}, so its artifact ${ref.artifact} will never exist`
+  }
+  if (!input.artifacts.some(a => a.path === ref.artifact)) {
+    return `input ${path}: build ${input.id} succeeded but kept no artifact ${ref.artifact}${input.artifacts.length > 0 ? ` (it kept ${input.artifacts.slice(0, 5).map(a => a.path).join(', ')}${input.artifacts.length > 5 ? ', …' : ''})` : ' (it kept none)'}`
+  }
+  return undefined
+}
+
+/** The reason of an attempt that failed on a step's exit code. */
+function failedStep (build: Build): string | undefined {
+  const step = build.steps.find(s => s.exitCode !== undefined && s.exitCode !== 0)
+  return step !== undefined ? `step ${step.name} exited with ${step.exitCode}` : undefined
 }

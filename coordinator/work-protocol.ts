@@ -6,7 +6,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../node/wire.ts'
 import { Heartbeat } from '../node/heartbeat.ts'
 import type { GridHost } from '../node/host.ts'
-import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_REPLICAS, MAX_SLOTS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
+import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_KILL_GRACE_S, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS } from './constants.ts'
 import type { Assignment, Scheduler, WorkerLink } from './scheduler.ts'
 import type { Capabilities } from './build.ts'
 import { ID_PATTERN } from './build.ts'
@@ -47,8 +47,16 @@ export const toCoordinator = z.discriminatedUnion('t', [
       path: z.string().min(1).max(4096),
       cid: z.string().max(200),
       size: z.number().int().min(0),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/)
-    })).max(MAX_ARTIFACTS).default([])
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      /** Permission bits (0o777 at most: no setuid, setgid or sticky bit travels). */
+      mode: z.number().int().min(0).max(0o777).optional(),
+      /** A symbolic link's target, kept as a link (relative, inside the work dir). */
+      link: z.string().min(1).max(4096).optional()
+    })).max(MAX_ARTIFACTS).default([]),
+    /** One sentence, when something other than a step's exit code decided the outcome. */
+    error: z.string().max(MAX_REASON_CHARS).optional(),
+    /** Non-fatal problems (an artifact skipped), one sentence each. */
+    warnings: z.array(z.string().max(MAX_REASON_CHARS)).max(MAX_WARNINGS).optional()
   })
 ])
 export type ToCoordinator = z.infer<typeof toCoordinator>
@@ -75,7 +83,9 @@ export const toWorker = z.discriminatedUnion('t', [
       inputs: z.record(z.string(), z.string()).optional(),
       artifacts: z.array(z.string()).optional(),
       /** Bytes of output kept per step (job.ts checks it on submit). */
-      logLimit: z.number().int().positive().max(MAX_LOG_BYTES).optional()
+      logLimit: z.number().int().positive().max(MAX_LOG_BYTES).optional(),
+      /** Seconds between SIGTERM and SIGKILL (an older coordinator said nothing: the worker's default). */
+      killGrace: z.number().int().min(0).max(MAX_KILL_GRACE_S).optional()
     }).loose(),
     logs: z.array(z.string().regex(ID_PATTERN)),
     stores: z.array(storeAddress).max(64),
@@ -84,7 +94,13 @@ export const toWorker = z.discriminatedUnion('t', [
     /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
     grant: bytesField(GRANT_BYTES)
   }),
-  z.object({ t: z.literal('cancel'), attempt: attemptRef, reason: z.enum(['cancelled', 'stale']) })
+  z.object({
+    t: z.literal('cancel'),
+    attempt: attemptRef,
+    reason: z.enum(['cancelled', 'stale']),
+    /** Who or what stopped it, for the `grid:` line the worker writes into the step's log. */
+    why: z.string().max(MAX_REASON_CHARS).optional()
+  })
 ])
 export type ToWorker = z.infer<typeof toWorker>
 
@@ -113,8 +129,8 @@ class WorkSession implements WorkerLink {
     this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant }))
   }
 
-  cancel (attempt: string, reason: 'cancelled' | 'stale'): void {
-    this.send(() => ({ t: 'cancel', attempt, reason }))
+  cancel (attempt: string, reason: 'cancelled' | 'stale', why?: string): void {
+    this.send(() => ({ t: 'cancel', attempt, reason, ...(why !== undefined ? { why } : {}) }))
   }
 
   beat (): void {
@@ -170,12 +186,17 @@ export class WorkSessions {
     const channel = new MessageChannel<ToCoordinator, ToWorker>(stream, toCoordinator)
     this.open.add(stream)
     let session: WorkSession | undefined
+    /** Why the session ended, for the lost attempts' records. */
+    let ended = 'its worker disconnected (the connection closed)'
     const heartbeat = new Heartbeat({
       stream,
       intervalMs: heartbeatMs,
       silenceLimitMs,
       beat: () => session?.beat(),
-      onSilence: ms => this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
+      onSilence: ms => {
+        ended = `its worker sent no heartbeat for ${(ms / 1000).toFixed(1)} s (frozen or cut off)`
+        this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
+      }
     })
     try {
       const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
@@ -191,7 +212,7 @@ export class WorkSessions {
           case 'drain': scheduler.workerDraining(session); break
           case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
           case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
-          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome, message.artifacts); break
+          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome, message.artifacts, { error: message.error, warnings: message.warnings }); break
           case 'hello': throw new Error('hello twice')
         }
       }
@@ -200,7 +221,7 @@ export class WorkSessions {
     } finally {
       heartbeat.stop()
       this.open.delete(stream)
-      if (session !== undefined) scheduler.workerLeft(session)
+      if (session !== undefined) scheduler.workerLeft(session, ended)
     }
   }
 }
