@@ -85,6 +85,8 @@ export interface SchedulerInit {
   fenceLogs?: (logs: string[]) => void
   /** @default RECLAIM_WINDOW_MS */
   reclaimWindowMs?: number
+  /** How long past a cancelled attempt's kill grace its logs are sealed from here if its worker has not. @default CANCEL_SEAL_MARGIN_MS */
+  cancelSealMarginMs?: number
   log?: (line: string) => void
 }
 
@@ -99,6 +101,7 @@ export class Scheduler {
   private readonly replicas: number
   private readonly fenceLogs: (logs: string[]) => void
   private readonly reclaimWindowMs: number
+  private readonly cancelSealMarginMs: number
   private readonly log: (line: string) => void
   /** Builds not yet finished, by id; finished ones live only in history. */
   private readonly live = new Map<string, Build>()
@@ -127,6 +130,7 @@ export class Scheduler {
     this.replicas = init.replicas ?? DEFAULT_REPLICAS
     this.fenceLogs = init.fenceLogs ?? (() => {})
     this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
+    this.cancelSealMarginMs = init.cancelSealMarginMs ?? CANCEL_SEAL_MARGIN_MS
     this.log = init.log ?? (() => {})
   }
 
@@ -230,7 +234,7 @@ export class Scheduler {
         // worker seals them itself, with its last lines; one that is away (say in the reclaim window after a
         // restart) never will, and one that does not answer within its kill grace is sealed from here.
         if (seat === undefined) this.fenceLogs(current.logs)
-        else this.sealLater(current.logs, (build.job.killGrace ?? 0) * 1000 + CANCEL_SEAL_MARGIN_MS)
+        else this.sealLater(current.logs, (build.job.killGrace ?? 0) * 1000 + this.cancelSealMarginMs)
         this.endAttempt(build, current.id, 'cancelled', seat === undefined ? `${why} while its worker was away` : why)
       }
       // Its slot is free now.
@@ -401,7 +405,7 @@ export class Scheduler {
       }
       const seat = this.freestSeat(build.job.requires)
       if (seat === undefined) {
-        const waiting = unmetRequirement(build.job.requires, pool) ?? 'every capable worker is busy'
+        const waiting = waitingText(build, unmetRequirement(build.job.requires, pool) ?? 'every capable worker is busy')
         if (build.waiting !== waiting) {
           build.waiting = waiting
           this.changed(build, false)
@@ -453,6 +457,7 @@ export class Scheduler {
     this.armTimeout(build, id)
     seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores(), replicas: this.replicas })
     this.changed(build)
+    this.inputMoved(build)
   }
 
   /** Backstop for a worker that never reports its own timeout: a little past the job's limit from the attempt's start. */
@@ -502,9 +507,10 @@ export class Scheduler {
     if (outcome === 'lost' && lostSoFar <= build.job.retries) {
       this.log(`build ${build.id}: attempt ${id} lost (${reason ?? 'worker gone'}), queued again (${lostSoFar}/${build.job.retries} retries used)`)
       build.status = 'queued'
-      build.waiting = `attempt ${build.attempts.length} was lost (${reason ?? 'worker gone'}); queued again (retry ${lostSoFar} of ${build.job.retries})`
+      build.waiting = waitingText(build)
       this.enqueue(build)
       this.changed(build)
+      this.inputMoved(build)
     } else {
       const lostFor = outcome === 'lost' ? `its worker was lost ${lostSoFar} time(s) and it has no retries left (last: ${reason ?? 'worker gone'})` : undefined
       this.finish(build, outcome, error ?? lostFor ?? (outcome === 'cancelled' ? reason : undefined))
@@ -549,12 +555,20 @@ export class Scheduler {
     const pending = Object.values(inputBuilds(build.job)).map(ref => this.live.get(ref.build)).filter(b => b !== undefined && !FINISHED.has(b.status)) as Build[]
     if (pending.length === 0) return false
     const unique = [...new Map(pending.map(b => [b.id, b])).values()]
-    const waiting = `waiting for build${unique.length > 1 ? 's' : ''} ${unique.map(b => `${b.id} (${b.status})`).join(', ')}`
+    const waiting = waitingText(build, `waiting for build${unique.length > 1 ? 's' : ''} ${unique.map(b => `${b.id} (${b.status})`).join(', ')}`)
     if (build.waiting !== waiting) {
       build.waiting = waiting
       this.changed(build, false)
     }
     return true
+  }
+
+  /** An input build started or was queued again: the builds waiting for it say so. */
+  private inputMoved (input: Build): void {
+    for (const id of this.dependents.get(input.id) ?? []) {
+      const build = this.live.get(id)
+      if (build?.status === 'queued') this.waitsForInputs(build)
+    }
   }
 
   /** A build finished: the builds waiting for its artifacts can go on, or end now with a reason naming it. */
@@ -612,4 +626,16 @@ function inputFailure (path: string, ref: { build: string, artifact: string }, i
 function failedStep (build: Build): string | undefined {
   const step = build.steps.find(s => s.exitCode !== undefined && s.exitCode !== 0)
   return step !== undefined ? `step ${step.name} exited with ${step.exitCode}` : undefined
+}
+
+/**
+ * Why a queued build is not running, in one phrase: `why` (no capable worker, an input build), after what sent it
+ * back to the queue when its last attempt was lost.
+ */
+function waitingText (build: Build, why?: string): string {
+  const last = build.attempts.at(-1)
+  if (last?.outcome !== 'lost') return why ?? 'queued'
+  const lost = build.attempts.filter(a => a.outcome === 'lost').length
+  const again = `queued again after attempt ${build.attempts.length} was lost (${last.reason ?? 'its worker went away'}; retry ${lost} of ${build.job.retries})`
+  return why !== undefined ? `${again}: ${why}` : again
 }

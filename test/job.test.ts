@@ -2,7 +2,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { InvalidJobError, parseJob, satisfies, unmetRequirement } from '../coordinator/job.ts'
-import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_RETRIES, MAX_TIMEOUT_S } from '../coordinator/constants.ts'
+import { DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_COMMAND_BYTES, MAX_JOB_BYTES, MAX_KILL_GRACE_S, MAX_RETRIES, MAX_TIMEOUT_S } from '../coordinator/constants.ts'
 
 /** Parse input that must be refused; hand back the error so the test can look at its name and message. */
 function refused (input: unknown): Error {
@@ -170,7 +170,48 @@ refusedJobs('input that is not an object', () => {
   }
 })
 
+// ---------------------------------------------------------------- what a worker would refuse is refused at submit
+
+const osRefused = suite('parseJob: strings the operating system cannot take are refused at submit')
+
+// Each of these reaches spawn() or open() on the worker, which throws on a NUL byte: the build used to be accepted
+// (201) and then fail with no exit code and no reason.
+for (const [field, job] of [
+  ['env.BAD', { env: { BAD: 'a\u0000b' }, steps: one }],
+  ['steps.0.run', { steps: [{ run: 'echo a\u0000b' }] }],
+  ['steps.0.name', { steps: [{ name: 'x\u0000', run: 'true' }] }],
+  ['artifacts.0', { steps: one, artifacts: ['dist/\u0000x'] }],
+  ['inputs', { steps: one, inputs: { 'in/\u0000x': 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' } }],
+  ['inputs.x', { steps: one, inputs: { x: 'build:0mx22eifw8c000599/out\u0000.txt' } }],
+  ['name', { name: 'a\u0000b', steps: one }]
+] as const) {
+  osRefused(`a NUL byte in ${field} is refused, naming the field`, () => {
+    refusedNaming(job, new RegExp(`^${field.replace(/\./g, '\\.')}`))
+  })
+}
+
+osRefused('a command or value is measured in bytes, not characters (Linux caps one argument at 128 KiB)', () => {
+  // 30,000 three-byte characters: under the old 65,536-character limit, over 64 KiB of UTF-8.
+  const wide = '€'.repeat(30_000)
+  assert.ok(wide.length < MAX_COMMAND_BYTES && Buffer.byteLength(wide) > MAX_COMMAND_BYTES)
+  refusedNaming({ steps: [{ run: `echo ${wide}` }] }, /^steps\.0\.run: .*bytes/)
+  refusedNaming({ steps: one, env: { WIDE: wide } }, /^env\.WIDE: .*bytes/)
+})
+
+osRefused('the job size limit holds on every path, not only HTTP\'s body limit', () => {
+  const env = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`V${i}`, 'x'.repeat(MAX_COMMAND_BYTES - 100)]))
+  refusedNaming({ steps: one, env }, new RegExp(`^job: a job is at most ${MAX_JOB_BYTES} bytes`))
+})
+
+osRefused('killGrace: whole seconds, defaulting to Buildkite\'s 10, at most MAX_KILL_GRACE_S', () => {
+  assert.is(parseJob({ steps: one }).killGrace, DEFAULT_KILL_GRACE_S)
+  assert.is(parseJob({ steps: one, killGrace: 0 }).killGrace, 0)
+  refusedNaming({ steps: one, killGrace: MAX_KILL_GRACE_S + 1 }, /^killGrace/)
+  refusedNaming({ steps: one, killGrace: 1.5 }, /^killGrace/)
+})
+
 refusedJobs.run()
+osRefused.run()
 
 // ---------------------------------------------------------------- satisfies
 
