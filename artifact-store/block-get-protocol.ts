@@ -14,6 +14,7 @@ import type { Blockstore } from './blockstore.ts'
 import { decodeManifest, isManifestCid, matches, parseCid } from './content.ts'
 import type { Manifest } from './content.ts'
 import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
 export const BLOCK_GET_PROTOCOL = '/nameless-grid/block-get/1.0.0'
 
@@ -29,12 +30,14 @@ export const getReply = z.discriminatedUnion('t', [
 type Request = z.infer<typeof getRequest>
 type Reply = z.infer<typeof getReply>
 
-export class ContentUnavailableError extends Error {
+export class ContentUnavailableError extends GridError {
   name = 'ContentUnavailableError'
+  readonly status = 404
 }
 
-export class WrongBytesError extends Error {
+export class WrongBytesError extends GridError {
   name = 'WrongBytesError'
+  readonly status = 502
 }
 
 /** `read` is told which content a reader asked for (the store's roots go least recently used first). */

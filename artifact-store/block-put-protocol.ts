@@ -15,6 +15,7 @@ import { checkBlock } from './blockstore.ts'
 import { parseCid } from './content.ts'
 import type { Block } from './content.ts'
 import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, POOLED_FRAME_BYTES, PUT_BATCH_BLOCKS, PUT_WINDOW } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
 export const BLOCK_PUT_PROTOCOL = '/nameless-grid/block-put/1.0.0'
 
@@ -35,8 +36,9 @@ type Request = z.infer<typeof putRequest>
 type BlockRequest = z.infer<typeof blockRequest>
 type Reply = z.infer<typeof putReply>
 
-export class BlockRefusedError extends Error {
+export class BlockRefusedError extends GridError {
   name = 'BlockRefusedError'
+  readonly status = 502
 }
 
 export async function handlePuts (host: GridHost, blocks: Blockstore, roots?: RootCatalog): Promise<void> {

@@ -6,8 +6,9 @@ import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
 import { matches } from './content.ts'
 import { BLOCK_PIN_MS, MAX_BLOCK_BYTES, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
-export class BlockMismatchError extends Error {
+export class BlockMismatchError extends GridError {
   name = 'BlockMismatchError'
 }
 
@@ -19,8 +20,9 @@ export function isBlockMismatch (err: Error): boolean {
   return err instanceof BlockMismatchError || err.message.includes(MISMATCH)
 }
 
-export class BlockTooLargeError extends Error {
+export class BlockTooLargeError extends GridError {
   name = 'BlockTooLargeError'
+  readonly status = 413
 }
 
 /** The block itself if its bytes are those its CID names and within the size limit; throws otherwise. */
@@ -31,8 +33,9 @@ export function checkBlock (cid: CID, bytes: Uint8Array): { cid: CID, bytes: Uin
 }
 
 /** A write the store cannot make room for under its size cap (`grid store --max-size`). */
-export class StoreFullError extends Error {
+export class StoreFullError extends GridError {
   name = 'StoreFullError'
+  readonly status = 507
 }
 
 /** Key of the running total of block bytes, kept in the same batch as every block write and deletion. */

@@ -23,6 +23,7 @@ import type { RootCatalog } from './root-catalog.ts'
 import type { Throttle } from './throttle.ts'
 import { rankFor } from './placement.ts'
 import { parseCid } from './content.ts'
+import { GridError } from '../node/errors.ts'
 
 export interface PutResult {
   cid: string
@@ -40,8 +41,9 @@ export interface PutResult {
 export type PutTarget = { local: Blockstore, roots?: RootCatalog, name?: string } | { host: GridHost, store: PeerAddress }
 
 /** Fewer stores than the put needs took the content. */
-export class ReplicasUnreachableError extends Error {
+export class ReplicasUnreachableError extends GridError {
   name = 'ReplicasUnreachableError'
+  readonly status = 503
 }
 
 /** One target of a put: its own stream and its own failure; the others go on without it. */
@@ -102,7 +104,7 @@ class Lane {
     for (const block of group) {
       if (!lacking.has(block.cid.toString())) continue
       this.sender ??= await BlockSender.open(t.host, t.store)
-      await this.sender.send(block)
+      await this.sender.send(block).catch(async (err: Error) => { throw await this.reason(err) })
       blocks++
       bytes += block.bytes.length
     }
@@ -117,8 +119,17 @@ class Lane {
       return
     }
     this.sender ??= await BlockSender.open(t.host, t.store)
-    await this.sender.sendRoot(cid)
+    await this.sender.sendRoot(cid).catch(async (err: Error) => { throw await this.reason(err) })
     await this.sender.finish()
+  }
+
+  /**
+   * Why a write failed: a store that refuses a block (the store is full) says so and closes the stream, and a write
+   * racing that close fails with only "the stream is closed". The store's own reason comes on the acknowledgements,
+   * which finish() waits for; it is the one worth telling.
+   */
+  private async reason (err: Error): Promise<Error> {
+    return await (this.sender?.finish().then(() => err, (reason: Error) => reason) ?? err)
   }
 
   abort (err: Error): void {

@@ -9,13 +9,15 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagCbor from '@ipld/dag-cbor'
 import { z } from 'zod'
 import { BLOCK_BYTES, MAX_BLOCK_BYTES, MAX_MANIFEST_BLOCKS } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
-export class BadCidError extends Error {
+export class BadCidError extends GridError {
   name = 'BadCidError'
 }
 
-export class BadManifestError extends Error {
+export class BadManifestError extends GridError {
   name = 'BadManifestError'
+  readonly status = 502
 }
 
 export const MANIFEST_TYPE = 'nameless-grid/manifest@1'
@@ -110,8 +112,9 @@ export interface Named {
  * Content read again for sending is not what was named: a file or directory changed between the two passes. The
  * stores refuse the blocks that no longer match their CIDs, so nothing of it is ever named.
  */
-export class ContentChangedError extends Error {
+export class ContentChangedError extends GridError {
   name = 'ContentChangedError'
+  readonly status = 409
 }
 
 /**

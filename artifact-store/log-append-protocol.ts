@@ -11,6 +11,7 @@ import type { LogSealer } from './log-content.ts'
 import { GRANT_BYTES, attemptOfLog } from '../coordinator/write-grant.ts'
 import type { GrantVerifier } from '../coordinator/write-grant.ts'
 import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS, MAX_LOG_BYTES } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
 export const LOG_APPEND_PROTOCOL = '/nameless-grid/log-append/1.0.0'
 
@@ -36,8 +37,9 @@ export const appendReply = z.discriminatedUnion('t', [
 ])
 export type AppendReply = z.infer<typeof appendReply>
 
-export class NoWriteGrantError extends Error {
+export class NoWriteGrantError extends GridError {
   name = 'NoWriteGrantError'
+  readonly status = 403
 }
 
 /** With a `sealer`, a seal also turns the log into content and answers with its CID. */

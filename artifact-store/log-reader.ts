@@ -12,6 +12,7 @@ import type { LogStore, ReadOptions } from './log-store.ts'
 import { LOG_READ_PROTOCOL, readReply } from './log-read-protocol.ts'
 import type { ReadReply, ReadRequest } from './log-read-protocol.ts'
 import { rankFor } from './placement.ts'
+import { GridError } from '../node/errors.ts'
 
 export interface LogReaderInit {
   host: GridHost
@@ -23,13 +24,15 @@ export interface LogReaderInit {
   report?: (line: string) => void
 }
 
-export class LogBytesError extends Error {
+export class LogBytesError extends GridError {
   name = 'LogBytesError'
+  readonly status = 502
 }
 
 /** Every store that could hold the log failed while it was being read. */
-export class LogUnavailableError extends Error {
+export class LogUnavailableError extends GridError {
   name = 'LogUnavailableError'
+  readonly status = 503
 }
 
 interface Holder {
@@ -52,8 +55,10 @@ export class LogReader {
     const self = host.peerId.toString()
     // This node's own copy serves when it is whole (sealed) or the only one; a partial copy here may be a replica
     // its writer dropped (this store was away for a while), so the other holders are asked first.
+    // A fenced copy was sealed by the coordinator where it stood (empty, on a store the writer never reached): the
+    // writer's own copies elsewhere may hold more.
     const localInfo = await local?.info(id)
-    if (local !== undefined && localInfo !== undefined && (localInfo.sealed || this.init.stores().every(s => s.peer === self))) {
+    if (local !== undefined && localInfo !== undefined && ((localInfo.sealed && localInfo.fenced !== true) || this.init.stores().every(s => s.peer === self))) {
       yield * local.read(id, options)
       return
     }
@@ -101,9 +106,10 @@ export class LogReader {
   }
 
   /**
-   * The store to read from: the first in rank order that sealed the log, else the one holding the most of it (at
-   * least `position` bytes before one that lags behind). A replica its writer dropped (a store that was away)
-   * keeps a partial log that is never sealed: it is read only when nothing better exists.
+   * The store to read from: the one holding the most of the log, a sealed copy before an unsealed one of the same
+   * size, the first in rank order among equals. A replica its writer dropped (a store that was away) keeps a
+   * partial log that is never sealed, and the coordinator seals an empty copy on a store the writer never reached
+   * (a step that never ran, a lost attempt): neither is read while a longer copy exists.
    */
   private async findHolder (id: string, stores: PeerAddress[], position: number, failed: Set<string>, signal?: AbortSignal): Promise<PeerAddress | undefined> {
     let best: Holder | undefined
@@ -117,8 +123,7 @@ export class LogReader {
         continue
       }
       if (!holder.known) continue
-      if (holder.sealed) return store
-      if (best === undefined || holder.size > best.size) best = holder
+      if (best === undefined || holder.size > best.size || (holder.size === best.size && holder.sealed && !best.sealed)) best = holder
     }
     return best?.store
   }

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events'
 import type { Level } from 'level'
 import { MAX_LOG_BYTES } from './constants.ts'
 import type { BatchOperation } from './blockstore.ts'
+import { GridError } from '../node/errors.ts'
 
 export interface LogInfo {
   size: number
@@ -17,8 +18,9 @@ export interface LogInfo {
   cid?: string
 }
 
-export class LogGapError extends Error {
+export class LogGapError extends GridError {
   name = 'LogGapError'
+  readonly status = 409
   readonly size: number
   constructor (id: string, offset: number, size: number) {
     super(`log ${id}: append at ${offset} but the log holds ${size} bytes`)
@@ -26,12 +28,14 @@ export class LogGapError extends Error {
   }
 }
 
-export class LogSealedError extends Error {
+export class LogSealedError extends GridError {
   name = 'LogSealedError'
+  readonly status = 409
 }
 
-export class LogTooLargeError extends Error {
+export class LogTooLargeError extends GridError {
   name = 'LogTooLargeError'
+  readonly status = 413
 }
 
 export interface ReadOptions {

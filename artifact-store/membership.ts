@@ -82,47 +82,53 @@ export class StoreAnnouncement {
     if (welcome.t !== 'welcome') throw new Error('coordinator did not welcome this store')
     this.joined.resolve()
     const { roots, blocks } = this.store
-    // Changes from here on, then the whole list: a root in both is reported twice, which is harmless.
-    const offChange = roots.onChange(change => {
-      if (change.held !== undefined) channel.send({ t: 'held', roots: change.held }).catch(() => {})
-      for (let i = 0; i < (change.dropped?.length ?? 0); i += MAX_ROOTS_PER_REPORT) {
-        channel.send({ t: 'dropped', roots: change.dropped!.slice(i, i + MAX_ROOTS_PER_REPORT), evicted: change.evicted === true }).catch(() => {})
-      }
-    })
-    const all = roots.list()
-    for (let i = 0; i < all.length; i += MAX_ROOTS_PER_REPORT) await channel.send({ t: 'held', roots: all.slice(i, i + MAX_ROOTS_PER_REPORT) })
-    let reported = ''
-    const report = (): void => {
-      const usage = { t: 'usage' as const, bytes: blocks.bytes, maxBytes: this.store.maxBytes, roots: roots.count, received: blocks.received, served: blocks.served }
-      const key = JSON.stringify(usage)
-      if (key !== reported) channel.send(usage).catch(() => {})
-      reported = key
-    }
-    report()
-    const usageTimer = setInterval(report, USAGE_REPORT_MS)
-    // Eviction asks the coordinator first; while the session is down nothing is evicted.
+    // Everything this session adds to the store (a change listener, the usage timer, the eviction consent, the
+    // heartbeat) is undone in the one `finally` below, however the session ends: a session that drops during its
+    // summary (an await that throws) once left its change listener behind, one more per reconnect.
     const consents = new Map<number, (roots: string[]) => void>()
-    let nextConsent = 0
-    roots.consent = async asked => {
-      const id = nextConsent++
-      const answer = Promise.withResolvers<string[]>()
-      consents.set(id, answer.resolve)
-      const timer = setTimeout(() => answer.resolve([]), REQUEST_TIMEOUT_MS)
-      channel.send({ t: 'evict?', id, roots: asked }).catch(() => answer.resolve([]))
-      try {
-        return await answer.promise
-      } finally {
-        clearTimeout(timer)
-        consents.delete(id)
-      }
-    }
-    const heartbeat = new Heartbeat({
-      stream,
-      intervalMs: welcome.heartbeatMs,
-      silenceLimitMs: welcome.silenceLimitMs,
-      beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
-    })
+    let offChange: (() => void) | undefined
+    let usageTimer: NodeJS.Timeout | undefined
+    let heartbeat: Heartbeat | undefined
     try {
+      // Changes from here on, then the whole list: a root in both is reported twice, which is harmless.
+      offChange = roots.onChange(change => {
+        if (change.held !== undefined) channel.send({ t: 'held', roots: change.held }).catch(() => {})
+        for (let i = 0; i < (change.dropped?.length ?? 0); i += MAX_ROOTS_PER_REPORT) {
+          channel.send({ t: 'dropped', roots: change.dropped!.slice(i, i + MAX_ROOTS_PER_REPORT), evicted: change.evicted === true }).catch(() => {})
+        }
+      })
+      const all = roots.list()
+      for (let i = 0; i < all.length; i += MAX_ROOTS_PER_REPORT) await channel.send({ t: 'held', roots: all.slice(i, i + MAX_ROOTS_PER_REPORT) })
+      let reported = ''
+      const report = (): void => {
+        const usage = { t: 'usage' as const, bytes: blocks.bytes, maxBytes: this.store.maxBytes, roots: roots.count, received: blocks.received, served: blocks.served }
+        const key = JSON.stringify(usage)
+        if (key !== reported) channel.send(usage).catch(() => {})
+        reported = key
+      }
+      report()
+      usageTimer = setInterval(report, USAGE_REPORT_MS)
+      // Eviction asks the coordinator first; while the session is down nothing is evicted.
+      let nextConsent = 0
+      roots.consent = async asked => {
+        const id = nextConsent++
+        const answer = Promise.withResolvers<string[]>()
+        consents.set(id, answer.resolve)
+        const timer = setTimeout(() => answer.resolve([]), REQUEST_TIMEOUT_MS)
+        channel.send({ t: 'evict?', id, roots: asked }).catch(() => answer.resolve([]))
+        try {
+          return await answer.promise
+        } finally {
+          clearTimeout(timer)
+          consents.delete(id)
+        }
+      }
+      heartbeat = new Heartbeat({
+        stream,
+        intervalMs: welcome.heartbeatMs,
+        silenceLimitMs: welcome.silenceLimitMs,
+        beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
+      })
       for await (const message of channel) {
         heartbeat.heard()
         if (message.t === 'fence') await Promise.all(message.logs.map(async id => await this.store.logs.fence(id)))
@@ -138,11 +144,12 @@ export class StoreAnnouncement {
         }
       }
     } finally {
-      heartbeat.stop()
-      offChange()
+      heartbeat?.stop()
+      offChange?.()
       clearInterval(usageTimer)
       roots.consent = undefined
       for (const resolve of consents.values()) resolve([])
+      if (this.stream === stream) this.stream = undefined
     }
   }
 }

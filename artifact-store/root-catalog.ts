@@ -8,9 +8,11 @@ import type { CID } from 'multiformats/cid'
 import type { BatchOperation, Blockstore } from './blockstore.ts'
 import { decodeManifest, isManifestCid, parseCid } from './content.ts'
 import { ACCESS_FLUSH_MS, EVICTION_BATCH_ROOTS, EVICTION_HEADROOM, UNCLAIMED_GRACE_MS, UNCLAIMED_SWEEP_MS } from './constants.ts'
+import { GridError } from '../node/errors.ts'
 
-export class RootIncompleteError extends Error {
+export class RootIncompleteError extends GridError {
   name = 'RootIncompleteError'
+  readonly status = 409
 }
 
 /** A root as the store reports it: content bytes (`size`) and bytes it takes on disk here (blocks + manifest). */

@@ -6,6 +6,7 @@ import { MessageChannel } from '../node/wire.ts'
 import type { GridHost } from '../node/host.ts'
 import type { PeerAddress } from '../node/dial.ts'
 import { openStream } from '../node/dial.ts'
+import { isGridError } from '../node/errors.ts'
 import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
 import type { Build } from './build.ts'
 import { ID_PATTERN } from './build.ts'
@@ -59,8 +60,9 @@ async function serve (stream: Stream, scheduler: Scheduler, stores: StoreDirecto
         reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build, ...(where !== undefined ? { maker: where } : {}) }
       }
     } catch (err: any) {
-      if (err.name !== 'InvalidJobError') throw err
-      reply = { t: 'error', error: err.message }
+      // An expected failure is the answer; anything else is a bug, and the stream is dropped.
+      if (!isGridError(err)) throw err
+      reply = { t: 'error', error: err.message.slice(0, 1000) }
     }
     await channel.send(reply)
     await channel.close()

@@ -4,8 +4,9 @@
 // connection it has.
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { GridError } from '../node/errors.ts'
 
-export class BadPeerIdError extends Error {
+export class BadPeerIdError extends GridError {
   name = 'BadPeerIdError'
 }
 

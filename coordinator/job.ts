@@ -5,6 +5,7 @@ import {
   MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
 import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { GridError } from '../node/errors.ts'
 
 /**
  * A string the worker hands to the operating system (a command, an environment value, a path). The kernel takes
@@ -61,7 +62,7 @@ export type JobInput = z.input<typeof jobSchema>
 /** A job as stored on a build: every default filled in, every step named. */
 export type Job = Omit<z.output<typeof jobSchema>, 'steps'> & { steps: Array<{ name: string, run: string }> }
 
-export class InvalidJobError extends Error {
+export class InvalidJobError extends GridError {
   name = 'InvalidJobError'
 }
 

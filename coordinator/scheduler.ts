@@ -8,6 +8,7 @@ import type { Job } from './job.ts'
 import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from './job.ts'
 import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
 import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
+import { GridError } from '../node/errors.ts'
 
 /** Where a worker should push logs and artifacts. */
 export interface StoreAddress {
@@ -55,12 +56,14 @@ export interface Capacity {
   groups: CapacityGroup[]
 }
 
-export class UnknownBuildError extends Error {
+export class UnknownBuildError extends GridError {
   name = 'UnknownBuildError'
+  readonly status = 404
 }
 
-export class BuildFinishedError extends Error {
+export class BuildFinishedError extends GridError {
   name = 'BuildFinishedError'
+  readonly status = 409
 }
 
 interface Seat {
@@ -499,9 +502,11 @@ export class Scheduler {
       attempt.outcome = outcome
       attempt.finished = new Date().toISOString()
       if (reason !== undefined) attempt.reason = reason
-      // A worker that is lost (or ignored its timeout) may still be alive somewhere: its logs are closed to it.
-      // A cancelled or timed-out worker that answers seals its own logs, with its last lines in them.
-      if (outcome === 'lost') this.fenceLogs(attempt.logs)
+      // Every ending seals every log of the attempt, or a follower of one would wait forever. A lost worker (or
+      // one that ignored its timeout) may still be alive somewhere: its logs are closed to it. A worker that
+      // reported its result sealed the logs of the steps it ran; this seals those of the steps it never reached.
+      // A cancelled worker that is still connected seals its own, with its last lines in them (see cancel()).
+      if (outcome !== 'cancelled') this.fenceLogs(attempt.logs)
     }
     const lostSoFar = build.attempts.filter(a => a.outcome === 'lost').length
     if (outcome === 'lost' && lostSoFar <= build.job.retries) {

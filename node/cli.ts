@@ -8,19 +8,20 @@ import { create as tarCreate } from 'tar'
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
 import { DEFAULT_COORDINATOR_PORT, DEFAULT_DRAIN_TIMEOUT_S } from './constants.ts'
 import { createHost } from './host.ts'
 import type { GridHost, SecretHolder } from './host.ts'
 import { readJoinCode } from './join-code.ts'
 import type { JoinCode } from './join-code.ts'
-import { TOKEN_FILE, WEB_URL_FILE, startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
+import { JOIN_FILE, TOKEN_FILE, WEB_URL_FILE, startCoordinatorNode, startStoreNode, startWorkerNode } from './roles.ts'
 import type { WorkerNode } from './roles.ts'
 import { detectCapabilities, parseCapability } from './worker/capabilities.ts'
 import { askCoordinator } from '../coordinator/builds-protocol.ts'
-import type { BuildsReply } from '../coordinator/builds-protocol.ts'
+import type { BuildsReply, BuildsRequest } from '../coordinator/builds-protocol.ts'
 import type { Build } from '../coordinator/build.ts'
 import { FINISHED, ID_PATTERN } from '../coordinator/build.ts'
-import { parseJob } from '../coordinator/job.ts'
+import { InvalidJobError, parseJob } from '../coordinator/job.ts'
 import { MAX_SLOTS } from '../coordinator/constants.ts'
 import { LogReader } from '../artifact-store/log-reader.ts'
 import { buildLog } from '../artifact-store/build-log.ts'
@@ -31,6 +32,8 @@ import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
 import { counted, transferProgress } from './progress.ts'
 import { MAX_REPLICAS } from '../coordinator/constants.ts'
 import { parseHttpAddress } from '../web/server.ts'
+import { GridError, isGridError } from './errors.ts'
+import { PeerUnreachableError } from './dial.ts'
 
 const DEFAULT_DATA = './.grid'
 const DEFAULT_HTTP = '127.0.0.1:7341'
@@ -42,7 +45,7 @@ const WORKER_DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/0'
 const FOLLOW_PATIENCE_MS = 120_000
 
 /** A failure the user caused or can fix: printed as one line, no stack. */
-class UsageError extends Error {
+class UsageError extends GridError {
   name = 'UsageError'
 }
 
@@ -69,13 +72,51 @@ function httpAddress (text: string): string {
   return text
 }
 
-function capabilities (texts: string[]): Record<string, string> {
-  return Object.fromEntries(texts.map(parseCapability))
+/** `K=V` values of a repeatable flag; a bad one names `flag`, the option the user gave it with. */
+function capabilities (texts: string[], flag = '--cap'): Record<string, string> {
+  return Object.fromEntries(texts.map(text => parseCapability(text, flag)))
+}
+
+/** A repeatable --listen, each checked as a multiaddr here (a bad one is a flag error, not a failure to start). */
+function listenAddress (allowNone: boolean) {
+  return (text: string, previous: string[] | undefined): string[] => {
+    if (!(allowNone && text === 'none')) {
+      try {
+        multiaddr(text)
+      } catch {
+        throw new InvalidArgumentError(`expected a multiaddr such as /ip4/0.0.0.0/tcp/0${allowNone ? ', or none' : ''}`)
+      }
+    }
+    return collect(text, previous)
+  }
 }
 
 const dataOption = (): Option => new Option('--data <dir>', 'where this node keeps its identity and state').default(DEFAULT_DATA)
-const listenOption = (what: string): Option => new Option('--listen <multiaddr>', `listen address, repeatable (${what})`).argParser(collect)
+const listenOption = (what: string, allowNone = false): Option => new Option('--listen <multiaddr>', `listen address, repeatable (${what})`).argParser(listenAddress(allowNone))
 const joinOption = (): Option => new Option('--join <code-or-file>', 'the grid\'s join code, or a file holding it (DATA/join on the coordinator)').makeOptionMandatory()
+
+const CLIENT_COMMANDS = ['submit', 'tail', 'put', 'get']
+/** Taken by operator commands too, so every command takes --data and --listen; they only talk HTTP, from anywhere. */
+const operatorListenOption = (): Option => listenOption('not used: this command only talks to the coordinator\'s HTTP API')
+
+/**
+ * The options every client command (submit, tail, put, get) takes: --join may be left out where DATA/join exists
+ * (beside `grid up`, or with --data pointing at a grid's data dir); --listen makes its throwaway node listen.
+ */
+function clientOptions (command: Command): Command {
+  return command
+    .addOption(new Option('--join <code-or-file>', 'the grid\'s join code, or a file holding it (default: DATA/join when that file exists)'))
+    .addOption(new Option('--data <dir>', 'a grid\'s data dir, where --join defaults to DATA/join; a client keeps nothing there').default(DEFAULT_DATA))
+    .addOption(listenOption('none by default: a client only dials out'))
+    .hook('preAction', async (_self, action) => {
+      const opts = action.opts()
+      clientListen = opts.listen ?? []
+      if (opts.join !== undefined) return
+      const file = join(opts.data, JOIN_FILE)
+      if (!(await stat(file).catch(() => undefined))?.isFile()) throw new UsageError(`give --join CODE_OR_FILE (there is no ${file} to default to)`)
+      action.setOptionValue('join', file)
+    })
+}
 
 /** Stop on SIGINT/SIGTERM, cleanly the first time, at once the second. */
 function stopOnSignal (stop: () => Promise<void>): void {
@@ -98,9 +139,36 @@ async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[],
   return workers
 }
 
-/** A throwaway node for a client command: fresh identity, listens nowhere. */
-async function clientHost (code: JoinCode): Promise<GridHost> {
-  return await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [], memory: code.addrs.some(a => a.toString().startsWith('/memory/')) })
+/** --listen of the client command being run: set before its action runs (one command per process). */
+let clientListen: string[] = []
+
+/** A throwaway node for a client command: fresh identity, listening only where --listen says. */
+async function clientHost (code: JoinCode, listen: string[] = clientListen): Promise<GridHost> {
+  return await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen, memory: code.addrs.some(a => a.toString().startsWith('/memory/')) })
+}
+
+/** The multiaddr code of `/p2p/PEER_ID`: left out where an address is shown (the peer ID says nothing to a user). */
+const PEER_ID_CODE = 421
+
+/** The coordinator a join code names could not be asked: the grid is down, or the code is not its current one. */
+class GridUnreachableError extends GridError {
+  name = 'GridUnreachableError'
+  readonly status = 503
+}
+
+/**
+ * One request to the grid's coordinator. Failing to reach it (a refused dial, a wrong secret, a reset stream, no
+ * answer) is said in words a user can act on; the protocol's own message stays in `cause`.
+ */
+async function ask (host: GridHost, code: JoinCode, request: BuildsRequest): Promise<BuildsReply> {
+  const coordinator = coordinatorAddress(code)
+  try {
+    return await askCoordinator(host, coordinator, request)
+  } catch (err: any) {
+    if (isGridError(err) && !(err instanceof PeerUnreachableError)) throw err
+    const where = code.addrs.map(a => a.decapsulateCode(PEER_ID_CODE).toString()).join(', ')
+    throw new GridUnreachableError(`cannot reach the grid at ${where}: is it running, and is the join code current?`, { cause: err })
+  }
 }
 
 /** A directory as a tar with fixed times and owners, so an unchanged tree always has the same CID. */
@@ -115,7 +183,7 @@ async function gridStores (host: GridHost, code: JoinCode): Promise<Array<{ peer
 
 /** The grid's stores and how many of them each piece of content goes to (an older coordinator says nothing: 1). */
 async function gridPlacement (host: GridHost, code: JoinCode): Promise<{ stores: Array<{ peer: string, addrs: string[] }>, replicas: number }> {
-  const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
+  const reply = await ask(host, code, { t: 'stores' })
   return reply.t === 'stores' ? { stores: reply.stores, replicas: reply.replicas ?? 1 } : { stores: [], replicas: 1 }
 }
 
@@ -139,10 +207,32 @@ function expectBuild (reply: BuildsReply): Build {
   return reply.build
 }
 
-/** Stream a build's log to stdout through any store that holds it; resolves with the finished build. */
+/**
+ * Says on stderr, once each as the build's record changes, why a followed build waits, how each attempt ended and
+ * why: a build queued for a worker nobody has, or re-queued after a lost one, is otherwise a silent terminal.
+ */
+function buildReporter (report: (line: string) => void): (build: Build) => void {
+  let waiting: string | undefined
+  const ended = new Set<string>()
+  return build => {
+    // How an attempt ended comes before why the build waits again after it.
+    build.attempts.forEach((attempt, i) => {
+      if (attempt.outcome === undefined || ended.has(attempt.id)) return
+      ended.add(attempt.id)
+      report(`attempt ${i + 1} ended ${attempt.outcome}${attempt.reason !== undefined ? `: ${attempt.reason}` : ''}`)
+    })
+    if (build.waiting !== undefined && build.waiting !== waiting) report(`waiting: ${build.waiting}`)
+    waiting = build.waiting
+  }
+}
+
+/**
+ * Stream a build's log to stdout through any store that holds it, and why it waits or ended on stderr; resolves
+ * with the finished build, once its last line says how it ended.
+ */
 async function followBuild (host: GridHost, code: JoinCode, id: string, from: number): Promise<Build> {
-  const coordinator = coordinatorAddress(code)
   const stores = await gridStores(host, code)
+  const reportChanges = buildReporter(log)
   const logs = new LogReader({ host, stores: () => stores, report: log })
   // The coordinator may restart while we follow (its workers and stores come back by themselves): keep asking
   // for a while, say so once, and only then give up with one line.
@@ -150,15 +240,17 @@ async function followBuild (host: GridHost, code: JoinCode, id: string, from: nu
   const get = async (buildId: string): Promise<Build | undefined> => {
     while (true) {
       try {
-        const reply = await askCoordinator(host, coordinator, { t: 'get', id: buildId })
+        const reply = await ask(host, code, { t: 'get', id: buildId })
         if (unreachableSince !== undefined) log('coordinator reachable again; following')
         unreachableSince = undefined
-        return reply.t === 'build' ? reply.build : undefined
+        if (reply.t !== 'build') return undefined
+        reportChanges(reply.build)
+        return reply.build
       } catch (err: any) {
-        if (err?.name === 'BadMessageError') throw err
+        if (!(err instanceof GridUnreachableError)) throw err
         if (unreachableSince === undefined) {
           unreachableSince = Date.now()
-          log(`coordinator unreachable (${err?.message ?? err}); still following for up to ${FOLLOW_PATIENCE_MS / 1000} s`)
+          log(`coordinator unreachable (${err.cause instanceof Error ? err.cause.message : err.message}); still following for up to ${FOLLOW_PATIENCE_MS / 1000} s`)
         }
         if (Date.now() - unreachableSince > FOLLOW_PATIENCE_MS) throw err
         await new Promise(resolve => setTimeout(resolve, FOLLOW_POLL_MS))
@@ -184,6 +276,7 @@ async function followBuild (host: GridHost, code: JoinCode, id: string, from: nu
     build = await get(id)
   }
   if (build === undefined) throw new UsageError(`build ${id} vanished`)
+  log(`build ${id} ${build.status}${build.error !== undefined ? `: ${build.error}` : ''}`)
   return build
 }
 
@@ -286,7 +379,7 @@ export function program (): Command {
   grid.command('worker')
     .description('run an anonymous worker: it announces its capabilities and runs the builds it is given')
     .addOption(dataOption())
-    .addOption(listenOption('default /ip4/0.0.0.0/tcp/0, a free port where it serves its cache of what it made to other workers; none: only dial out and keep no cache'))
+    .addOption(listenOption('default /ip4/0.0.0.0/tcp/0, a free port where it serves its cache of what it made to other workers; none: only dial out and keep no cache', true))
     .addOption(joinOption())
     .option('--cap <key=value>', 'add or override a capability (os, arch, cpus and tools are detected), repeatable', collect, [])
     .option('--slots <n>', 'builds to run at once', wholeNumber(1, MAX_SLOTS), 1)
@@ -318,8 +411,7 @@ export function program (): Command {
 
   grid.command('submit')
     .description('queue a build from a job file or a command; prints the build id (or, with --follow, its log)')
-    .argument('[job.json]', 'a job file (see CONTRACT.md); or use --run')
-    .addOption(joinOption())
+    .argument('[job.json]', 'a job file (see docs/job.md); or use --run')
     .option('--run <command>', 'a one-step job running this shell command')
     .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', collect, [])
     .option('--src <dir>', 'send this directory (as a tar) and unpack it in the work dir first')
@@ -327,6 +419,9 @@ export function program (): Command {
     .option('--follow', 'stream the build\'s log; exit 0 if it succeeded, 1 if not')
     .action(async (file: string | undefined, opts) => {
       if ((file === undefined) === (opts.run === undefined)) throw new UsageError('give either a job file or --run COMMAND')
+      if (opts.run === '') throw new UsageError('--run needs a command (it was empty)')
+      /** Where in the job each flag's value went: a problem there names the flag, as the user typed it. */
+      const fromFlags = new Map<string, string>()
       let job: unknown
       if (file !== undefined) {
         let text: string
@@ -342,16 +437,27 @@ export function program (): Command {
         }
         if (opts.require.length > 0 && typeof job === 'object' && job !== null) {
           const j = job as { requires?: Record<string, string> }
-          j.requires = { ...j.requires, ...capabilities(opts.require) }
+          j.requires = { ...j.requires, ...capabilities(opts.require, '--require') }
         }
       } else {
-        job = { steps: [{ name: 'run', run: opts.run }], requires: capabilities(opts.require) }
+        job = { steps: [{ name: 'run', run: opts.run }], requires: capabilities(opts.require, '--require') }
+        fromFlags.set('steps.0.run', '--run')
       }
+      for (const text of opts.require as string[]) fromFlags.set(`requires.${text.slice(0, text.indexOf('='))}`, `--require ${text}`)
       if (opts.artifact.length > 0 && typeof job === 'object' && job !== null) {
         const j = job as { artifacts?: string[] }
+        const before = Array.isArray(j.artifacts) ? j.artifacts.length : 0
+        ;(opts.artifact as string[]).forEach((glob, i) => fromFlags.set(`artifacts.${before + i}`, `--artifact ${glob}`))
         j.artifacts = [...(j.artifacts ?? []), ...opts.artifact]
       }
-      parseJob(job)
+      try {
+        parseJob(job)
+      } catch (err: any) {
+        // parseJob names the job's key ("artifacts.0: …"); a user who typed --artifact reads that flag instead.
+        const where = err instanceof InvalidJobError ? /^([^:]+): /.exec(err.message) : null
+        const flag = where !== null ? fromFlags.get(where[1]) : undefined
+        throw flag !== undefined ? new InvalidJobError(`${flag}: ${err.message.slice(where![0].length)}`) : err
+      }
       if (opts.src !== undefined && !(await stat(opts.src).catch(() => undefined))?.isDirectory()) throw new UsageError(`--src ${opts.src} is not a directory`)
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
@@ -367,14 +473,13 @@ export function program (): Command {
           ;(job as { src?: string }).src = put.cid
           log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
         }
-        const build = expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'submit', job }))
+        const build = expectBuild(await ask(host, code, { t: 'submit', job }))
         if (opts.follow !== true) {
           process.stdout.write(`${build.id}\n`)
           return
         }
         log(`build ${build.id} queued`)
         const done = await followBuild(host, code, build.id, 0)
-        log(`build ${build.id} ${done.status}`)
         process.exitCode = done.status === 'succeeded' ? 0 : 1
       } finally {
         await host.stop()
@@ -382,9 +487,8 @@ export function program (): Command {
     })
 
   grid.command('tail')
-    .description('print a build\'s or a step\'s log from any peer that holds it, following it until it is sealed')
+    .description('print a build\'s or a step\'s log from any peer that holds it, following it until it is sealed; why a build waits or ended goes to stderr')
     .argument('<id>', 'a build id or a log id')
-    .addOption(joinOption())
     .option('--from <bytes>', 'start at this byte offset', wholeNumber(0, Number.MAX_SAFE_INTEGER), 0)
     .action(async (id: string, opts) => {
       if (!ID_PATTERN.test(id)) throw new UsageError(`${id} is neither a build id nor a log id`)
@@ -393,13 +497,13 @@ export function program (): Command {
       try {
         if (id.includes('.s')) {
           // A log is named before it exists, so a store not knowing it proves nothing: its build must.
-          const build = expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id: id.slice(0, id.indexOf('.')) }))
+          const build = expectBuild(await ask(host, code, { t: 'get', id: id.slice(0, id.indexOf('.')) }))
           if (!build.attempts.some(a => a.logs.includes(id))) throw new UsageError(`build ${build.id} has no log ${id}`)
           const stores = await gridStores(host, code)
           const logs = new LogReader({ host, stores: () => stores, report: log })
           for await (const chunk of logs.read(id, { from: opts.from, follow: true })) process.stdout.write(chunk)
         } else {
-          expectBuild(await askCoordinator(host, coordinatorAddress(code), { t: 'get', id }))
+          expectBuild(await ask(host, code, { t: 'get', id }))
           await followBuild(host, code, id, opts.from)
         }
       } finally {
@@ -410,7 +514,6 @@ export function program (): Command {
   grid.command('put')
     .description('put a file (a directory goes as a tar) into the grid\'s store; prints its CID once stored')
     .argument('<path>', 'a file or a directory')
-    .addOption(joinOption())
     .action(async (path: string, opts) => {
       let info
       try {
@@ -454,21 +557,24 @@ export function program (): Command {
     })
 
   grid.command('get')
-    .description('fetch content by CID from any node that holds it, checking every block; to stdout without -o')
+    .description('fetch content by CID from any node that holds it, checking every block; to stdout without -o or --extract')
     .argument('<cid>', 'what grid put or an artifact printed')
-    .addOption(joinOption())
     .option('-o, --output <path>', 'write to this file (only once all of it arrived and checked out)')
+    .option('-x, --extract <dir>', 'unpack the content, a tar (grid put of a directory), into this directory once all of it checked out: modes and symbolic links are kept (setuid, setgid and sticky bits are not); a tar with an entry that would land outside the directory (an absolute or climbing path, a link leading out, a device) is refused whole and nothing is written')
     .action(async (text: string, opts) => {
       const cid = parseCid(text)
+      if (opts.output !== undefined && opts.extract !== undefined) throw new UsageError('give -o or --extract, not both')
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
+      // --extract: the tar goes to a temporary file first, so it is checked whole before anything is unpacked.
+      const scratch = opts.extract !== undefined ? await (await import('node:fs/promises')).mkdtemp(join((await import('node:os')).tmpdir(), 'grid-get-')) : undefined
       try {
         const stores = await gridStores(host, code)
         // The placed stores first, then every other.
         const sources = { host, holders: () => rankFor(cid.toString(), stores) }
         const info = await contentInfo(sources, cid)
         const whole = createHash('sha256')
-        const temp = opts.output !== undefined ? `${opts.output}.partial-${process.pid}` : undefined
+        const temp = scratch !== undefined ? join(scratch, 'content.tar') : opts.output !== undefined ? `${opts.output}.partial-${process.pid}` : undefined
         const out: NodeJS.WritableStream = temp !== undefined ? createWriteStream(temp) : process.stdout
         try {
           // On a terminal with -o the bar goes to stderr; to stdout, the content owns the screen.
@@ -484,7 +590,7 @@ export function program (): Command {
           if (whole.digest('hex') !== info.sha256) throw new UsageError(`${cid}: the content's sha256 does not match its manifest`)
           if (temp !== undefined) {
             await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => err ? reject(err) : resolve()))
-            await rename(temp, opts.output)
+            if (scratch === undefined) await rename(temp, opts.output)
           }
         } catch (err) {
           if (temp !== undefined) {
@@ -493,14 +599,25 @@ export function program (): Command {
           }
           throw err
         }
+        if (scratch !== undefined) {
+          const { extractTarFile } = await import('./worker/workspace.ts')
+          await extractTarFile(join(scratch, 'content.tar'), opts.extract).catch((err: Error) => {
+            throw err.name === 'WorkspaceError' ? new UsageError(err.message) : err
+          })
+        }
       } finally {
+        if (scratch !== undefined) await rm(scratch, { recursive: true, force: true })
         await host.stop()
       }
     })
 
+  // The client commands take --join (or DATA/join), --data and --listen alike.
+  for (const command of grid.commands) if (CLIENT_COMMANDS.includes(command.name())) clientOptions(command)
+
   grid.command('rotate')
     .description('make a new grid secret and join code; nodes holding only the old code are cut off (run beside the coordinator)')
     .addOption(dataOption())
+    .addOption(operatorListenOption())
     .action(async (opts) => {
       const body = await operatorRequest(opts.data, 'POST', '/api/secret/rotate') as { join: string }
       process.stdout.write(`join: ${body.join}\n`)
@@ -512,6 +629,7 @@ export function program (): Command {
       .description(`${verb} (run beside the coordinator: uses DATA/web-url and DATA/api-token)`)
       .argument('<peer>', 'a peer ID, as build history shows it (attempts[].worker)')
       .addOption(dataOption())
+      .addOption(operatorListenOption())
       .action(async (peer: string, opts) => {
         const body = name === 'deny'
           ? await operatorRequest(opts.data, 'POST', '/api/denied', { peer })
@@ -532,9 +650,8 @@ export async function main (argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2
       return
     }
-    const known = ['ReplicasUnreachableError', 'ContentChangedError', 'StoreFullError', 'RootIncompleteError', 'BadCidError', 'ContentUnavailableError', 'WrongBytesError', 'BlockRefusedError', 'UsageError', 'BadJoinCodeError', 'BadCapabilityError', 'InvalidJobError', 'ListenError',
-      'BadIdentityError', 'PeerUnreachableError', 'BadHttpAddressError', 'BadMessageError']
-    if (known.includes(err?.name) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
+    // Expected failures (node/errors.ts) are one line; anything else is a bug, and its stack helps fix it.
+    if (isGridError(err) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
     else log(`unexpected error: ${err?.stack ?? err}`)
     process.exitCode = 1
   }

@@ -57,8 +57,32 @@ export const LOG_APPEND_TRIES = 5
 export const LOG_SEAL_TIMEOUT_MS = 10_000
 export const LOG_SEAL_BYTES_PER_SECOND = 16 * 1024 * 1024
 
-/** A cancelled or timed-out step gets SIGTERM, then SIGKILL after this grace. */
-export const KILL_GRACE_MS = 1_000
+// A stopped step gets SIGTERM, then SIGKILL after its job's `killGrace` (DEFAULT_KILL_GRACE_S in coordinator/constants.ts,
+// Buildkite's 10 s): long enough for a trap to write its report.
+
+/**
+ * While a step's processes have their grace, they are looked for this often: a process that is not the worker's
+ * own child (one that escaped with setsid, a double fork) has no event for its end, only its absence from /proc.
+ */
+export const STEP_SWEEP_POLL_MS = 50
+/**
+ * SIGKILL goes again to what is still found, at most this many times STEP_SWEEP_POLL_MS apart (2 s): a process
+ * that forks as fast as it is killed, or one stuck in the kernel (a dead NFS mount), cannot hold the step forever.
+ */
+export const STEP_KILL_ROUNDS = 40
+/**
+ * Once every process of the step is gone its pipes end. One still open this long after is held by a process out of
+ * reach (it left the step's cgroup and dropped its tag), and is closed, so that process cannot keep the step from
+ * finishing; output paused for a slow store does not count against it.
+ */
+export const STEP_PIPE_CLOSE_MS = 1_000
+/** Levels of cgroups under a step's own that are searched and removed: a step running a grid worker makes some. */
+export const STEP_CGROUP_MAX_DEPTH = 8
+/**
+ * An empty step cgroup this old was left by a worker that died mid-step, and is removed when a step starts; a younger
+ * one may be another worker's, made a moment before its step moves in.
+ */
+export const STEP_CGROUP_STALE_MS = 60_000
 
 /** Probing a tool's version at worker start must not hold the start up. */
 export const TOOL_PROBE_TIMEOUT_MS = 2_000

@@ -4,14 +4,16 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import type { GridHost } from './host.ts'
 import { DIAL_TIMEOUT_MS } from './constants.ts'
+import { GridError } from './errors.ts'
 
 export interface PeerAddress {
   peer: string
   addrs: string[]
 }
 
-export class PeerUnreachableError extends Error {
+export class PeerUnreachableError extends GridError {
   name = 'PeerUnreachableError'
+  readonly status = 502
 }
 
 export async function openStream (host: GridHost, target: PeerAddress, protocol: string, signal?: AbortSignal): Promise<Stream> {

@@ -4,10 +4,11 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { GridError } from './errors.ts'
 
 export const IDENTITY_FILE = 'identity.key'
 
-export class BadIdentityError extends Error {
+export class BadIdentityError extends GridError {
   name = 'BadIdentityError'
 }
 

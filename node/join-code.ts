@@ -8,13 +8,14 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { z } from 'zod'
+import { GridError } from './errors.ts'
 
 const PREFIX = 'grid1-'
 export const SECRET_BYTES = 32
 /** A code longer than this is not ours; checked before any decoding. */
 const MAX_CODE_CHARS = 8_192
 
-export class BadJoinCodeError extends Error {
+export class BadJoinCodeError extends GridError {
   name = 'BadJoinCodeError'
 }
 

@@ -24,6 +24,7 @@ import { createApp } from '../web/app.ts'
 import type { Admission } from '../web/admission.ts'
 import { startWebServer } from '../web/server.ts'
 import type { WebServer } from '../web/server.ts'
+import { GridError } from './errors.ts'
 
 export const SECRET_FILE = 'secret'
 export const JOIN_FILE = 'join'
@@ -32,7 +33,7 @@ export const TOKEN_FILE = 'api-token'
 export const WEB_URL_FILE = 'web-url'
 export const DENIED_FILE = 'denied'
 
-export class ListenError extends Error {
+export class ListenError extends GridError {
   name = 'ListenError'
 }
 

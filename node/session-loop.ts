@@ -4,7 +4,7 @@ import type { Stream } from '@libp2p/interface'
 import type { GridHost } from './host.ts'
 import type { PeerAddress } from './dial.ts'
 import { openStream } from './dial.ts'
-import { RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants.ts'
+import { DIAL_TIMEOUT_MS, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants.ts'
 
 export interface SessionLoopInit {
   host: GridHost
@@ -15,11 +15,21 @@ export interface SessionLoopInit {
   log?: (line: string) => void
 }
 
+/**
+ * A session that ended cleanly (the coordinator closed its side) closes ours; what we still had queued gets this
+ * long to reach the transport before the stream is aborted instead, so a dead peer cannot hold the loop.
+ */
+const CLOSE_TIMEOUT_MS = 5_000
+
 export class SessionLoop {
   private readonly init: SessionLoopInit
   private stopped = false
   private running: Promise<void> | undefined
   private wake: (() => void) | undefined
+  /** The dial under way: stop() aborts it rather than wait for it to connect or time out. */
+  private dialing: AbortController | undefined
+  /** The live session's stream: stop() aborts it, so stopping never waits for the coordinator to hang up. */
+  private stream: Stream | undefined
 
   constructor (init: SessionLoopInit) {
     this.init = init
@@ -31,6 +41,8 @@ export class SessionLoop {
 
   async stop (): Promise<void> {
     this.stopped = true
+    this.dialing?.abort(new Error('stopping'))
+    this.stream?.abort(new Error('stopping'))
     this.wake?.()
     await this.running
   }
@@ -40,7 +52,7 @@ export class SessionLoop {
     while (!this.stopped) {
       const began = Date.now()
       try {
-        await this.init.session(await openStream(this.init.host, this.init.target, this.init.protocol))
+        await this.once()
       } catch (err: any) {
         if (!this.stopped && failures === 0) this.init.log?.(`coordinator unreachable (${err.message}); retrying`)
       }
@@ -49,9 +61,43 @@ export class SessionLoop {
       failures = Date.now() - began > RECONNECT_MAX_MS ? 1 : failures + 1
       const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** (failures - 1))
       await new Promise<void>(resolve => {
-        const timer = setTimeout(resolve, ceiling / 2 + Math.random() * ceiling / 2)
-        this.wake = () => { clearTimeout(timer); resolve() }
+        const done = (): void => { clearTimeout(timer); this.wake = undefined; resolve() }
+        const timer = setTimeout(done, ceiling / 2 + Math.random() * ceiling / 2)
+        this.wake = done
       })
+    }
+  }
+
+  /**
+   * Dial, run one session, and end its stream however the session ended: a session that throws (a hello that
+   * timed out, a send into a dropped connection) would otherwise leave its stream open on the connection, one
+   * more per reconnect.
+   */
+  private async once (): Promise<void> {
+    const dialing = new AbortController()
+    this.dialing = dialing
+    let stream: Stream
+    try {
+      stream = await openStream(this.init.host, this.init.target, this.init.protocol, AbortSignal.any([dialing.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]))
+    } finally {
+      this.dialing = undefined
+    }
+    // Stopped while the dial was finishing: no session starts.
+    if (this.stopped) {
+      stream.abort(new Error('stopping'))
+      return
+    }
+    this.stream = stream
+    try {
+      await this.init.session(stream)
+    } catch (err: any) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    } finally {
+      this.stream = undefined
+    }
+    if (stream.status === 'open') {
+      await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) }).catch((err: Error) => { stream.abort(err) })
     }
   }
 }

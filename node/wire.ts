@@ -15,10 +15,12 @@ import { z } from 'zod'
 import { MAX_MESSAGE_BYTES } from './constants.ts'
 import { sendWithBackpressure } from './backpressure.ts'
 import type { BufferPool } from './buffer-pool.ts'
+import { GridError } from './errors.ts'
 
 /** A peer sent bytes that are not a valid message of the protocol: the stream is dropped, the node goes on. */
-export class BadMessageError extends Error {
+export class BadMessageError extends GridError {
   name = 'BadMessageError'
+  readonly status = 502
 }
 
 export interface ChannelInit {

@@ -77,6 +77,14 @@ feed('the same job through grid submit (libp2p): one line on stderr naming the f
   assert.is(run.stderr.trim().split('\n').length, 1)
 })
 
+feed('a step that never ran (an earlier step failed) has its log sealed: a follower of it ends', async ({ grid }) => {
+  const done = await grid.finished(await grid.submit({ steps: [{ run: 'echo one; exit 1' }, { run: 'echo never' }] }))
+  assert.is(done.status, 'failed')
+  const text = await within(20_000, 'the follower of the unrun step\'s log to end', (async () => await (await grid.api(`/api/logs/${done.steps[1].log}?follow=1`)).text())())
+  assert.is(text, '')
+  assert.is(await within(20_000, 'the build log follower to end', (async () => await (await grid.api(`/api/builds/${done.id}/log?follow=1`)).text())()), '--- step 1/2: step 1 ---\none\n')
+})
+
 const away = suite<{ dir: string }>('a cancel while the worker is away')
 away.before(async ctx => { ctx.dir = await tempDir('away') })
 away.after(async ctx => { await removeDir(ctx.dir) })

@@ -1,8 +1,14 @@
 // The HTTP API's answers to bad requests: a 4xx with one clear sentence, and nothing changed.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { startTestGrid, waitFor } from './helpers.ts'
+import { removeDir, startTestGrid, tempDir, waitFor } from './helpers.ts'
 import type { TestGrid } from './helpers.ts'
+import { startCoordinatorNode } from '../node/roles.ts'
+import type { CoordinatorNode } from '../node/roles.ts'
+import { createApp } from '../web/app.ts'
+import type { ArtifactsInit } from '../web/artifacts.ts'
+import { ReplicasUnreachableError } from '../artifact-store/content-client.ts'
+import { StoreFullError } from '../artifact-store/blockstore.ts'
 import { MAX_JOB_BYTES } from '../coordinator/constants.ts'
 import { createHash, randomBytes } from 'node:crypto'
 import { BLOCK_BYTES } from '../artifact-store/constants.ts'
@@ -142,3 +148,65 @@ tail('a followed log counts in grid_log_tail_subscribers while its reader stays,
 })
 
 tail.run()
+
+const failures = suite<{ grid: TestGrid, dir: string, full: CoordinatorNode }>('HTTP API: expected failures answer their own status')
+
+failures.before(async ctx => {
+  ctx.grid = await startTestGrid({ workers: [] })
+  ctx.dir = await tempDir('http-full')
+  // A store that can hold 1 MiB, and nothing in it that could be evicted for more.
+  ctx.full = await startCoordinatorNode({ dataDir: ctx.dir, listen: ['/ip4/127.0.0.1/tcp/0'], http: '127.0.0.1:0', withStore: true, storeMaxBytes: 2 ** 20 })
+})
+failures.after(async ctx => {
+  await ctx.full?.stop()
+  await ctx.grid?.stop()
+  await removeDir(ctx.dir)
+})
+
+/** What the server wrote with console.error while `run` ran: an expected failure writes nothing. */
+async function errorsLogged<T> (run: () => Promise<T>): Promise<{ result: T, logged: string[] }> {
+  const logged: string[] = []
+  const original = console.error
+  console.error = (...args: unknown[]) => { logged.push(args.map(String).join(' ')) }
+  try {
+    return { result: await run(), logged }
+  } finally {
+    console.error = original
+  }
+}
+
+failures('an upload to a full store is 507 with one sentence, and no stack trace on stderr', async ({ full }) => {
+  const { result, logged } = await errorsLogged(async () => await fetch(`${full.web!.url}/api/artifacts`, {
+    method: 'POST', body: randomBytes(3 * 2 ** 20), headers: { authorization: `Bearer ${full.token}` }
+  }))
+  await error(result, 507)
+  assert.equal(logged, [])
+})
+
+failures('a put that reaches no store is 503; a failure nobody expected is a bare 500, logged', async ({ grid }) => {
+  // The API over this grid's coordinator, its uploads failing as told.
+  const app = (put: ArtifactsInit['put']) => createApp({
+    scheduler: grid.node.coordinator.scheduler,
+    stores: grid.node.coordinator.stores,
+    logs: grid.node.logs,
+    token: grid.token,
+    artifacts: { sources: { host: grid.node.host, holders: () => [] }, put }
+  })
+  const upload = async (put: ArtifactsInit['put']) => await errorsLogged(async () =>
+    await app(put).request('/api/artifacts', { method: 'POST', body: 'bytes', headers: { authorization: `Bearer ${grid.token}` } }))
+
+  const none = await upload(() => async () => { throw new ReplicasUnreachableError('no store took the upload') })
+  await error(none.result, 503)
+  assert.equal(none.logged, [])
+  const noStore = await upload(() => undefined)
+  await error(noStore.result, 503)
+  const full = await upload(() => async () => { throw new StoreFullError('every store is full') })
+  await error(full.result, 507)
+
+  const bug = await upload(() => async () => { throw new TypeError('a bug') })
+  assert.is(await error(bug.result, 500), 'internal error')
+  assert.is(bug.logged.length, 1)
+  assert.match(bug.logged[0], /^http: unexpected error:/)
+})
+
+failures.run()

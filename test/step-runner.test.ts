@@ -1,5 +1,6 @@
 // One step run by `/bin/sh -c` in its own process group: exit codes, output capture, the work dir,
 // cancellation that takes the whole group down, background children that hold the pipes, and backpressure.
+// What a step leaves outside its group (setsid, double forks) and the grace before SIGKILL: step-cleanup.test.ts.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises'
@@ -46,8 +47,8 @@ async function readPid (file: string): Promise<number> {
   }, 5_000)
 }
 
-function run (ctx: Ctx, command: string, output: StepInit['output'], signal: AbortSignal = new AbortController().signal): Promise<number> {
-  return runStep({ run: command, cwd: ctx.dir, env: process.env, output, signal })
+function run (ctx: Ctx, command: string, output: StepInit['output'], signal: AbortSignal = new AbortController().signal, more: Partial<StepInit> = {}): Promise<number> {
+  return runStep({ run: command, cwd: ctx.dir, env: process.env, output, signal, ...more })
 }
 
 stepRunner.before(async ctx => {
@@ -140,7 +141,7 @@ stepRunner('aborting a step in a foreground command kills it and its background 
 stepRunner('a step that ignores SIGTERM is killed after the grace', async ctx => {
   const out = capture()
   const controller = new AbortController()
-  const step = run(ctx, 'trap "" TERM; echo armed; sleep 30; echo never', out.output, controller.signal)
+  const step = run(ctx, 'trap "" TERM; echo armed; sleep 30; echo never', out.output, controller.signal, { killGraceMs: 1_000 })
   await waitFor('the trap to be set', () => out.text().includes('armed'), 5_000)
   controller.abort()
   const code = await within(STEP_BOUND_MS, 'the TERM-ignoring step to end', step)
@@ -164,15 +165,17 @@ stepRunner('a background child that keeps stdout open does not keep the step fro
   assert.is(out.text(), 'done\n')
 })
 
-stepRunner('a child that escaped the group (setsid) and holds stdout does not keep the step from finishing', async ctx => {
+stepRunner('a process out of reach that holds stdout does not keep the step from finishing', async ctx => {
   const pidFile = join(ctx.dir, 'escaped-pid')
   const out = capture()
-  // The step waits for the escape to happen, else the group kill at its exit may beat `setsid` to it.
-  const step = run(ctx, `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.05; done; echo done`, out.output)
+  // Out of the session, without the tag, and no cgroup to hold it ('tag'): the sweep cannot find it, the pipe stays open.
+  const step = run(ctx, `setsid env -i sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.05; done; echo done`, out.output, undefined, { tracking: 'tag' })
   const code = await within(STEP_BOUND_MS, 'the step with an escaped child', step)
-  ctx.strays.push(await readPid(pidFile))
+  const pid = await readPid(pidFile)
+  ctx.strays.push(pid)
   assert.is(code, 0)
   assert.is(out.text(), 'done\n')
+  assert.not.ok(await processGone(pid), 'the escaped process was out of the sweep\'s reach, as the test meant')
 })
 
 stepRunner('backpressure: an output that asks to pause still receives every byte', async ctx => {

@@ -23,6 +23,17 @@ pages('every page is HTML with a content security policy and loads its module fr
   }
 })
 
+pages('the build page has room for why: each attempt\'s outcome, reason and logs, and each artifact\'s mode', async ({ grid }) => {
+  const html = await (await grid.api('/builds/0abc123456')).text()
+  // The header cells of the table whose body has this id.
+  const heads = (table: string): string[] => {
+    const before = html.slice(0, html.indexOf(`<tbody id="${table}">`))
+    return [...before.slice(before.lastIndexOf('<thead>')).matchAll(/<th>(.*?)<\/th>/g)].map(m => m[1])
+  }
+  assert.equal(heads('attempts'), ['#', 'worker peer ID', 'capabilities', 'started', 'duration', 'outcome', 'logs'])
+  assert.equal(heads('artifacts'), ['path', 'mode', 'size', 'sha256', 'CID'])
+})
+
 pages('the browser modules and stylesheet are served; an unknown file is a 404', async ({ grid }) => {
   for (const file of ['common.js', 'ansi.js', 'log-view.js', 'home.js', 'timeline.js', 'build.js', 'submit.js']) {
     const res = await grid.api(`/ui/${file}`)

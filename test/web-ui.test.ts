@@ -10,6 +10,7 @@ import { chromium } from 'playwright-core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { ROOT, startTestGrid, tempDir, removeDir, waitFor } from './helpers.ts'
 import type { TestGrid } from './helpers.ts'
+import { startWorkerNode } from '../node/roles.ts'
 
 const SCREENSHOTS = join(ROOT, 'docs/screenshots')
 const DESKTOP = { width: 1280, height: 860 }
@@ -234,7 +235,7 @@ ui('a build no worker can run says why it waits, and can be cancelled while queu
   const id = await ctx.grid.submit({ name: 'needs a tpu', requires: { tpu: '*' }, steps: [{ run: 'true' }] })
   const page = await open(ctx, `/builds/${id}`)
   await page.locator('#build-head .notice', { hasText: 'tpu' }).waitFor()
-  await page.locator('#log .empty', { hasText: 'waiting for a worker' }).waitFor()
+  await page.locator('#log .empty', { hasText: /No output yet: .*tpu/ }).waitFor()
   assert.match(await page.locator('#attempts').innerText(), /No worker has taken it yet/)
   await page.click('#cancel')
   await page.locator('#build-head .badge.cancelled').waitFor()
@@ -329,6 +330,123 @@ ui('an artifact downloads byte-identical from its build page', async ctx => {
   assert.is(bytes.length, build.artifacts[0].size)
   assert.is(createHash('sha256').update(bytes).digest('hex'), build.artifacts[0].sha256)
   assert.match(await page.locator('#artifacts').innerText(), new RegExp(build.artifacts[0].sha256.slice(0, 16)))
+  await page.close()
+})
+
+ui('a build waiting for another build says so, links to it, and runs once it succeeded', async ctx => {
+  const gate = join(ctx.dir, 'gate-input')
+  const input = await ctx.grid.submit({
+    name: 'makes the input',
+    requires: { pool: 'cpu' },
+    steps: [{ run: `n=0; while [ ! -e '${gate}' ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; echo made > out.txt` }],
+    artifacts: ['out.txt']
+  })
+  const id = await ctx.grid.submit({ name: 'uses the input', inputs: { 'in.txt': `build:${input}/out.txt` }, steps: [{ name: 'read', run: 'cat in.txt' }] })
+  const page = await open(ctx, `/builds/${id}`)
+  await page.locator('#build-head', { hasText: `waiting for build ${input}` }).waitFor()
+  assert.is(await page.locator(`#build-head a[href="/builds/${input}"]`).innerText(), input, 'the build it waits for is a link')
+  assert.match(await page.locator('#build-head .badge').innerText(), /queued/)
+  assert.match(await page.locator('#steps').innerText(), /waiting/)
+  await page.locator('#log .empty', { hasText: `waiting for build ${input}` }).waitFor()
+  const home = await open(ctx, '/')
+  await row(home, id).locator('.why-line', { hasText: `waiting for build ${input}` }).waitFor()
+  await home.close()
+  // Live: once its input succeeds, it runs and the reason goes.
+  await writeFile(gate, '')
+  await page.locator('#build-head .badge.succeeded').waitFor()
+  assert.is(await page.locator('#why').count(), 0, 'a succeeded build has nothing to explain')
+  await page.locator('#log', { hasText: 'made' }).waitFor()
+  assert.is(await page.locator(`#build-head a[href="/builds/${input}"]`).count(), 0, 'the link went with the wait')
+  await page.close()
+  const follow = await open(ctx, `/builds/${id}`)
+  await follow.locator('#build-head .badge.succeeded').waitFor()
+  await follow.close()
+})
+
+ui('a build that ended on an error says why, on its page, its log and the home page', async ctx => {
+  const input = await ctx.grid.submit({ name: 'breaks', requires: { pool: 'cpu' }, steps: [{ name: 'compile', run: 'exit 3' }], artifacts: ['out.txt'] })
+  assert.is((await ctx.grid.finished(input)).status, 'failed')
+  const id = await ctx.grid.submit({ name: 'needs the broken one', inputs: { 'in.txt': `build:${input}/out.txt` }, steps: [{ name: 'read', run: 'cat in.txt' }] })
+  const build = await ctx.grid.finished(id)
+  assert.is(build.status, 'failed')
+  assert.ok(build.error !== undefined, JSON.stringify(build))
+  const page = await open(ctx, `/builds/${id}`)
+  await page.locator('#build-head', { hasText: build.error }).waitFor()
+  await page.locator(`#build-head a[href="/builds/${input}"]`).waitFor()
+  await page.locator('#log .empty', { hasText: build.error }).waitFor()
+  assert.match(await page.locator('#steps').innerText(), /not run/)
+  assert.match(await page.locator('#attempts').innerText(), /ended before a worker took it/)
+  // The input build failed on its step's exit code: its page says which step, from its attempt's reason.
+  const failed = await open(ctx, `/builds/${input}`)
+  await failed.locator('#build-head', { hasText: 'step compile exited with 3' }).waitFor()
+  await failed.close()
+  const home = await open(ctx, '/')
+  await row(home, id).locator('.why-line', { hasText: `build ${input} ended failed` }).waitFor()
+  await home.close()
+  await page.close()
+})
+
+ui('a lost attempt shows why it ended and its partial log stays reachable from the build page', async ctx => {
+  // Two workers only this build can use: the first is stopped mid-step, the second runs the attempt after it.
+  const start = async (name: string): Promise<Awaited<ReturnType<typeof startWorkerNode>>> => {
+    const node = await startWorkerNode({
+      dataDir: join(ctx.dir, name),
+      join: ctx.grid.node.localJoin,
+      secret: ctx.grid.node.secret,
+      listen: [],
+      capabilities: { os: process.platform, pool: 'doomed' },
+      slots: 1
+    })
+    await node.worker.ready(AbortSignal.timeout(10_000))
+    return node
+  }
+  const running: Array<Awaited<ReturnType<typeof startWorkerNode>>> = []
+  try {
+    running.push(await start('doomed-1'))
+    const id = await ctx.grid.submit({ name: 'loses its worker', requires: { pool: 'doomed' }, retries: 1, steps: [{ name: 'work', run: 'echo partial-output-of-an-attempt; sleep 60' }] })
+    const page = await open(ctx, `/builds/${id}`)
+    await page.locator('#log', { hasText: 'partial-output-of-an-attempt' }).waitFor()
+    await running.shift()!.stop()
+    // Queued again, saying why.
+    await page.locator('#build-head', { hasText: /attempt 1 was lost/ }).waitFor()
+    // A second attempt runs: the steps table now shows its logs, and the lost attempt's stay on its row.
+    running.push(await start('doomed-2'))
+    await page.locator('#build-head .badge.running').waitFor()
+    const record = await waitFor('the second attempt', async () => {
+      const b = await (await ctx.grid.api(`/api/builds/${id}`)).json()
+      return b.attempts.length === 2 ? b : undefined
+    })
+    const lost = record.attempts[0]
+    assert.is(lost.outcome, 'lost')
+    assert.ok(lost.reason !== undefined, JSON.stringify(record))
+    const href = `/api/logs/${lost.logs[0]}`
+    assert.is(await page.locator(`#steps a[href="${href}"]`).count(), 0, 'the steps show the running attempt')
+    const lostRow = page.locator('#attempts tr', { has: page.locator(`a[href="${href}"]`) })
+    await lostRow.waitFor()
+    assert.match(await lostRow.innerText(), /lost/)
+    assert.ok((await lostRow.innerText()).includes(lost.reason), 'the attempt says why it was lost')
+    // Following the link shows what the lost attempt printed before its worker went.
+    const [log] = await Promise.all([ctx.context.waitForEvent('page'), lostRow.locator(`a[href="${href}"]`).click()])
+    ctx.pages.push(log)
+    await log.locator('body', { hasText: 'partial-output-of-an-attempt' }).waitFor()
+    await log.close()
+    const cancelled = await ctx.grid.api(`/api/builds/${id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ctx.grid.token}` } })
+    assert.is(cancelled.status, 200)
+    await page.locator('#build-head .badge.cancelled').waitFor()
+    await page.close()
+  } finally {
+    for (const node of running) await node.stop()
+  }
+})
+
+ui('artifact modes read as ls shows them', async ctx => {
+  const page = await open(ctx, `/builds/${ctx.first}`)
+  await page.locator('#build-head .badge.succeeded').waitFor()
+  const modes = await page.evaluate(async () => {
+    const { fileMode } = await import('/ui/common.js' as string)
+    return [fileMode(0o755), fileMode(0o644), fileMode(0o600), fileMode(undefined), fileMode(0o777, 'lib.so.1')]
+  })
+  assert.equal(modes, ['-rwxr-xr-x', '-rw-r--r--', '-rw-------', '', 'lrwxrwxrwx'])
   await page.close()
 })
 

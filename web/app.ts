@@ -3,6 +3,7 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { bearerAuth } from 'hono/bearer-auth'
 import { bodyLimit } from 'hono/body-limit'
 import { secureHeaders } from 'hono/secure-headers'
@@ -20,8 +21,10 @@ import { gridMetrics } from './metrics.ts'
 import { admissionRoutes, rotationRoutes } from './admission.ts'
 import type { Admission } from './admission.ts'
 import { artifactRoutes } from './artifacts.ts'
+import { buildArtifactRoutes } from './build-artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
+import { isGridError } from '../node/errors.ts'
 
 /** Events queued for one slow SSE client before it is dropped. */
 const MAX_EVENT_BACKLOG = 10_000
@@ -154,6 +157,7 @@ export function createApp (init: ApiInit): Hono {
   }))
 
   if (init.artifacts !== undefined) app.route('/api/artifacts', artifactRoutes(init.artifacts, auth))
+  if (init.artifacts !== undefined) app.route('/api/builds', buildArtifactRoutes({ builds: scheduler, sources: init.artifacts.sources }))
   if (init.admission !== undefined) {
     app.route('/api/denied', admissionRoutes(init.admission, auth))
     app.route('/api/secret', rotationRoutes(init.admission, auth))
@@ -167,11 +171,8 @@ export function createApp (init: ApiInit): Hono {
       if (res.headers.get('content-type')?.includes('json') === true) return res
       return c.json({ error: err.message }, err.status)
     }
-    if (err.name === 'InvalidJobError') return c.json({ error: err.message }, 400)
-    if (err.name === 'UnknownBuildError') return c.json({ error: err.message }, 404)
-    if (err.name === 'BuildFinishedError') return c.json({ error: err.message }, 409)
-    if (err.name === 'BadPeerIdError') return c.json({ error: err.message }, 400)
-    if (err.name === 'BlockRefusedError' || err.name === 'PeerUnreachableError') return c.json({ error: err.message }, 502)
+    // An expected failure (a full store, an unreachable peer, a bad job) answers its own status with its sentence.
+    if (isGridError(err)) return c.json({ error: err.message }, err.status as ContentfulStatusCode)
     console.error('http: unexpected error:', err)
     return c.json({ error: 'internal error' }, 500)
   })

@@ -5,7 +5,7 @@ import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
 import { parseCid } from '../artifact-store/content.ts'
-import { contentInfo, readContent } from '../artifact-store/content-client.ts'
+import { ReplicasUnreachableError, contentInfo, readContent } from '../artifact-store/content-client.ts'
 import type { ContentSources, PutResult } from '../artifact-store/content-client.ts'
 import type { PeerAddress } from '../node/dial.ts'
 
@@ -37,7 +37,8 @@ export function artifactRoutes (init: ArtifactsInit, auth: MiddlewareHandler): H
 
   routes.post('/', auth, async c => {
     const put = init.put()
-    if (put === undefined) return c.json({ error: 'the grid has no store to keep artifacts (start one with grid store)' }, 503)
+    // Every failure of a put (no store, a full one, none reachable) is a GridError: app.onError answers its status.
+    if (put === undefined) throw new ReplicasUnreachableError('the grid has no store to keep artifacts (start one with grid store)')
     const body = c.req.raw.body
     const source = body === null ? (async function * () {})() : body as unknown as AsyncIterable<Uint8Array>
     const stored = await put(source)

@@ -2,8 +2,9 @@
 import { serve } from '@hono/node-server'
 import type { ServerType } from '@hono/node-server'
 import type { Hono } from 'hono'
+import { GridError } from '../node/errors.ts'
 
-export class BadHttpAddressError extends Error {
+export class BadHttpAddressError extends GridError {
   name = 'BadHttpAddressError'
 }
 

@@ -300,6 +300,9 @@ export class Worker {
           ({ artifacts, warnings } = await collect(workspace, assign.job.artifacts ?? [], note))
         } catch (err: any) {
           error = err.message
+          // What was kept before the stores gave out is recorded all the same (a WorkspaceError carries it).
+          artifacts = err.kept ?? []
+          warnings = err.warnings ?? []
           note(err.message)
           throw err
         }

@@ -14,9 +14,11 @@ import type { AppendChannel, AppendStreams } from './append-streams.ts'
 import {
   LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_PIECE_BYTES, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS
 } from '../constants.ts'
+import { GridError } from '../errors.ts'
 
-export class LogUnwritableError extends Error {
+export class LogUnwritableError extends GridError {
   name = 'LogUnwritableError'
+  readonly status = 503
 }
 
 export interface LogWriterInit {

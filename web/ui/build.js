@@ -1,5 +1,5 @@
 // Build page: the job, its attempts and steps, and its log followed live while it runs.
-import { esc, badge, chips, buildLabel, buildDuration, duration, time, shortPeer, events, read, write, onToken, FINISHED } from './common.js'
+import { esc, badge, chips, buildLabel, buildDuration, buildWhy, linkBuilds, fileMode, duration, time, shortPeer, events, read, write, onToken, FINISHED } from './common.js'
 import { LogView } from './log-view.js'
 
 const id = decodeURIComponent(location.pathname.split('/').pop())
@@ -17,22 +17,55 @@ const view = new LogView(document.getElementById('log'), {
 followButton.addEventListener('click', () => view.setFollowing(!view.following))
 document.getElementById('raw-log').href = '/api/builds/' + encodeURIComponent(id) + '/log'
 
+/** What heads the explanation of where the build is: waiting, or how it ended. */
+const WHY_TITLE = { queued: 'Waiting', failed: 'Failed', cancelled: 'Cancelled', timeout: 'Timed out', lost: 'Lost' }
+
 function renderHead () {
   const b = build
   const finished = FINISHED.has(b.status)
-  const waiting = b.status === 'queued' && b.waiting !== undefined ? '<p class="notice">Waiting: ' + esc(b.waiting) + '</p>' : ''
+  // Why it waits, or why it ended as it did: first thing under the title, with the builds it names linked.
+  const why = buildWhy(b)
+  const whyBox = why !== undefined
+    ? '<p id="why" class="why ' + esc(b.status) + (b.status === 'queued' ? ' notice' : '') + '" role="status"><b>' + esc(WHY_TITLE[b.status] ?? b.status) + ':</b> ' + linkBuilds(why, b.id) + '</p>'
+    : ''
+  const warnings = (b.warnings ?? []).length > 0
+    ? '<ul id="warnings" class="warnings">' + b.warnings.map(w => '<li>' + linkBuilds(w, b.id) + '</li>').join('') + '</ul>'
+    : ''
   head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b)) + '</h1><span class="grow"></span>' +
     (hasToken && !finished ? '<button type="button" class="danger" id="cancel">Cancel</button>' : '') +
-    (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' +
+    (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' + whyBox + warnings +
     '<div class="facts"><span>build <b class="mono">' + esc(b.id) + '</b></span>' +
     '<span>created <b>' + esc(time(b.created)) + '</b></span>' +
     (b.started !== undefined ? '<span>started <b>' + esc(time(b.started)) + '</b></span>' : '') +
     (b.finished !== undefined ? '<span>finished <b>' + esc(time(b.finished)) + '</b></span>' : '') +
-    '<span>duration <b id="duration">' + esc(buildDuration(b)) + '</b></span></div>' + waiting +
+    '<span>duration <b id="duration">' + esc(buildDuration(b)) + '</b></span>' +
+    (b.reused !== undefined ? '<span>reused <b>' + linkBuilds(b.reused, b.id) + '</b></span>' : '') + '</div>' +
     '<p id="action-error" class="error" role="alert" hidden></p>' +
     (!hasToken ? '<p class="muted small">Enter the API token in the header to cancel or re-run.</p>' : '')
   document.getElementById('cancel')?.addEventListener('click', cancel)
   document.getElementById('rerun')?.addEventListener('click', rerun)
+}
+
+/** The attempt a step record belongs to (by its log id). */
+const attemptOf = record => record === undefined ? undefined : build.attempts.find(a => a.logs?.includes(record.log))
+
+/** A step's state when it has no exit code: why it has none. */
+function stepState (record) {
+  if (record?.started !== undefined) {
+    // Its attempt ended without an exit code for it: the attempt's outcome says why (a lost worker, a cancel).
+    const attempt = attemptOf(record)
+    if (attempt?.outcome !== undefined) return 'stopped: attempt ' + attempt.outcome
+    return FINISHED.has(build.status) ? 'stopped: build ' + build.status : 'running'
+  }
+  if (build.status === 'queued') return 'waiting'
+  if (build.status === 'running') return 'not yet'
+  return 'not run'
+}
+
+/** One link per step log of an attempt, named by its step: a lost attempt's partial output stays readable. */
+function attemptLogs (a) {
+  return (a.logs ?? []).map((log, i) => '<a class="attempt-log" href="/api/logs/' + encodeURIComponent(log) + '" target="_blank" rel="noopener" title="' +
+    esc(log) + '">' + esc(build.job.steps[i]?.name ?? 'step ' + (i + 1)) + '</a>').join(' ')
 }
 
 function renderJob () {
@@ -44,35 +77,48 @@ function renderJob () {
   document.getElementById('steps').innerHTML = job.steps.map((step, i) => {
     const record = build.steps[i]
     const exit = record?.exitCode
-    const ran = record?.started !== undefined && record?.finished !== undefined
-      ? duration(Date.parse(record.finished) - Date.parse(record.started))
-      : record?.started !== undefined ? duration(Date.now() - Date.parse(record.started)) : ''
-    const exitCell = exit === undefined ? '<span class="muted">' + (record?.started !== undefined ? 'running' : 'not run') + '</span>'
+    // A step that never finished ran until its attempt (or the build) ended, or runs still.
+    const end = record?.finished ?? attemptOf(record)?.finished ?? build.finished
+    const ran = record?.started !== undefined ? duration((end !== undefined ? Date.parse(end) : Date.now()) - Date.parse(record.started)) : ''
+    const exitCell = exit === undefined ? '<span class="muted">' + esc(stepState(record)) + '</span>'
       : '<span class="badge ' + (exit === 0 ? 'succeeded' : 'failed') + '">exit ' + esc(exit) + '</span>'
-    const log = record !== undefined ? '<a href="/api/logs/' + esc(record.log) + '" target="_blank" rel="noopener">log</a>' : ''
+    const log = record !== undefined ? '<a href="/api/logs/' + encodeURIComponent(record.log) + '" target="_blank" rel="noopener">log</a>' : ''
     return '<tr><td>' + (i + 1) + '</td><td>' + esc(step.name) + '</td><td><pre class="cmd">' + esc(step.run) + '</pre></td><td>' +
       exitCell + '</td><td>' + esc(ran) + '</td><td>' + log + '</td></tr>'
   }).join('')
   document.getElementById('attempts').innerHTML = build.attempts.length === 0
-    ? '<tr><td colspan="5" class="muted">No worker has taken it yet.</td></tr>'
-    : build.attempts.map(a => '<tr><td class="nowrap"><code title="' + esc(a.worker) + '">' + esc(shortPeer(a.worker)) + '</code></td><td>' + chips(a.capabilities) +
-      '</td><td>' + esc(time(a.started)) + '</td><td>' + esc(time(a.finished)) + '</td><td>' +
-      (a.outcome !== undefined ? badge(a.outcome) : badge('running')) + '</td></tr>').join('')
+    ? '<tr><td colspan="7" class="muted">' + (FINISHED.has(build.status) ? 'It ended before a worker took it.' : 'No worker has taken it yet.') + '</td></tr>'
+    : build.attempts.map((a, i) => '<tr data-attempt="' + esc(a.id) + '" data-outcome="' + esc(a.outcome ?? 'running') + '"><td>' + (i + 1) + '</td>' +
+      '<td class="nowrap"><code title="' + esc(a.worker) + '">' + esc(shortPeer(a.worker)) + '</code></td><td>' + chips(a.capabilities) + '</td>' +
+      '<td>' + esc(time(a.started)) + '</td><td>' + esc(a.finished !== undefined ? duration(Date.parse(a.finished) - Date.parse(a.started)) : '') + '</td>' +
+      '<td>' + (a.outcome !== undefined ? badge(a.outcome) : badge('running')) +
+      (a.reason !== undefined ? '<div class="reason">' + linkBuilds(a.reason, build.id) + '</div>' : '') + '</td>' +
+      '<td>' + attemptLogs(a) + '</td></tr>').join('')
   const artifacts = build.artifacts ?? []
   document.getElementById('artifacts-card').hidden = artifacts.length === 0
   // Each path downloads the artifact by its CID (verified by the server as it streams), under its own file name.
+  // A symbolic link shows where it points; its content is that target's text.
   document.getElementById('artifacts').innerHTML = artifacts.map(a =>
-    '<tr><td><a class="artifact" href="/api/artifacts/' + encodeURIComponent(a.cid) + '" download="' + esc(a.path.split('/').pop()) + '"><code>' + esc(a.path) + '</code></a></td>' +
+    '<tr data-path="' + esc(a.path) + '"><td><a class="artifact" href="/api/artifacts/' + encodeURIComponent(a.cid) + '" download="' + esc(a.path.split('/').pop()) + '"><code>' + esc(a.path) + '</code></a>' +
+    (a.link !== undefined ? ' <span class="link-target">→ <code>' + esc(a.link) + '</code></span>' : '') +
+    (a.evicted !== undefined ? ' <span class="muted small" title="' + esc(a.evicted) + '">evicted</span>' : '') + '</td>' +
+    '<td><code class="mode" title="' + (typeof a.mode === 'number' ? 'mode ' + a.mode.toString(8).padStart(4, '0') : '') + '">' + esc(fileMode(a.mode, a.link)) + '</code></td>' +
     '<td>' + esc(a.size) + ' B</td><td><code class="hash" title="' + esc(a.sha256) + '">' + esc(String(a.sha256).slice(0, 16)) + '…</code></td>' +
     '<td><code>' + esc(a.cid) + '</code></td></tr>').join('')
 }
 
 function render () {
   if (build === undefined) return
-  if (!FINISHED.has(build.status)) view.setEmptyText(build.status === 'queued' ? 'No output yet: the build is waiting for a worker.' : 'No output yet.')
+  if (!FINISHED.has(build.status)) view.setEmptyText(build.status === 'queued' ? 'No output yet: ' + (build.waiting ?? 'waiting for a worker') + '.' : 'No output yet.')
   document.title = buildLabel(build) + ' (' + build.status + ') · nameless-grid'
   renderHead()
   renderJob()
+}
+
+/** What an empty log says once the build ended: that it wrote nothing, and why it ended if not by succeeding. */
+function emptyFinished () {
+  const why = buildWhy(build)
+  return 'This build wrote no output' + (why !== undefined ? ': it ended ' + build.status + ' (' + why + ').' : '.')
 }
 
 function showError (err) {
@@ -111,7 +157,7 @@ async function followLog () {
     await new Promise(resolve => setTimeout(resolve, RESUME_DELAY_MS))
   }
   view.append(decoder.decode())
-  view.setEmptyText('This build wrote no output.')
+  view.setEmptyText(emptyFinished())
   logState.textContent = '(' + view.lineCount + ' lines, complete)'
 }
 

@@ -110,6 +110,48 @@ export function badge (status) {
   return '<span class="badge ' + esc(status) + '">' + esc(status) + '</span>'
 }
 
+/** A build id as coordinator/build.ts makes them: nine base-36 characters of time, then eight hex. */
+const BUILD_ID = /\b[0-9a-z]{9}[0-9a-f]{8}\b/g
+
+/**
+ * `text` as HTML, with every build id it names (a build waited for, an input's build that failed) linked to that
+ * build's page; `self` (the page's own build) stays text.
+ */
+export function linkBuilds (text, self) {
+  let html = ''
+  let at = 0
+  for (const match of String(text ?? '').matchAll(BUILD_ID)) {
+    const id = match[0]
+    // An id has digits in it; seventeen letters in a row are a word.
+    if (id === self || !/[0-9]/.test(id)) continue
+    html += esc(text.slice(at, match.index)) + '<a class="build-ref" href="/builds/' + esc(id) + '">' + esc(id) + '</a>'
+    at = match.index + id.length
+  }
+  return html + esc(String(text ?? '').slice(at))
+}
+
+/**
+ * Why a build is where it is, in one sentence, or undefined when there is nothing to explain: while queued, what it
+ * waits for; once ended other than succeeded, its error, else what ended its last attempt.
+ */
+export function buildWhy (build) {
+  if (build.status === 'queued') return build.waiting ?? 'queued: no worker has taken it yet'
+  if (!FINISHED.has(build.status) || build.status === 'succeeded') return undefined
+  return build.error ?? build.attempts.at(-1)?.reason
+}
+
+/** Permission bits as `ls -l` shows them (`-rwxr-xr-x`); a symbolic link is `lrwxrwxrwx`; no mode, no text. */
+export function fileMode (mode, link) {
+  if (link !== undefined) return 'lrwxrwxrwx'
+  if (typeof mode !== 'number') return ''
+  let text = '-'
+  for (let shift = 6; shift >= 0; shift -= 3) {
+    const bits = (mode >> shift) & 7
+    text += (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (bits & 1 ? 'x' : '-')
+  }
+  return text
+}
+
 export function chips (record) {
   const entries = Object.entries(record ?? {})
   if (entries.length === 0) return '<span class="muted">any</span>'

@@ -1,5 +1,5 @@
 // Home page: what the grid can build and its newest builds, kept live over /api/events.
-import { esc, badge, chips, buildLabel, buildDuration, shortPeer, ago, time, events, read, FINISHED } from './common.js'
+import { esc, badge, chips, buildLabel, buildDuration, buildWhy, shortPeer, ago, time, events, read, FINISHED } from './common.js'
 
 const SHOWN = 50
 const builds = new Map()
@@ -45,7 +45,9 @@ function renderBuilds () {
   }
   body.innerHTML = rows.map(b => {
     const worker = b.attempts.at(-1)?.worker
-    const why = b.status === 'queued' && b.waiting !== undefined ? '<div class="muted small">' + esc(b.waiting) + '</div>' : ''
+    // Why it waits, or why it ended other than succeeded: one line, cut short, the whole sentence on hover.
+    const reason = buildWhy(b)
+    const why = reason !== undefined ? '<div class="why-line small" title="' + esc(reason) + '">' + esc(reason) + '</div>' : ''
     return '<tr class="link" data-id="' + esc(b.id) + '" data-status="' + esc(b.status) + '"><td>' + badge(b.status) + '</td>' +
       '<td><a href="/builds/' + esc(b.id) + '">' + esc(buildLabel(b)) + '</a>' + why + '</td>' +
       '<td>' + esc(buildDuration(b, now)) + '</td>' +

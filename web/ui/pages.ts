@@ -73,10 +73,10 @@ const BUILD = `<section class="card" id="build-head"><p class="muted">Loading…
 <section class="card"><h2>Job</h2><div id="job"></div></section>
 <section class="card"><h2>Steps</h2><div class="scroll"><table><thead><tr><th>#</th><th>step</th><th>command</th><th>exit code</th><th>duration</th><th>log</th></tr></thead>
  <tbody id="steps"></tbody></table></div></section>
-<section class="card"><h2>Attempts <span class="muted small">which worker ran it; a lost worker's build is queued again</span></h2>
- <div class="scroll"><table><thead><tr><th>worker peer ID</th><th>capabilities</th><th>started</th><th>finished</th><th>outcome</th></tr></thead>
+<section class="card"><h2>Attempts <span class="muted small">which worker ran it, how each attempt ended and why; a lost worker's build is queued again, and its partial logs stay here</span></h2>
+ <div class="scroll"><table><thead><tr><th>#</th><th>worker peer ID</th><th>capabilities</th><th>started</th><th>duration</th><th>outcome</th><th>logs</th></tr></thead>
  <tbody id="attempts"></tbody></table></div></section>
-<section class="card" id="artifacts-card" hidden><h2>Artifacts</h2><div class="scroll"><table><thead><tr><th>path</th><th>size</th><th>sha256</th><th>CID</th></tr></thead>
+<section class="card" id="artifacts-card" hidden><h2>Artifacts</h2><div class="scroll"><table><thead><tr><th>path</th><th>mode</th><th>size</th><th>sha256</th><th>CID</th></tr></thead>
  <tbody id="artifacts"></tbody></table></div></section>
 <section class="card log-card">
  <div class="log-bar"><h2>Log <span id="log-state" class="muted small"></span></h2>
