@@ -1,10 +1,11 @@
 // The `grid` command. Every role command takes --data and --listen; joining commands take --join.
 // Any bad argument, unreachable grid or bad input ends with one line on stderr and a non-zero exit.
 import { readFile, rename, rm, stat } from 'node:fs/promises'
-import { createWriteStream } from 'node:fs'
+import { Stats, createWriteStream } from 'node:fs'
 import type { WriteStream } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { create as tarCreate } from 'tar'
+import type { ReadEntry } from 'tar'
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -172,8 +173,22 @@ async function ask (host: GridHost, code: JoinCode, request: BuildsRequest): Pro
 }
 
 /** A directory as a tar with fixed times and owners, so an unchanged tree always has the same CID. */
+/** Paths tarDirectory left out and said so, across its passes over the same tree. */
+const leftOut = new Set<string>()
+
 function tarDirectory (dir: string): AsyncIterable<Uint8Array> {
-  return tarCreate({ cwd: dir, portable: true, mtime: new Date(0), gzip: false }, ['.']) as unknown as AsyncIterable<Uint8Array>
+  // Only files, directories and links travel: reading a fifo would wait forever for a writer, and a socket or a
+  // device means nothing on another machine. Each is said once (the tar is made twice: to name it, then to send it).
+  const filter = (path: string, info: Stats | ReadEntry): boolean => {
+    if (!(info instanceof Stats) || info.isFile() || info.isDirectory() || info.isSymbolicLink()) return true
+    const full = join(dir, path)
+    if (!leftOut.has(full)) {
+      leftOut.add(full)
+      log(`${full} is not a file, directory or link: left out`)
+    }
+    return false
+  }
+  return tarCreate({ cwd: dir, portable: true, mtime: new Date(0), gzip: false, filter }, ['.']) as unknown as AsyncIterable<Uint8Array>
 }
 
 /** The grid's stores, as the coordinator knows them now. */

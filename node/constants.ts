@@ -107,3 +107,9 @@ export const MAX_IDLE_APPEND_STREAMS = 8
  * artifacts of its recent builds, small enough to live beside them on a build machine's disk.
  */
 export const WORKER_CACHE_BYTES = 2 * 1024 * 1024 * 1024
+
+/**
+ * A session that ended cleanly (the coordinator closed its side) closes ours; what we still had queued gets this
+ * long to reach the transport before the stream is aborted instead, so a dead peer cannot hold the loop.
+ */
+export const SESSION_CLOSE_TIMEOUT_MS = 5_000

@@ -4,7 +4,7 @@ import type { Stream } from '@libp2p/interface'
 import type { GridHost } from './host.ts'
 import type { PeerAddress } from './dial.ts'
 import { openStream } from './dial.ts'
-import { DIAL_TIMEOUT_MS, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants.ts'
+import { DIAL_TIMEOUT_MS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, SESSION_CLOSE_TIMEOUT_MS } from './constants.ts'
 
 export interface SessionLoopInit {
   host: GridHost
@@ -15,11 +15,6 @@ export interface SessionLoopInit {
   log?: (line: string) => void
 }
 
-/**
- * A session that ended cleanly (the coordinator closed its side) closes ours; what we still had queued gets this
- * long to reach the transport before the stream is aborted instead, so a dead peer cannot hold the loop.
- */
-const CLOSE_TIMEOUT_MS = 5_000
 
 export class SessionLoop {
   private readonly init: SessionLoopInit
@@ -97,7 +92,7 @@ export class SessionLoop {
       this.stream = undefined
     }
     if (stream.status === 'open') {
-      await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) }).catch((err: Error) => { stream.abort(err) })
+      await stream.close({ signal: AbortSignal.timeout(SESSION_CLOSE_TIMEOUT_MS) }).catch((err: Error) => { stream.abort(err) })
     }
   }
 }

@@ -237,4 +237,14 @@ grid('the step\'s log has the SIGTERM line and what its trap wrote within the gr
   assert.not.match(text, /SIGKILL\n/)
 })
 
+grid('a worker that stops mid-step ends the step\'s processes before stop() resolves', async ({ grid }) => {
+  const pidFile = join(grid.dir, 'stopping-pid')
+  // The trap takes a moment, so a stop() that did not wait for the step would resolve while it still runs.
+  const id = await grid.submit({ steps: [{ run: `sh -c 'trap "sleep 1; exit 0" TERM; echo $$ > ${pidFile}; while :; do sleep 0.1; done' & wait` }] })
+  const pid = Number(await waitFor('the step\'s process to start', async () => (await readFile(pidFile, 'utf8').catch(() => '')).trim() || undefined, 15_000))
+  assert.is((await (await grid.api(`/api/builds/${id}`)).json()).status, 'running')
+  await grid.workers[0].worker.stop()
+  assert.ok(await processGone(pid), `process ${pid} outlived its worker`)
+})
+
 grid.run()

@@ -67,6 +67,8 @@ interface OpenStep {
 export class Worker {
   private readonly init: WorkerInit
   private readonly running = new Map<string, Running>()
+  /** Every attempt in progress, until its steps are gone and its work dir removed. */
+  private readonly attempts = new Set<Promise<void>>()
   /** Reports waiting for a session; a final result must reach the coordinator even across a reconnect. */
   private pending: ToCoordinator[] = []
   /** Attempt reports handed to the transport lately, oldest first: resent after a reconnect (see session()). */
@@ -126,9 +128,14 @@ export class Worker {
     await this.stop()
   }
 
+  /**
+   * Stop now: running steps are stopped (SIGTERM, SIGKILL after their kill grace) and swept before this resolves,
+   * so nothing a build started outlives the worker; their attempts come back to the queue as lost.
+   */
   async stop (): Promise<void> {
     this.stopped = true
     for (const run of this.running.values()) run.stop.abort('stopping')
+    await Promise.all(this.attempts)
     this.channel?.abort(new Error('worker stopping'))
     this.appendStreams.closeAll()
     await this.loop.stop()
@@ -161,7 +168,11 @@ export class Worker {
     try {
       for await (const message of channel) {
         heartbeat.heard()
-        if (message.t === 'assign') this.runAttempt(message).catch(err => this.init.log?.(`attempt ${message.attempt}: ${err.message}`))
+        if (message.t === 'assign') {
+          const attempt = this.runAttempt(message).catch(err => this.init.log?.(`attempt ${message.attempt}: ${err.message}`))
+          this.attempts.add(attempt)
+          attempt.finally(() => this.attempts.delete(attempt)).catch(() => {})
+        }
         else if (message.t === 'cancel') {
           const run = this.running.get(message.attempt)
           if (run !== undefined && !run.stop.signal.aborted) {
