@@ -11,7 +11,7 @@ import { openStream } from '../node/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
 import type { Blockstore } from './blockstore.ts'
 import type { RootCatalog } from './root-catalog.ts'
-import { checkBlock } from './blockstore.ts'
+import { StoreFullError, checkBlock } from './blockstore.ts'
 import { parseCid } from './content.ts'
 import type { Block } from './content.ts'
 import { MAX_BLOCK_BYTES, MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, POOLED_FRAME_BYTES, PUT_BATCH_BLOCKS, PUT_WINDOW } from './constants.ts'
@@ -30,7 +30,8 @@ export const putRequest = z.discriminatedUnion('t', [
 ])
 export const putReply = z.discriminatedUnion('t', [
   z.object({ t: z.literal('stored'), cid: z.string().max(200) }),
-  z.object({ t: z.literal('refused'), cid: z.string().max(200), error: z.string().max(500) })
+  /** `full`: the store is at its --max-size and could not make room; the writer then fails with StoreFullError. */
+  z.object({ t: z.literal('refused'), cid: z.string().max(200), error: z.string().max(500), full: z.boolean().optional() })
 ])
 type Request = z.infer<typeof putRequest>
 type BlockRequest = z.infer<typeof blockRequest>
@@ -82,7 +83,7 @@ async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | u
       await blocks.putMany(checked, { checked: true })
     } catch (err: any) {
       // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
-      await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message })
+      await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message, ...(err instanceof StoreFullError ? { full: true } : {}) })
       await channel.close().catch(() => {})
       return false
     }
@@ -223,7 +224,11 @@ export class BlockSender {
           return
         }
         if (reply.cid !== this.unacked[0]) throw new BlockRefusedError(`store acknowledged ${reply.cid} out of order`)
-        if (reply.t === 'refused') throw new BlockRefusedError(`store refused block ${reply.cid}: ${reply.error}`)
+        if (reply.t === 'refused') {
+          // A full store is the user's to fix (a bigger --max-size, another store): said as such, not as a peer fault.
+          if (reply.full === true) throw new StoreFullError(`a store is full: ${reply.error}`)
+          throw new BlockRefusedError(`store refused block ${reply.cid}: ${reply.error}`)
+        }
         this.unacked.shift()
         this.ackedCount++
         this.wake()

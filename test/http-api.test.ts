@@ -3,7 +3,8 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { removeDir, startTestGrid, tempDir, waitFor } from './helpers.ts'
 import type { TestGrid } from './helpers.ts'
-import { startCoordinatorNode } from '../node/roles.ts'
+import { startCoordinatorNode, startStoreNode } from '../node/roles.ts'
+import { join } from 'node:path'
 import type { CoordinatorNode } from '../node/roles.ts'
 import { createApp } from '../web/app.ts'
 import type { ArtifactsInit } from '../web/artifacts.ts'
@@ -181,6 +182,22 @@ failures('an upload to a full store is 507 with one sentence, and no stack trace
   }))
   await error(result, 507)
   assert.equal(logged, [])
+})
+
+failures('an upload to a full store in another process (over the block protocol) is 507 too, not a peer fault', async ({ dir }) => {
+  const coordinator = await startCoordinatorNode({ dataDir: join(dir, 'remote-c'), listen: ['/ip4/127.0.0.1/tcp/0'], http: '127.0.0.1:0', withStore: false })
+  const store = await startStoreNode({ dataDir: join(dir, 'remote-s'), join: coordinator.localJoin, listen: ['/ip4/127.0.0.1/tcp/0'], maxBytes: 2 ** 20 })
+  try {
+    await store.announcement.ready()
+    const { result, logged } = await errorsLogged(async () => await fetch(`${coordinator.web!.url}/api/artifacts`, {
+      method: 'POST', body: randomBytes(3 * 2 ** 20), headers: { authorization: `Bearer ${coordinator.token}` }
+    }))
+    await error(result, 507)
+    assert.equal(logged, [])
+  } finally {
+    await store.stop()
+    await coordinator.stop()
+  }
 })
 
 failures('a put that reaches no store is 503; a failure nobody expected is a bare 500, logged', async ({ grid }) => {
