@@ -4,9 +4,9 @@
 import type { Level } from 'level'
 import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
-import { matches } from './content.ts'
+import { matches } from '../grid/content.ts'
 import { BLOCK_PIN_MS, MAX_BLOCK_BYTES, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
-import { GridError } from '../node/errors.ts'
+import { GridError } from '../net/errors.ts'
 
 export class BlockMismatchError extends GridError {
   name = 'BlockMismatchError'

@@ -4,7 +4,7 @@
 // whatever the log's size. Sealing again returns the CID noted the first time; a crash halfway just cuts again.
 import type { CID } from 'multiformats/cid'
 import type { Blockstore } from './blockstore.ts'
-import { Chunker, blockCid, nameContent } from './content.ts'
+import { Chunker, blockCid, nameContent } from '../grid/content.ts'
 import type { LogInfo, LogStore } from './log-store.ts'
 
 /** What a store does with a whole piece of content once all its blocks are in (root-catalog.ts lists it). */

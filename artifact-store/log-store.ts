@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 import type { Level } from 'level'
 import { MAX_LOG_BYTES } from './constants.ts'
 import type { BatchOperation } from './blockstore.ts'
-import { GridError } from '../node/errors.ts'
+import { GridError } from '../net/errors.ts'
 
 export interface LogInfo {
   size: number

@@ -3,19 +3,19 @@
 // reports its roots (all of them on each new session, then changes), its byte totals, asks before evicting,
 // and copies or drops roots when the coordinator says so.
 import type { Stream } from '@libp2p/interface'
-import type { GridHost } from '../node/host.ts'
-import type { JoinCode } from '../node/join-code.ts'
-import { MessageChannel } from '../node/wire.ts'
-import { SessionLoop } from '../node/session-loop.ts'
-import { Heartbeat } from '../node/heartbeat.ts'
-import { HELLO_TIMEOUT_MS } from '../coordinator/constants.ts'
+import type { GridHost } from '../net/host.ts'
+import type { JoinCode } from '../net/join-code.ts'
+import { MessageChannel } from '../net/wire.ts'
+import { SessionLoop } from '../net/session-loop.ts'
+import { Heartbeat } from '../net/heartbeat.ts'
+import { HELLO_TIMEOUT_MS } from '../grid/constants.ts'
 import type { Store } from './index.ts'
 import { MAX_ROOTS_PER_REPORT, USAGE_REPORT_MS } from './constants.ts'
-import { REQUEST_TIMEOUT_MS } from '../node/constants.ts'
-import type { DenyList } from '../coordinator/deny-list.ts'
+import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
+import type { DenyList } from '../grid/deny-list.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { STORE_MEMBERSHIP_PROTOCOL, toStore } from '../coordinator/store-membership-protocol.ts'
-import type { CoordinatorToStore, StoreToCoordinator } from '../coordinator/store-membership-protocol.ts'
+import { STORE_MEMBERSHIP_PROTOCOL, toStore } from '../protocols/store-membership.ts'
+import type { CoordinatorToStore, StoreToCoordinator } from '../protocols/store-membership.ts'
 
 export class StoreAnnouncement {
   private readonly host: GridHost

@@ -6,9 +6,9 @@
 import type { Level } from 'level'
 import type { CID } from 'multiformats/cid'
 import type { BatchOperation, Blockstore } from './blockstore.ts'
-import { decodeManifest, isManifestCid, parseCid } from './content.ts'
+import { decodeManifest, isManifestCid, parseCid } from '../grid/content.ts'
 import { ACCESS_FLUSH_MS, EVICTION_BATCH_ROOTS, EVICTION_HEADROOM, UNCLAIMED_GRACE_MS, UNCLAIMED_SWEEP_MS } from './constants.ts'
-import { GridError } from '../node/errors.ts'
+import { GridError } from '../net/errors.ts'
 
 export class RootIncompleteError extends GridError {
   name = 'RootIncompleteError'

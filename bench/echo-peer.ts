@@ -1,8 +1,8 @@
 // The bare baseline: a libp2p node with the grid's transport stack (TCP + pnet + Noise + Yamux) and an echo
 // protocol, no grid logic. Prints its address, then echoes every stream until SIGTERM.
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createHost } from '../node/host.ts'
-import { sendWithBackpressure } from '../node/backpressure.ts'
+import { createHost } from '../net/host.ts'
+import { sendWithBackpressure } from '../net/backpressure.ts'
 
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 

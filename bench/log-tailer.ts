@@ -3,10 +3,10 @@
 //   latency: every line starts with `T<ms since the epoch>`; the gap to its arrival here is one sample.
 //   rate: bytes and lines received, and when the first and last bytes came.
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createHost } from '../node/host.ts'
-import { readJoinCode } from '../node/join-code.ts'
-import { askCoordinator } from '../coordinator/builds-protocol.ts'
-import { LogReader } from '../artifact-store/log-reader.ts'
+import { createHost } from '../net/host.ts'
+import { readJoinCode } from '../net/join-code.ts'
+import { askCoordinator } from '../protocols/builds.ts'
+import { LogReader } from '../client/log-reader.ts'
 
 const [joinFile, log, mode] = process.argv.slice(2)
 const code = await readJoinCode(joinFile)

@@ -8,10 +8,10 @@ import { randomFillSync } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createHost } from '../node/host.ts'
-import { readJoinCode } from '../node/join-code.ts'
-import { askCoordinator } from '../coordinator/builds-protocol.ts'
-import { putPlaced } from '../artifact-store/content-client.ts'
+import { createHost } from '../net/host.ts'
+import { readJoinCode } from '../net/join-code.ts'
+import { askCoordinator } from '../protocols/builds.ts'
+import { putPlaced } from '../client/content-client.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bytes put in each phase: 256 MiB, well past any buffer. */

@@ -4,8 +4,8 @@
 import { createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createHost } from '../node/host.ts'
-import { sendWithBackpressure } from '../node/backpressure.ts'
+import { createHost } from '../net/host.ts'
+import { sendWithBackpressure } from '../net/backpressure.ts'
 import { Store } from '../artifact-store/index.ts'
 import { BARE_CHUNK_BYTES, SINK_PROTOCOL, SOURCE_PROTOCOL, readCount, writeCount, writeRaw } from './transfer-protocol.ts'
 

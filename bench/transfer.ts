@@ -7,7 +7,7 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, open, rm } from 'node:fs/promises'
 import { randomFillSync } from 'node:crypto'
 import { join } from 'node:path'
-import { newSecret } from '../node/join-code.ts'
+import { newSecret } from '../net/join-code.ts'
 import { MemorySampler, cpuMsOf, median } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')

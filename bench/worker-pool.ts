@@ -1,10 +1,10 @@
 // Many worker nodes in one process, for benchmarks: `node bench/worker-pool.ts JOIN_FILE COUNT CAP=VALUE DATA_DIR`.
 // Each worker has its own libp2p node and peer ID, exactly as `grid worker` makes them.
 import { join } from 'node:path'
-import { readJoinCode } from '../node/join-code.ts'
+import { readJoinCode } from '../net/join-code.ts'
 import { startWorkerNode } from '../node/roles.ts'
 import type { WorkerNode } from '../node/roles.ts'
-import { parseCapability } from '../node/worker/capabilities.ts'
+import { parseCapability } from '../worker/capabilities.ts'
 
 const [joinFile, countText, cap, dataDir] = process.argv.slice(2)
 const code = await readJoinCode(joinFile)

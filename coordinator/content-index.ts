@@ -2,8 +2,8 @@
 // artifact-store/root-catalog.ts), kept in memory from what stores report (a summary when they join, then each
 // root held or dropped as it happens). Nothing here touches a stream or a disk: store-content.ts feeds it,
 // repair.ts and /api/capacity read it. Stores are never scanned to answer a question.
-import { placeFor } from '../artifact-store/placement.ts'
-import type { PeerAddress } from '../node/dial.ts'
+import { placeFor } from '../grid/placement.ts'
+import type { PeerAddress } from '../net/dial.ts'
 
 export interface RootReport {
   cid: string

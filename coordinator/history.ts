@@ -1,8 +1,8 @@
 // Build history in LevelDB. Keys are build ids, which sort by creation time, so "newest first" is a reverse scan.
 // An `active` index lists queued and running builds so a restart reloads the queue without walking all history.
 import { Level } from 'level'
-import type { Build } from './build.ts'
-import { FINISHED } from './build.ts'
+import type { Build } from '../grid/build.ts'
+import { FINISHED } from '../grid/build.ts'
 
 export interface BuildHistory {
   open (): Promise<void>

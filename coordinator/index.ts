@@ -1,21 +1,21 @@
 // The coordinator role: matches queued jobs to workers, keeps build history in LevelDB, tracks the stores.
 // It never carries log or artifact bytes: those go worker to store and store to reader.
 import { join } from 'node:path'
-import type { GridHost } from '../node/host.ts'
+import type { GridHost } from '../net/host.ts'
 import type { PrivateKey } from '@libp2p/interface'
-import type { PeerAddress } from '../node/dial.ts'
+import type { PeerAddress } from '../net/dial.ts'
 import { LevelBuildHistory } from './history.ts'
 import { Scheduler } from './scheduler.ts'
 import { StoreDirectory } from './store-directory.ts'
 import type { StoreControl } from './store-directory.ts'
-import type { DenyList } from './deny-list.ts'
-import { BadPeerIdError, parsePeerId } from './deny-list.ts'
+import type { DenyList } from '../grid/deny-list.ts'
+import { BadPeerIdError, parsePeerId } from '../grid/deny-list.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { WorkSessions } from './work-protocol.ts'
-import { StoreMemberships } from './store-membership-protocol.ts'
-import { BUILDS_PROTOCOL, handleBuildRequests } from './builds-protocol.ts'
+import { WorkSessions } from '../protocols/work.ts'
+import { StoreMemberships } from '../protocols/store-membership.ts'
+import { BUILDS_PROTOCOL, handleBuildRequests } from '../protocols/builds.ts'
 import { StoreContent } from './store-content.ts'
-import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
+import { DEFAULT_REPLICAS } from '../grid/placement.ts'
 
 export interface CoordinatorInit {
   host: GridHost

@@ -4,8 +4,8 @@
 // store that lacks it (store to store, only the blocks the target lacks, checked by the target, paced by the
 // source's REPAIR_BYTES_PER_SECOND); once the placed stores all hold it, a copy on a store it is no longer placed
 // on is dropped, so adding a store moves only its share of the content.
-import { placeFor } from '../artifact-store/placement.ts'
-import type { PeerAddress } from '../node/dial.ts'
+import { placeFor } from '../grid/placement.ts'
+import type { PeerAddress } from '../net/dial.ts'
 import type { ContentIndex } from './content-index.ts'
 
 /** Copies in flight across the grid: a few at a time, so repair never crowds out builds. */

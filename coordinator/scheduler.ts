@@ -1,14 +1,14 @@
 // The coordinator's state machine: the queue, the connected workers, and every attempt's life.
 // It never touches a stream: workers reach it through the narrow WorkerLink, storage through BuildHistory,
 // so it is tested alone with a memory history and stub links.
-import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from './build.ts'
-import { FINISHED, attemptId, logId, newBuildId } from './build.ts'
+import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from '../grid/build.ts'
+import { FINISHED, attemptId, logId, newBuildId } from '../grid/build.ts'
 import type { BuildHistory } from './history.ts'
-import type { Job } from './job.ts'
-import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from './job.ts'
-import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from './constants.ts'
-import { DEFAULT_REPLICAS } from '../artifact-store/placement.ts'
-import { GridError } from '../node/errors.ts'
+import type { Job } from '../grid/job.ts'
+import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from '../grid/job.ts'
+import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from '../grid/constants.ts'
+import { DEFAULT_REPLICAS } from '../grid/placement.ts'
+import { GridError } from '../net/errors.ts'
 
 /** Where a worker should push logs and artifacts. */
 export interface StoreAddress {

@@ -1,8 +1,8 @@
 // What the coordinator does with the stores' reports about content: keeps the index (content-index.ts), runs
 // repair (repair.ts), answers a full store asking which old roots it may evict, and marks in build history an
 // artifact whose last copy was evicted, so a later download is told so rather than given a bare 404.
-import type { PeerAddress } from '../node/dial.ts'
-import type { Build } from './build.ts'
+import type { PeerAddress } from '../net/dial.ts'
+import type { Build } from '../grid/build.ts'
 import { ContentIndex } from './content-index.ts'
 import type { ReplicationSummary, RootReport, StoreUsage } from './content-index.ts'
 import { Repair } from './repair.ts'

@@ -1,5 +1,5 @@
 // The stores the grid has right now. Store nodes announce themselves; nothing about them is configured.
-import type { PeerAddress } from '../node/dial.ts'
+import type { PeerAddress } from '../net/dial.ts'
 
 /**
  * What the coordinator can tell one store: seal these logs (see LogStore.fence); refuse these peers; copy a root

@@ -1,11 +1,11 @@
 // Fixtures for the scheduler's unit tests: a memory history, stub worker links, and small helpers. No network.
 import * as assert from 'uvu/assert'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { FINISHED } from '../coordinator/build.ts'
-import type { AttemptOutcome, Build, Capabilities } from '../coordinator/build.ts'
+import { FINISHED } from '../grid/build.ts'
+import type { AttemptOutcome, Build, Capabilities } from '../grid/build.ts'
 import type { BuildHistory } from '../coordinator/history.ts'
-import { parseJob } from '../coordinator/job.ts'
-import type { Job, JobInput } from '../coordinator/job.ts'
+import { parseJob } from '../grid/job.ts'
+import type { Job, JobInput } from '../grid/job.ts'
 import { Scheduler } from '../coordinator/scheduler.ts'
 import type { Assignment, SchedulerInit, StoreAddress, WorkerLink } from '../coordinator/scheduler.ts'
 

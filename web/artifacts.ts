@@ -4,10 +4,10 @@
 import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
-import { parseCid } from '../artifact-store/content.ts'
-import { ReplicasUnreachableError, contentInfo, readContent } from '../artifact-store/content-client.ts'
-import type { ContentSources, PutResult } from '../artifact-store/content-client.ts'
-import type { PeerAddress } from '../node/dial.ts'
+import { parseCid } from '../grid/content.ts'
+import { ReplicasUnreachableError, contentInfo, readContent } from '../client/content-client.ts'
+import type { ContentSources, PutResult } from '../client/content-client.ts'
+import type { PeerAddress } from '../net/dial.ts'
 
 export interface ArtifactsInit {
   /** Where content is read from; `holders` is asked with the CID so the placed stores come first. */

@@ -6,13 +6,13 @@
 import { Hono } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
 import { Header, Pax } from 'tar'
-import { parseCid } from '../artifact-store/content.ts'
-import { readContent } from '../artifact-store/content-client.ts'
-import type { ContentSources } from '../artifact-store/content-client.ts'
-import type { PeerAddress } from '../node/dial.ts'
-import type { ArtifactRecord, Build } from '../coordinator/build.ts'
-import { FINISHED, ID_PATTERN } from '../coordinator/build.ts'
-import { tarEntryProblem } from '../node/worker/workspace.ts'
+import { parseCid } from '../grid/content.ts'
+import { readContent } from '../client/content-client.ts'
+import type { ContentSources } from '../client/content-client.ts'
+import type { PeerAddress } from '../net/dial.ts'
+import type { ArtifactRecord, Build } from '../grid/build.ts'
+import { FINISHED, ID_PATTERN } from '../grid/build.ts'
+import { tarEntryProblem } from '../worker/workspace.ts'
 
 const BLOCK = 512
 

@@ -6,8 +6,8 @@ import { matchedRoutes } from 'hono/route'
 import type { Scheduler } from '../coordinator/scheduler.ts'
 import type { StoreDirectory } from '../coordinator/store-directory.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
-import { BUILD_STATUSES, FINISHED } from '../coordinator/build.ts'
-import { MAX_LIST_LIMIT } from '../coordinator/constants.ts'
+import { BUILD_STATUSES, FINISHED } from '../grid/build.ts'
+import { MAX_LIST_LIMIT } from '../grid/constants.ts'
 
 /** Finished build ids remembered so a repeated notice of one build is not counted twice; older ones are forgotten. */
 const MAX_REMEMBERED_BUILDS = 10_000

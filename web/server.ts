@@ -2,7 +2,7 @@
 import { serve } from '@hono/node-server'
 import type { ServerType } from '@hono/node-server'
 import type { Hono } from 'hono'
-import { GridError } from '../node/errors.ts'
+import { GridError } from '../net/errors.ts'
 
 export class BadHttpAddressError extends GridError {
   name = 'BadHttpAddressError'

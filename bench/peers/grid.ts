@@ -6,8 +6,8 @@
 //   - log lines/s of the same chatty step: its start to its end (output stored and the log sealed), every byte checked.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Build } from '../../coordinator/build.ts'
-import { FINISHED } from '../../coordinator/build.ts'
+import type { Build } from '../../grid/build.ts'
+import { FINISHED } from '../../grid/build.ts'
 import { BenchError, Children, cpuMsOf, until } from './processes.ts'
 import { serviceFigures } from './sizes.ts'
 import type { PeerSizes, ServiceFigures } from './sizes.ts'

@@ -2,8 +2,8 @@
 // process on its own host. The runner watches it through the coordinator's HTTP API, over its own link.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Build } from '../../coordinator/build.ts'
-import { FINISHED } from '../../coordinator/build.ts'
+import type { Build } from '../../grid/build.ts'
+import { FINISHED } from '../../grid/build.ts'
 import { GridProcess, waitFor } from './host-process.ts'
 import type { Host, HostName } from './topology.ts'
 

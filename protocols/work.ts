@@ -1,0 +1,227 @@
+// /nameless-grid/work: a worker's session with the coordinator. The worker dials and opens one long-lived
+// stream; it says what it can do, the coordinator hands it attempts, and both send heartbeats so a frozen
+// or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
+import { z } from 'zod'
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import { MessageChannel, bytesField } from '../net/wire.ts'
+import { Heartbeat } from '../net/heartbeat.ts'
+import type { GridHost } from '../net/host.ts'
+import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_KILL_GRACE_S, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS } from '../grid/constants.ts'
+import type { Assignment, Scheduler, WorkerLink } from '../coordinator/scheduler.ts'
+import type { Capabilities } from '../grid/build.ts'
+import { ID_PATTERN } from '../grid/build.ts'
+import { GRANT_BYTES, issueGrant } from '../grid/write-grant.ts'
+import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+
+export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
+
+/** A worker keeps one session; a few allow a reconnect to overlap the old stream's teardown. */
+const MAX_SESSIONS_PER_CONNECTION = 4
+const MAX_CAPABILITIES = 128
+const MAX_CLAIMS = MAX_SLOTS
+
+const attemptRef = z.string().regex(ID_PATTERN)
+const capabilities = z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), z.string().max(256))
+  .refine(c => Object.keys(c).length <= MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
+
+export const toCoordinator = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'),
+    capabilities,
+    slots: z.number().int().min(1).max(MAX_SLOTS),
+    running: z.array(attemptRef).max(MAX_CLAIMS),
+    /** Where the worker serves its cache of what it made (none when it does not listen). */
+    addrs: z.array(z.string().max(1024)).max(64).default([])
+  }),
+  z.object({ t: z.literal('beat') }),
+  /** The worker is shutting down: finish what runs, send nothing new. */
+  z.object({ t: z.literal('drain') }),
+  z.object({ t: z.literal('step-started'), attempt: attemptRef, step: z.number().int().min(0) }),
+  z.object({ t: z.literal('step'), attempt: attemptRef, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
+  z.object({
+    t: z.literal('done'),
+    attempt: attemptRef,
+    outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']),
+    /** What the worker pushed to a store: the coordinator records names and sizes, never bytes. */
+    artifacts: z.array(z.object({
+      path: z.string().min(1).max(4096),
+      cid: z.string().max(200),
+      size: z.number().int().min(0),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      /** Permission bits (0o777 at most: no setuid, setgid or sticky bit travels). */
+      mode: z.number().int().min(0).max(0o777).optional(),
+      /** A symbolic link's target, kept as a link (relative, inside the work dir). */
+      link: z.string().min(1).max(4096).optional()
+    })).max(MAX_ARTIFACTS).default([]),
+    /** One sentence, when something other than a step's exit code decided the outcome. */
+    error: z.string().max(MAX_REASON_CHARS).optional(),
+    /** Non-fatal problems (an artifact skipped), one sentence each. */
+    warnings: z.array(z.string().max(MAX_REASON_CHARS)).max(MAX_WARNINGS).optional()
+  })
+])
+export type ToCoordinator = z.infer<typeof toCoordinator>
+
+const storeAddress = z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) })
+
+export const toWorker = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
+  z.object({ t: z.literal('beat') }),
+  z.object({
+    t: z.literal('assign'),
+    attempt: attemptRef,
+    build: z.string().regex(ID_PATTERN),
+    // The coordinator validated the job on submit; the worker trusts the coordinator it dialled for its shape.
+    job: z.object({
+      name: z.string().optional(),
+      requires: z.record(z.string(), z.string()),
+      steps: z.array(z.object({ name: z.string(), run: z.string() })).min(1),
+      env: z.record(z.string(), z.string()),
+      timeout: z.number().positive(),
+      retries: z.number(),
+      priority: z.number().optional(),
+      src: z.string().optional(),
+      inputs: z.record(z.string(), z.string()).optional(),
+      artifacts: z.array(z.string()).optional(),
+      /** Bytes of output kept per step (job.ts checks it on submit). */
+      logLimit: z.number().int().positive().max(MAX_LOG_BYTES).optional(),
+      /** Seconds between SIGTERM and SIGKILL (an older coordinator said nothing: the worker's default). */
+      killGrace: z.number().int().min(0).max(MAX_KILL_GRACE_S).optional()
+    }).loose(),
+    logs: z.array(z.string().regex(ID_PATTERN)),
+    stores: z.array(storeAddress).max(64),
+    /** Each log and artifact goes to this many of `stores`, chosen by placeFor (an older coordinator said nothing: 1). */
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).default(1),
+    /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
+    grant: bytesField(GRANT_BYTES)
+  }),
+  z.object({
+    t: z.literal('cancel'),
+    attempt: attemptRef,
+    reason: z.enum(['cancelled', 'stale']),
+    /** Who or what stopped it, for the `grid:` line the worker writes into the step's log. */
+    why: z.string().max(MAX_REASON_CHARS).optional()
+  })
+])
+export type ToWorker = z.infer<typeof toWorker>
+
+/** One worker's session, as the scheduler sees it. */
+class WorkSession implements WorkerLink {
+  readonly worker: string
+  readonly capabilities: Capabilities
+  readonly slots: number
+  readonly addrs: string[]
+  private readonly channel: MessageChannel<ToCoordinator, ToWorker>
+  private readonly coordinatorKey: PrivateKey
+  /** Messages leave in the order they were made, even when one (an assignment) waits for its signature. */
+  private outbox: Promise<void> = Promise.resolve()
+
+  constructor (worker: string, hello: Extract<ToCoordinator, { t: 'hello' }>, channel: MessageChannel<ToCoordinator, ToWorker>, coordinatorKey: PrivateKey) {
+    this.worker = worker
+    this.capabilities = hello.capabilities
+    this.slots = hello.slots
+    this.addrs = hello.addrs
+    this.channel = channel
+    this.coordinatorKey = coordinatorKey
+  }
+
+  assign (a: Assignment): void {
+    const grant = issueGrant(this.coordinatorKey, a.attempt, this.worker)
+    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant }))
+  }
+
+  cancel (attempt: string, reason: 'cancelled' | 'stale', why?: string): void {
+    this.send(() => ({ t: 'cancel', attempt, reason, ...(why !== undefined ? { why } : {}) }))
+  }
+
+  beat (): void {
+    this.send(() => ({ t: 'beat' }))
+  }
+
+  welcome (heartbeatMs: number, silenceLimitMs: number): void {
+    this.send(() => ({ t: 'welcome', heartbeatMs, silenceLimitMs }))
+  }
+
+  private send (make: () => ToWorker | Promise<ToWorker>): void {
+    // A failed send means the stream is gone; the read loop sees that and ends the session.
+    this.outbox = this.outbox.then(async () => { await this.channel.send(await make()) }).catch(() => {})
+  }
+}
+
+export interface WorkSessionsInit {
+  host: GridHost
+  scheduler: Scheduler
+  /** Signs write grants; the coordinator's own identity key. */
+  identity: PrivateKey
+  /** @default HEARTBEAT_INTERVAL_MS */
+  heartbeatMs?: number
+  /** @default WORKER_SILENCE_LIMIT_MS */
+  silenceLimitMs?: number
+  log?: (line: string) => void
+}
+
+/** The coordinator's side of the work protocol. */
+export class WorkSessions {
+  private readonly init: WorkSessionsInit
+  private readonly open = new Set<Stream>()
+
+  constructor (init: WorkSessionsInit) {
+    this.init = init
+  }
+
+  async start (): Promise<void> {
+    await this.init.host.handle(WORK_PROTOCOL, (stream, connection) => {
+      this.serve(stream, connection).catch(() => {})
+    }, { maxInboundStreams: MAX_SESSIONS_PER_CONNECTION })
+  }
+
+  async stop (): Promise<void> {
+    await this.init.host.unhandle(WORK_PROTOCOL)
+    for (const stream of this.open) stream.abort(new Error('coordinator stopping'))
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    const { scheduler } = this.init
+    const heartbeatMs = this.init.heartbeatMs ?? HEARTBEAT_INTERVAL_MS
+    const silenceLimitMs = this.init.silenceLimitMs ?? WORKER_SILENCE_LIMIT_MS
+    const channel = new MessageChannel<ToCoordinator, ToWorker>(stream, toCoordinator)
+    this.open.add(stream)
+    let session: WorkSession | undefined
+    /** Why the session ended, for the lost attempts' records. */
+    let ended = 'its worker disconnected (the connection closed)'
+    const heartbeat = new Heartbeat({
+      stream,
+      intervalMs: heartbeatMs,
+      silenceLimitMs,
+      beat: () => session?.beat(),
+      onSilence: ms => {
+        ended = `its worker sent no heartbeat for ${(ms / 1000).toFixed(1)} s (frozen or cut off)`
+        this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
+      }
+    })
+    try {
+      const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+      if (hello.t !== 'hello') throw new Error('a session starts with hello')
+      heartbeat.heard()
+      session = new WorkSession(connection.remotePeer.toString(), hello, channel, this.init.identity)
+      session.welcome(heartbeatMs, silenceLimitMs)
+      scheduler.workerJoined(session, hello.running)
+      for await (const message of channel) {
+        heartbeat.heard()
+        switch (message.t) {
+          case 'beat': break
+          case 'drain': scheduler.workerDraining(session); break
+          case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
+          case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
+          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome, message.artifacts, { error: message.error, warnings: message.warnings }); break
+          case 'hello': throw new Error('hello twice')
+        }
+      }
+    } catch (err: any) {
+      if (!stream.status.startsWith('abort') && stream.status !== 'reset') stream.abort(err)
+    } finally {
+      heartbeat.stop()
+      this.open.delete(stream)
+      if (session !== undefined) scheduler.workerLeft(session, ended)
+    }
+  }
+}

@@ -1,0 +1,177 @@
+// The `grid` command as users run it: separate processes talking over TCP loopback.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { grid, gridRun, removeDir, tempDir, waitFor } from '../helpers.ts'
+import type { CliProcess } from '../helpers.ts'
+import { decodeJoinCode, encodeJoinCode, newSecret } from '../../net/join-code.ts'
+import type { Build } from '../../grid/build.ts'
+import { FINISHED } from '../../grid/build.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+
+interface Ctx {
+  dir: string
+  up: CliProcess
+  url: string
+  joinFile: string
+  worker?: CliProcess
+}
+
+const cli = suite<Ctx>('grid command')
+
+cli.before(async ctx => {
+  ctx.dir = await tempDir('cli')
+  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--max-size', '64M'])
+  ctx.url = (await ctx.up.line(/^web: (http:\/\/\S+)$/m, 30_000))[1]
+  await ctx.up.line(/^join: grid1-\S+$/m)
+  ctx.joinFile = join(ctx.dir, 'data', 'join')
+})
+
+cli.after(async ctx => {
+  await ctx.worker?.stop()
+  await ctx.up?.stop()
+  await removeDir(ctx.dir)
+})
+
+async function build (url: string, id: string): Promise<Build> {
+  return await (await fetch(`${url}/api/builds/${id}`)).json() as Build
+}
+
+async function finished (url: string, id: string): Promise<Build> {
+  return await waitFor(`build ${id}`, async () => {
+    const b = await build(url, id)
+    return FINISHED.has(b.status) ? b : undefined
+  }, 30_000)
+}
+
+cli('grid up prints web: and join:, and keeps the join code and API token in DATA with mode 0600', async ({ up, dir, url }) => {
+  const printed = /^join: (\S+)$/m.exec(up.stdout())![1]
+  const data = join(dir, 'data')
+  assert.is((await readFile(join(data, 'join'), 'utf8')).trim(), printed)
+  const token = (await readFile(join(data, 'api-token'), 'utf8')).trim()
+  assert.ok(token.length >= 32)
+  for (const file of ['join', 'api-token', 'identity.key', 'secret']) {
+    assert.is((await stat(join(data, file))).mode & 0o777, 0o600, `${file} is private`)
+  }
+  assert.equal(await (await fetch(`${url}/api/health`)).json(), { ok: true })
+  // --max-size reaches the store grid up runs: it tells the grid its cap.
+  const capped = await waitFor('the store\'s cap in /api/capacity', async () => {
+    const capacity = await (await fetch(`${url}/api/capacity`)).json() as { storage?: { stores: Array<{ maxBytes?: number }> } }
+    return capacity.storage?.stores.find(s => s.maxBytes !== undefined)
+  }, 10_000)
+  assert.is(capped.maxBytes, 64 * 1024 * 1024)
+  assert.is(decodeJoinCode(printed).secret.length, 32)
+  assert.not.match(up.stdout(), /^(?!web: |join: ).+$/m, 'stdout carries only the web: and join: lines')
+})
+
+cli('a worker started as its own process joins, shows in capacity, and runs builds that require its --cap', async (ctx) => {
+  ctx.worker = grid(['worker', '--join', ctx.joinFile, '--data', join(ctx.dir, 'w2'), '--cap', 'gpu=rtx', '--cap', 'pool=remote'])
+  const peer = (await ctx.worker.line(/worker (12D3KooW\w+) joined the grid/))[1]
+  const capacity = await waitFor('two workers in capacity', async () => {
+    const c = await (await fetch(`${ctx.url}/api/capacity`)).json()
+    return c.nodes === 2 ? c : undefined
+  })
+  const group = capacity.groups.find((g: any) => g.capabilities.gpu === 'rtx')
+  assert.ok(group !== undefined, 'the worker\'s --cap is announced')
+  assert.is(group.capabilities.os, process.platform, 'detected capabilities are there too')
+  assert.ok(Number(group.capabilities.cpus) >= 1)
+  assert.not.ok(JSON.stringify(capacity).includes(peer), 'capacity is not a roster: no peer IDs')
+
+  const submitted = await gridRun(['submit', '--join', ctx.joinFile, '--run', 'echo on the gpu box', '--require', 'gpu=rtx'])
+  assert.is(submitted.code, 0, submitted.stderr)
+  const id = submitted.stdout.trim()
+  assert.match(id, /^[0-9a-z]+$/, 'stdout is the build id alone')
+  const done = await finished(ctx.url, id)
+  assert.is(done.status, 'succeeded')
+  assert.is(done.attempts[0].worker, peer, 'history names the worker that ran it')
+  assert.is(await (await fetch(`${ctx.url}/api/logs/${done.steps[0].log}`)).text(), 'on the gpu box\n')
+})
+
+cli('grid submit --follow streams the log and exits 0 on success, 1 on failure', async ({ joinFile }) => {
+  const ok = await gridRun(['submit', '--join', joinFile, '--run', 'echo alpha; sleep 0.5; echo beta', '--follow'])
+  assert.is(ok.code, 0, ok.stderr)
+  assert.is(ok.stdout, '--- step 1/1: run ---\nalpha\nbeta\n')
+  const bad = await gridRun(['submit', '--join', joinFile, '--run', 'echo broken; exit 4', '--follow'])
+  assert.is(bad.code, 1)
+  assert.match(bad.stdout, /broken\n/)
+  assert.match(bad.stderr, /failed/)
+})
+
+cli('grid submit takes a job file; grid tail prints a finished build\'s log', async ({ dir, joinFile, url }) => {
+  const file = join(dir, 'job.json')
+  await writeFile(file, JSON.stringify({ name: 'from a file', steps: [{ name: 'a', run: 'echo from-file' }, { name: 'b', run: 'echo second' }] }))
+  const submitted = await gridRun(['submit', '--join', joinFile, file])
+  assert.is(submitted.code, 0, submitted.stderr)
+  const id = submitted.stdout.trim()
+  assert.is((await finished(url, id)).status, 'succeeded')
+  const tail = await gridRun(['tail', '--join', joinFile, id])
+  assert.is(tail.code, 0, tail.stderr)
+  assert.is(tail.stdout, '--- step 1/2: a ---\nfrom-file\n--- step 2/2: b ---\nsecond\n')
+  const b = await build(url, id)
+  const one = await gridRun(['tail', '--join', joinFile, b.steps[1].log, '--from', '3'])
+  assert.is(one.stdout, 'ond\n')
+})
+
+/** One line on stderr, a non-zero exit, no stack trace. */
+function oneLineError (result: { code: number | string, stderr: string }, pattern: RegExp): void {
+  assert.ok(result.code !== 0, `exit code ${result.code}`)
+  const lines = result.stderr.trim().split('\n')
+  assert.is(lines.length, 1, `one line on stderr, got: ${result.stderr}`)
+  assert.match(lines[0], /^grid: /)
+  assert.match(lines[0], pattern)
+  assert.not.match(result.stderr, /\bat .+:\d+:\d+/)
+}
+
+cli('bad arguments end with one clear line and a non-zero exit', async ({ dir, joinFile }) => {
+  oneLineError(await gridRun(['worker']), /--join/)
+  oneLineError(await gridRun(['worker', '--join', 'grid1-garbage']), /join code is damaged/)
+  oneLineError(await gridRun(['worker', '--join', join(dir, 'missing-file')]), /neither a join code nor a readable file/)
+  oneLineError(await gridRun(['worker', '--join', joinFile, '--cap', 'novalue']), /KEY=VALUE/)
+  oneLineError(await gridRun(['worker', '--join', joinFile, '--slots', '0']), /slots/)
+  oneLineError(await gridRun(['up', '--workers', 'lots']), /workers/)
+  oneLineError(await gridRun(['up', '--http', 'nowhere']), /HOST:PORT/)
+  oneLineError(await gridRun(['up', '--max-size', 'lots']), /expected a size such as 500M/)
+  oneLineError(await gridRun(['frobnicate']), /unknown command/)
+  oneLineError(await gridRun(['submit', '--join', joinFile]), /job file or --run/)
+  oneLineError(await gridRun(['submit', '--join', joinFile, join(dir, 'nope.json')]), /cannot read/)
+  const notJson = join(dir, 'bad.json')
+  await writeFile(notJson, '{ nope')
+  oneLineError(await gridRun(['submit', '--join', joinFile, notJson]), /not JSON/)
+  const noSteps = join(dir, 'empty.json')
+  await writeFile(noSteps, '{"steps": []}')
+  oneLineError(await gridRun(['submit', '--join', joinFile, noSteps]), /at least one step/)
+  oneLineError(await gridRun(['tail', '--join', joinFile, '../../etc/passwd']), /neither a build id nor a log id/)
+  oneLineError(await gridRun(['tail', '--join', joinFile, '0mwv1se3l2c9ee67a']), /no build 0mwv1se3l2c9ee67a/)
+})
+
+cli('an unreachable grid is one line, not a hang', async () => {
+  // A port that was free a moment ago: nothing listens there.
+  const port = await new Promise<number>(resolve => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as any).port; s.close(() => resolve(p)) })
+  })
+  const code = encodeJoinCode({ secret: newSecret(), coordinator: peerIdFromPrivateKey(await generateKeyPair('Ed25519')), addrs: [multiaddr(`/ip4/127.0.0.1/tcp/${port}`)] })
+  oneLineError(await gridRun(['submit', '--join', code, '--run', 'true']), /cannot reach/)
+})
+
+cli('a node without the grid\'s secret cannot get in', async ({ joinFile }) => {
+  const real = decodeJoinCode(await readFile(joinFile, 'utf8'))
+  const forged = encodeJoinCode({ ...real, secret: newSecret() })
+  oneLineError(await gridRun(['submit', '--join', forged, '--run', 'true']), /cannot reach/)
+})
+
+cli('SIGTERM stops grid up cleanly, and its identity survives a restart', async (ctx) => {
+  await ctx.worker?.stop()
+  ctx.worker = undefined
+  const before = decodeJoinCode(await readFile(ctx.joinFile, 'utf8')).coordinator.toString()
+  await ctx.up.stop()
+  assert.is(await ctx.up.exited, 0)
+  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--workers', '0'])
+  await ctx.up.line(/^join: /m, 30_000)
+  assert.is(decodeJoinCode(await readFile(ctx.joinFile, 'utf8')).coordinator.toString(), before)
+})
+
+cli.run()

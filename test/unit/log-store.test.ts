@@ -1,0 +1,393 @@
+// The log store over a real LevelDB: offset-named appends (idempotent resends, gaps refused), sealing,
+// reads from any offset, following a growing log, and durability across a reopen.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Level } from 'level'
+import { LogStore } from '../../artifact-store/log-store.ts'
+import { LogSealer } from '../../artifact-store/log-content.ts'
+import { Blockstore } from '../../artifact-store/blockstore.ts'
+import { Chunker, decodeManifest, nameContent, parseCid } from '../../grid/content.ts'
+import { ID_PATTERN } from '../../grid/build.ts'
+import { rejection, sleep, within } from '../wait.ts'
+
+interface Ctx {
+  dir: string
+  db: Level<string, string>
+  logs: LogStore
+}
+
+const logStore = suite<Ctx>('log-store', {} as Ctx)
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const bytes = (s: string): Uint8Array => enc.encode(s)
+
+let counter = 0
+/** A fresh, realistic log id per test: build id, attempt, step. */
+function logId (step = 0): string {
+  const id = `0mwv1se3l2c9ee${String(100 + counter++).padStart(3, '0')}.a1.s${step}`
+  if (!ID_PATTERN.test(id)) throw new Error(`test log id ${id} does not match ID_PATTERN`)
+  return id
+}
+
+async function collect (source: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  for await (const part of source) parts.push(part)
+  return concat(parts)
+}
+
+function concat (parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
+}
+
+async function readText (logs: LogStore, id: string, from?: number): Promise<string> {
+  return dec.decode(await collect(logs.read(id, { from })))
+}
+
+
+logStore.before(async ctx => {
+  ctx.dir = await mkdtemp(join(tmpdir(), 'grid-log-store-'))
+  ctx.db = new Level<string, string>(join(ctx.dir, 'db'))
+  await ctx.db.open()
+  ctx.logs = new LogStore(ctx.db)
+})
+
+logStore.after(async ctx => {
+  if (ctx.db !== undefined && ctx.db.status === 'open') await ctx.db.close()
+  if (ctx.dir !== undefined) await rm(ctx.dir, { recursive: true, force: true })
+})
+
+logStore('append at 0, then at the returned size; read the whole log', async ({ logs }) => {
+  const id = logId()
+  const size1 = await logs.append(id, 0, bytes('hello '))
+  assert.is(size1, 6)
+  const size2 = await logs.append(id, size1, bytes('world\n'))
+  assert.is(size2, 12)
+  assert.is(await readText(logs, id), 'hello world\n')
+  const info = await logs.info(id)
+  assert.ok(info !== undefined)
+  assert.is(info.size, 12)
+  assert.is(info.sealed, false)
+})
+
+logStore('read from offsets inside a chunk, at chunk boundaries, at the end and past it', async ({ logs }) => {
+  const id = logId()
+  // Three chunks: [0,4) "abcd", [4,7) "efg", [7,12) "hijkl"
+  let size = await logs.append(id, 0, bytes('abcd'))
+  size = await logs.append(id, size, bytes('efg'))
+  size = await logs.append(id, size, bytes('hijkl'))
+  assert.is(size, 12)
+  const whole = 'abcdefghijkl'
+  for (let from = 0; from <= 12; from++) {
+    assert.is(await readText(logs, id, from), whole.slice(from), `from ${from}`)
+  }
+  assert.is(await readText(logs, id, 4), 'efghijkl', 'at a chunk boundary')
+  assert.is(await readText(logs, id, 5), 'fghijkl', 'inside a chunk')
+  assert.is(await readText(logs, id, 12), '', 'at the end')
+  assert.is(await readText(logs, id, 13), '', 'one past the end')
+  assert.is(await readText(logs, id, 1_000_000), '', 'far past the end')
+})
+
+logStore('reading a log that does not exist yields nothing and info is undefined', async ({ logs }) => {
+  const id = logId()
+  assert.is(await readText(logs, id), '')
+  assert.is(await logs.info(id), undefined)
+})
+
+logStore('an identical resend is idempotent: same size, content not doubled', async ({ logs }) => {
+  const id = logId()
+  const size = await logs.append(id, 0, bytes('line one\n'))
+  const size2 = await logs.append(id, size, bytes('line two\n'))
+  assert.is(size2, 18)
+  // A writer that lost the reply resends both appends.
+  assert.is(await logs.append(id, 0, bytes('line one\n')), 18)
+  assert.is(await logs.append(id, size, bytes('line two\n')), 18)
+  assert.is(await readText(logs, id), 'line one\nline two\n')
+  assert.is((await logs.info(id))?.size, 18)
+})
+
+logStore('a resend that overlaps and extends appends only the new tail', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('0123456789'))
+  // Offset 6 is before the size (10), the end (14) after it: only "abcd" is new.
+  const size = await logs.append(id, 6, bytes('6789abcd'))
+  assert.is(size, 14)
+  assert.is(await readText(logs, id), '0123456789abcd')
+  assert.is(await readText(logs, id, 8), '89abcd')
+  assert.is(await readText(logs, id, 10), 'abcd')
+  assert.is(await readText(logs, id, 12), 'cd')
+})
+
+logStore('a gap is refused with the size the store holds, and nothing is stored', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('abc'))
+  const err = await rejection(logs.append(id, 5, bytes('XYZ')))
+  assert.is(err.name, 'LogGapError')
+  assert.is(err.size, 3)
+  assert.is((await logs.info(id))?.size, 3)
+  assert.is(await readText(logs, id), 'abc')
+  // The writer rewinds to the size it was told and carries on.
+  assert.is(await logs.append(id, err.size, bytes('de')), 5)
+  assert.is(await readText(logs, id), 'abcde')
+})
+
+logStore('a gap on a log that does not exist yet reports size 0 and creates nothing', async ({ logs }) => {
+  const id = logId()
+  const err = await rejection(logs.append(id, 10, bytes('late')))
+  assert.is(err.name, 'LogGapError')
+  assert.is(err.size, 0)
+  assert.is(await logs.info(id), undefined)
+  assert.is(await readText(logs, id), '')
+})
+
+logStore('seal at the right size seals; sealing again at that size is fine', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('done\n'))
+  const info = await logs.seal(id, 5)
+  assert.is(info.sealed, true)
+  assert.is(info.size, 5)
+  assert.type(info.sealedAt, 'string')
+  const stored = await logs.info(id)
+  assert.is(stored?.sealed, true)
+  const again = await logs.seal(id, 5)
+  assert.is(again.sealed, true)
+  assert.is(again.size, 5)
+})
+
+logStore('seal at the wrong size throws LogGapError and leaves the log open', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('12345'))
+  const short = await rejection(logs.seal(id, 3))
+  assert.is(short.name, 'LogGapError')
+  assert.is(short.size, 5)
+  const long = await rejection(logs.seal(id, 9))
+  assert.is(long.name, 'LogGapError')
+  assert.is(long.size, 5)
+  assert.is((await logs.info(id))?.sealed, false)
+  assert.is(await logs.append(id, 5, bytes('6')), 6)
+})
+
+logStore('append after seal throws LogSealedError; an identical resend of held bytes still answers the size', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('abc'))
+  await logs.seal(id, 3)
+  const err = await rejection(logs.append(id, 3, bytes('d')))
+  assert.is(err.name, 'LogSealedError')
+  const overlapping = await rejection(logs.append(id, 1, bytes('bcX')))
+  assert.is(overlapping.name, 'LogSealedError')
+  // A resend of bytes the log already holds is not an append past the seal.
+  assert.is(await logs.append(id, 0, bytes('abc')), 3)
+  assert.is(await readText(logs, id), 'abc')
+  assert.is((await logs.info(id))?.size, 3)
+})
+
+logStore('a follower of a growing log gets every byte in order and ends by itself after the seal', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('start\n'))
+  const follower = collect(logs.read(id, { follow: true }))
+  await sleep(30)
+  let size = 6
+  for (const line of ['one\n', 'two\n', 'three\n']) {
+    size = await logs.append(id, size, bytes(line))
+    await sleep(30)
+  }
+  await logs.seal(id, size)
+  const got = await within(5_000, 'the follower to end after the seal', follower)
+  assert.is(dec.decode(got), 'start\none\ntwo\nthree\n')
+})
+
+logStore('a follower from an offset inside the log gets the rest and the new bytes', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('0123456789'))
+  const follower = collect(logs.read(id, { from: 7, follow: true }))
+  await sleep(20)
+  await logs.append(id, 10, bytes('ab'))
+  await logs.seal(id, 12)
+  assert.is(dec.decode(await within(5_000, 'the follower to end', follower)), '789ab')
+})
+
+logStore('a follower of a sealed log ends at once with its bytes', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('all of it'))
+  await logs.seal(id, 9)
+  assert.is(dec.decode(await within(5_000, 'a follow of a sealed log', collect(logs.read(id, { follow: true })))), 'all of it')
+})
+
+logStore('following a log that does not exist yet waits, then gets its bytes once appended', async ({ logs }) => {
+  const id = logId()
+  const received: string[] = []
+  const follower = (async () => {
+    for await (const chunk of logs.read(id, { follow: true })) received.push(dec.decode(chunk))
+  })()
+  await sleep(100)
+  assert.equal(received, [], 'nothing before the log exists')
+  await logs.append(id, 0, bytes('first'))
+  const deadline = Date.now() + 5_000
+  while (received.join('') !== 'first' && Date.now() < deadline) await sleep(10)
+  assert.is(received.join(''), 'first')
+  await logs.append(id, 5, bytes(' second'))
+  await logs.seal(id, 12)
+  await within(5_000, 'the follower to end after the seal', follower)
+  assert.is(received.join(''), 'first second')
+})
+
+logStore('a follower is stopped by its AbortSignal', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('partial'))
+  const controller = new AbortController()
+  const received: string[] = []
+  const follower = (async () => {
+    for await (const chunk of logs.read(id, { follow: true, signal: controller.signal })) received.push(dec.decode(chunk))
+  })()
+  await sleep(100)
+  assert.is(received.join(''), 'partial')
+  controller.abort()
+  await within(5_000, 'the aborted follower to end', follower)
+  assert.is(received.join(''), 'partial')
+  assert.is((await logs.info(id))?.sealed, false, 'the log itself stays open')
+})
+
+logStore('a follower whose signal is already aborted returns what is there and ends', async ({ logs }) => {
+  const id = logId()
+  await logs.append(id, 0, bytes('xyz'))
+  const got = await within(5_000, 'a pre-aborted follower', collect(logs.read(id, { follow: true, signal: AbortSignal.abort() })))
+  assert.is(dec.decode(got), 'xyz')
+})
+
+logStore('many concurrent appends at correct offsets serialise correctly', async ({ logs }) => {
+  const id = logId()
+  const lines = Array.from({ length: 200 }, (_, i) => `line ${String(i).padStart(3, '0')}\n`)
+  const pending: Array<Promise<number>> = []
+  let offset = 0
+  for (const line of lines) {
+    pending.push(logs.append(id, offset, bytes(line)))
+    offset += line.length
+  }
+  const sizes = await Promise.all(pending)
+  let expected = 0
+  sizes.forEach((size, i) => {
+    expected += lines[i].length
+    assert.is(size, expected, `size after append ${i}`)
+  })
+  assert.is(await readText(logs, id), lines.join(''))
+  assert.is((await logs.info(id))?.size, offset)
+  // Reads from every line start see the right tail.
+  assert.is(await readText(logs, id, offset - lines[199].length), lines[199])
+})
+
+logStore('concurrent appends where one leaves a gap: only that one is refused', async ({ logs }) => {
+  const id = logId()
+  const a = logs.append(id, 0, bytes('aaaa'))
+  const gap = logs.append(id, 10, bytes('zz'))
+  const b = logs.append(id, 4, bytes('bbbb'))
+  assert.is(await a, 4)
+  const err = await rejection(gap)
+  assert.is(err.name, 'LogGapError')
+  assert.is(err.size, 4)
+  assert.is(await b, 8)
+  assert.is(await readText(logs, id), 'aaaabbbb')
+})
+
+logStore('data survives closing and reopening the database', async ctx => {
+  const sealedId = logId(1)
+  const openId = logId(2)
+  await ctx.logs.append(sealedId, 0, bytes('kept '))
+  await ctx.logs.append(sealedId, 5, bytes('forever'))
+  await ctx.logs.seal(sealedId, 12)
+  await ctx.logs.append(openId, 0, bytes('still growing'))
+  await ctx.db.close()
+
+  ctx.db = new Level<string, string>(join(ctx.dir, 'db'))
+  await ctx.db.open()
+  ctx.logs = new LogStore(ctx.db)
+  const sealed = await ctx.logs.info(sealedId)
+  assert.ok(sealed !== undefined)
+  assert.is(sealed.size, 12)
+  assert.is(sealed.sealed, true)
+  assert.is(await readText(ctx.logs, sealedId), 'kept forever')
+  assert.is(await readText(ctx.logs, sealedId, 5), 'forever')
+  const open = await ctx.logs.info(openId)
+  assert.is(open?.size, 13)
+  assert.is(open?.sealed, false)
+  assert.is(await readText(ctx.logs, openId), 'still growing')
+  // The reopened store carries on where the old one stopped.
+  assert.is(await ctx.logs.append(openId, 13, bytes('!')), 14)
+  assert.is((await rejection(ctx.logs.append(sealedId, 12, bytes('x')))).name, 'LogSealedError')
+})
+
+logStore('log ids that are prefixes of each other do not mix their bytes', async ({ logs }) => {
+  const base = `0mwv1se3l2c9ee${String(100 + counter++).padStart(3, '0')}`
+  const s1 = `${base}.a1.s1`
+  const s10 = `${base}.a1.s10`
+  const s11 = `${base}.a1.s11`
+  const attempt = `${base}.a1`
+  for (const id of [s1, s10, s11, attempt]) assert.ok(ID_PATTERN.test(id), id)
+  // Interleave so the chunks of all logs sit next to each other in the key space.
+  await logs.append(s10, 0, bytes('TEN-a'))
+  await logs.append(s1, 0, bytes('one-a'))
+  await logs.append(s11, 0, bytes('ELEVEN'))
+  await logs.append(attempt, 0, bytes('attempt'))
+  await logs.append(s10, 5, bytes('TEN-b'))
+  await logs.append(s1, 5, bytes('one-b'))
+  assert.is(await readText(logs, s1), 'one-aone-b')
+  assert.is(await readText(logs, s10), 'TEN-aTEN-b')
+  assert.is(await readText(logs, s11), 'ELEVEN')
+  assert.is(await readText(logs, attempt), 'attempt')
+  assert.is(await readText(logs, s1, 3), '-aone-b')
+  assert.is(await readText(logs, s10, 7), 'N-b')
+  assert.is(await readText(logs, s1, 10), '')
+  assert.is(await readText(logs, s1, 12), '')
+  // Sealing one does not seal its prefix relatives.
+  await logs.seal(s1, 10)
+  assert.is((await logs.info(s10))?.sealed, false)
+  assert.is(await logs.append(s10, 10, bytes('!')), 11)
+  // A follower of s1 (sealed) is not woken into reading s10's bytes.
+  assert.is(dec.decode(await within(5_000, 'follow of a sealed log', collect(logs.read(s1, { follow: true })))), 'one-aone-b')
+})
+
+logStore('sealing into content: blocks and a manifest in the blockstore, the CID noted, a second seal the same, a wrong size refused', async ({ db, logs }) => {
+  const blocks = new Blockstore(db)
+  const added: string[] = []
+  const sealer = new LogSealer(logs, blocks, { add: async cid => { added.push(cid.toString()) } })
+  const id = logId()
+  // 2.5 blocks of output in appends that do not line up with blocks.
+  const whole = new Uint8Array(2.5 * 1024 * 1024)
+  for (let i = 0; i < whole.length; i++) whole[i] = (i * 31 + (i >> 10)) & 255
+  for (let at = 0; at < whole.length; at += 300_000) await logs.append(id, at, whole.subarray(at, at + 300_000))
+  const wrong = await rejection(sealer.seal(id, whole.length - 1))
+  assert.is(wrong.name, 'LogGapError')
+  assert.is((await logs.info(id))?.sealed, false, 'a seal at the wrong size changes nothing')
+
+  const chunker = new Chunker()
+  const listed = [...chunker.push(whole)].map(b => ({ cid: b.cid, size: b.bytes.length }))
+  const { last, size, sha256 } = chunker.finish()
+  if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
+  const expected = nameContent(listed, size, sha256).cid.toString()
+
+  const [first, again] = await Promise.all([sealer.seal(id, whole.length), sealer.seal(id, whole.length)])
+  assert.is(first.cid, expected)
+  assert.is(again.cid, expected, 'a seal resent while the first is cut gets the same CID')
+  assert.is((await sealer.seal(id, whole.length)).cid, expected, 'and so does one after')
+  assert.is((await logs.info(id))?.cid, expected)
+  assert.equal(added, [expected], 'the content is listed as a root, once')
+  const manifest = decodeManifest((await blocks.get(parseCid(expected)))!)
+  assert.is(manifest.size, whole.length)
+  assert.is(manifest.blocks.length, 3)
+  for (const block of manifest.blocks) assert.ok(await blocks.has(block.cid))
+
+  const empty = logId()
+  const sealedEmpty = await sealer.seal(empty, 0)
+  assert.ok(await blocks.has(parseCid(sealedEmpty.cid!)), 'an empty log is the empty block, and it is held')
+  const fenced = logId()
+  await logs.append(fenced, 0, bytes('lost'))
+  await logs.fence(fenced)
+  assert.is((await sealer.seal(fenced, 4)).cid, undefined, 'a fenced log gets no CID')
+})
+
+logStore.run()

@@ -1,0 +1,72 @@
+// What a worker says it can do. Detected: os, arch, cpus, memory and the tools on its PATH (with versions),
+// so a job can require `{ "os": "linux", "python3": "*" }` without anyone configuring the worker.
+import { execFile } from 'node:child_process'
+import { access, constants } from 'node:fs/promises'
+import { availableParallelism, totalmem } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { TOOL_PROBE_TIMEOUT_MS } from '../net/constants.ts'
+import { GridError } from '../net/errors.ts'
+
+export type Capabilities = Record<string, string>
+
+const TOOLS = ['bash', 'git', 'make', 'cmake', 'gcc', 'clang', 'go', 'cargo', 'rustc', 'node', 'python3', 'java', 'docker', 'tar', 'zip'] as const
+
+export class BadCapabilityError extends GridError {
+  name = 'BadCapabilityError'
+}
+
+const KEY = /^[A-Za-z0-9_.:-]{1,64}$/
+
+/** Longest capability value (as coordinator/job.ts takes in `requires`). */
+const MAX_VALUE_CHARS = 256
+
+/**
+ * `K=V` as given on the command line; `flag` is the option it came with (`--cap` on a worker, `--require` on
+ * submit), named in the error so the user reads back what they typed.
+ */
+export function parseCapability (text: string, flag = '--cap'): [string, string] {
+  const eq = text.indexOf('=')
+  const key = eq < 0 ? text : text.slice(0, eq)
+  if (eq < 0 || !KEY.test(key)) {
+    throw new BadCapabilityError(`${flag} ${text}: expected KEY=VALUE with KEY made of letters, digits or _.:- (1-64 chars)`)
+  }
+  if (text.length - eq - 1 > MAX_VALUE_CHARS) {
+    throw new BadCapabilityError(`${flag} ${key}=…: the value is longer than ${MAX_VALUE_CHARS} characters`)
+  }
+  return [key, text.slice(eq + 1)]
+}
+
+export async function detectCapabilities (): Promise<Capabilities> {
+  const caps: Capabilities = {
+    os: process.platform,
+    arch: process.arch,
+    cpus: String(availableParallelism()),
+    memory: `${Math.round(totalmem() / 2 ** 30)}GiB`
+  }
+  const found = await Promise.all(TOOLS.map(async tool => [tool, await toolVersion(tool)] as const))
+  for (const [tool, version] of found) if (version !== undefined) caps[tool] = version
+  return caps
+}
+
+async function onPath (tool: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue
+    const path = join(dir, tool)
+    try {
+      await access(path, constants.X_OK)
+      return path
+    } catch {}
+  }
+  return undefined
+}
+
+async function toolVersion (tool: string): Promise<string | undefined> {
+  const path = await onPath(tool)
+  if (path === undefined) return undefined
+  const flag = tool === 'go' ? 'version' : tool === 'java' ? '-version' : '--version'
+  const output = await new Promise<string>(resolve => {
+    execFile(path, [flag], { timeout: TOOL_PROBE_TIMEOUT_MS }, (_err, stdout, stderr) => resolve(`${stdout}\n${stderr}`))
+  })
+  // The first dotted number is the version in every tool above; "yes" when there is none to read.
+  return /(\d+\.\d+(?:\.\d+)?)/.exec(output)?.[1] ?? 'yes'
+}

@@ -1,0 +1,304 @@
+// A step's output on its way to the stores that hold its log (placeFor: rendezvous hashing over the grid's stores):
+// batched (about 100 ms or 64 KiB), every batch written to each replica with the offset it starts at, so each
+// replica is acknowledged on its own and a broken stream is resumed on a new one without losing or doubling a
+// byte. Output stays buffered until every live replica holds it; a replica that fails past its retries is dropped
+// and the log goes on with the others. The worker cuts the bytes into blocks as it writes them (one block at a
+// time, never kept) so it knows the log's CID itself and checks each store's answer to the seal against it.
+// The coordinator never sees these bytes.
+import type { CID } from 'multiformats/cid'
+import type { PeerAddress } from '../net/dial.ts'
+import type { AppendReply, AppendRequest } from '../protocols/log-append.ts'
+import { Chunker, nameContent } from '../grid/content.ts'
+import { DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import type { AppendChannel, AppendStreams } from './append-streams.ts'
+import {
+  LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_PIECE_BYTES, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS
+} from '../net/constants.ts'
+import { GridError } from '../net/errors.ts'
+
+export class LogUnwritableError extends GridError {
+  name = 'LogUnwritableError'
+  readonly status = 503
+}
+
+export interface LogWriterInit {
+  /** The worker's pool of open append streams. */
+  streams: AppendStreams
+  log: string
+  /** The coordinator's write grant for this log's attempt. */
+  grant: Uint8Array
+  /** The stores holding this log (placeFor's answer): every batch goes to each of them. */
+  stores: PeerAddress[]
+  /** Bytes of output kept; past them one line says so and the rest is dropped. @default DEFAULT_LOG_LIMIT_BYTES */
+  limit?: number
+  /** @default LOG_BATCH_BYTES */
+  batchBytes?: number
+  /** @default LOG_FLUSH_MS */
+  flushMs?: number
+  /** Where a dropped replica or a disagreeing store is reported. */
+  report?: (line: string) => void
+}
+
+export interface SealedLog {
+  size: number
+  /** The log's CID, when at least one store sealed it as the content the worker wrote. */
+  cid?: string
+}
+
+/** One store holding the log, with what it has acknowledged. */
+interface Replica {
+  store: PeerAddress
+  channel: AppendChannel | undefined
+  /** The first stream, taken as soon as the writer exists so getting it overlaps the step's start. */
+  opening: Promise<AppendChannel | undefined> | undefined
+  acked: number
+  failed: Error | undefined
+  pumping: Promise<void> | undefined
+  cid: string | undefined
+}
+
+/** Output is kept in pieces of LOG_PIECE_BYTES, filled in place: each append is (part of) one piece, with no copy. */
+interface Piece {
+  start: number
+  bytes: Uint8Array
+  filled: number
+}
+
+const encoder = new TextEncoder()
+
+export class LogWriter {
+  private readonly init: LogWriterInit
+  private readonly replicas: Replica[]
+  private readonly batchBytes: number
+  private readonly limit: number
+  /** Bytes not yet held by every live replica, from the slowest one's offset. */
+  private pieces: Piece[] = []
+  private written = 0
+  private flushedAt = 0
+  private capped = false
+  /** The last byte written, so the limit's line starts on a line of its own. */
+  private lastByte: number | undefined
+  private timer: NodeJS.Timeout | undefined
+  private failure: Error | undefined
+  private drained: Array<() => void> = []
+  private sealed = false
+  private readonly chunker = new Chunker()
+  private readonly blocks: Array<{ cid: CID, size: number }> = []
+
+  constructor (init: LogWriterInit) {
+    this.init = init
+    this.batchBytes = init.batchBytes ?? LOG_BATCH_BYTES
+    this.limit = Math.min(init.limit ?? DEFAULT_LOG_LIMIT_BYTES, MAX_LOG_BYTES - LOG_LIMIT_LINE_ROOM)
+    this.replicas = init.stores.map(store => ({
+      store,
+      channel: undefined,
+      opening: init.streams.take(store).catch(() => undefined),
+      acked: 0,
+      failed: undefined,
+      pumping: undefined,
+      cid: undefined
+    }))
+    if (this.replicas.length === 0) this.failure = new LogUnwritableError(`no store to write log ${init.log} to`)
+  }
+
+  /** Bytes written so far (acknowledged or not). */
+  get size (): number {
+    return this.written
+  }
+
+  /** Stores still taking this log. */
+  get holders (): PeerAddress[] {
+    return this.live().map(r => r.store)
+  }
+
+  /** Buffer output. Returns false when the caller should pause its source until `drain()` resolves. */
+  write (bytes: Uint8Array): boolean {
+    if (this.sealed) throw new LogUnwritableError(`log ${this.init.log} is sealed`)
+    // Past the limit the output is read and dropped: the step must not block on a full pipe.
+    if (bytes.length === 0 || this.capped) return true
+    if (this.written + bytes.length > this.limit) {
+      this.keep(bytes.subarray(0, this.limit - this.written))
+      this.keep(encoder.encode(`${this.lastByte === undefined || this.lastByte === 0x0a ? '' : '\n'}grid: log limit of ${this.limit} bytes reached; further output of this step is dropped\n`))
+      this.capped = true
+      this.flush()
+      return true
+    }
+    this.keep(bytes)
+    if (this.written - this.flushedAt >= this.batchBytes) this.flush()
+    else this.timer ??= setTimeout(() => this.flush(), this.init.flushMs ?? LOG_FLUSH_MS)
+    return this.buffered() < LOG_BUFFER_LIMIT || this.failure !== undefined
+  }
+
+  drain (): Promise<void> {
+    if (this.buffered() < LOG_BUFFER_LIMIT || this.failure !== undefined) return Promise.resolve()
+    return new Promise(resolve => this.drained.push(resolve))
+  }
+
+  /**
+   * Send everything, then seal the log on every live replica at its final size. Resolves with the log's CID when
+   * at least one store named it as the worker did; throws if no store could be written.
+   */
+  async seal (): Promise<SealedLog> {
+    this.sealed = true
+    clearTimeout(this.timer)
+    this.timer = undefined
+    // Pumps stop once their replica holds everything or fails; a replica that failed is not waited on again.
+    while (this.failure === undefined && this.live().some(r => r.acked < this.written)) {
+      this.flush()
+      await Promise.all(this.live().map(async r => { await r.pumping }))
+    }
+    if (this.failure !== undefined) throw this.failure
+    const { last, size, sha256 } = this.chunker.finish()
+    if (last !== undefined) this.blocks.push({ cid: last.cid, size: last.bytes.length })
+    const cid = nameContent(this.blocks, size, sha256).cid.toString()
+    const timeoutMs = LOG_SEAL_TIMEOUT_MS + Math.ceil(size / LOG_SEAL_BYTES_PER_SECOND) * 1000
+    await Promise.all(this.live().map(async replica => {
+      try {
+        const reply = await this.request(replica, { t: 'seal', log: this.init.log, size, grant: this.init.grant }, timeoutMs)
+        if (reply.t !== 'sealed') throw new LogUnwritableError(`store answered ${reply.t === 'error' ? reply.error : reply.t} to the seal`)
+        replica.cid = reply.cid
+        if (reply.cid !== cid) this.init.report?.(`log ${this.init.log}: store ${replica.store.peer} named it ${reply.cid ?? 'nothing'}, the worker wrote ${cid}; its copy is not trusted`)
+        if (replica.channel !== undefined) this.init.streams.give(replica.store, replica.channel)
+        replica.channel = undefined
+      } catch (err: any) {
+        this.drop(replica, err)
+      }
+    }))
+    if (this.live().length === 0) throw this.failure ?? new LogUnwritableError(`no store sealed log ${this.init.log}`)
+    return { size, cid: this.replicas.some(r => r.failed === undefined && r.cid === cid) ? cid : undefined }
+  }
+
+  /** Give up on the log (the attempt was fenced or the worker is stopping). */
+  abort (): void {
+    this.sealed = true
+    clearTimeout(this.timer)
+    for (const replica of this.replicas) {
+      replica.opening?.then(channel => channel?.abort(new Error('log abandoned')), () => {})
+      replica.channel?.abort(new Error('log abandoned'))
+    }
+    this.failure ??= new LogUnwritableError('log abandoned')
+    this.pieces = []
+    this.release()
+  }
+
+  private live (): Replica[] {
+    return this.replicas.filter(r => r.failed === undefined)
+  }
+
+  /** Take bytes into the log: hashed into blocks at once, kept in pieces until every live replica holds them. */
+  private keep (bytes: Uint8Array): void {
+    for (const block of this.chunker.push(bytes)) this.blocks.push({ cid: block.cid, size: block.bytes.length })
+    if (this.failure === undefined) {
+      let at = 0
+      while (at < bytes.length) {
+        let piece = this.pieces.at(-1)
+        if (piece === undefined || piece.filled === piece.bytes.length) {
+          piece = { start: this.written + at, bytes: new Uint8Array(Math.max(LOG_PIECE_BYTES, this.batchBytes)), filled: 0 }
+          this.pieces.push(piece)
+        }
+        const part = bytes.subarray(at, at + piece.bytes.length - piece.filled)
+        piece.bytes.set(part, piece.filled)
+        piece.filled += part.length
+        at += part.length
+      }
+    }
+    this.written += bytes.length
+    if (bytes.length > 0) this.lastByte = bytes[bytes.length - 1]
+  }
+
+  /** Bytes held for the slowest live replica. */
+  private buffered (): number {
+    return this.written - (this.pieces[0]?.start ?? this.written)
+  }
+
+  private flush (): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.flushedAt = this.written
+    for (const replica of this.live()) {
+      replica.pumping ??= this.pump(replica).finally(() => { replica.pumping = undefined })
+    }
+  }
+
+  private async pump (replica: Replica): Promise<void> {
+    while (replica.failed === undefined && replica.acked < this.written && this.failure === undefined) {
+      const batch = this.slice(replica.acked)
+      try {
+        const reply = await this.request(replica, { t: 'append', log: this.init.log, offset: replica.acked, bytes: batch, grant: this.init.grant }, LOG_APPEND_TIMEOUT_MS)
+        const held = this.pieces[0]?.start ?? this.written
+        // A resend after a lost reply may find the store already past this batch; a gap rewinds to what it holds,
+        // as long as the writer still has the bytes from there.
+        if (reply.t === 'ok' && reply.size >= replica.acked + batch.length && reply.size <= this.written) replica.acked = reply.size
+        else if (reply.t === 'gap' && reply.size >= held && reply.size <= this.written) replica.acked = reply.size
+        else throw new LogUnwritableError(`store answered ${reply.t} ${'size' in reply ? reply.size : reply.error} to an append at ${replica.acked}`)
+      } catch (err: any) {
+        this.drop(replica, err)
+      }
+      this.trim()
+    }
+  }
+
+  /** Up to one piece of pending bytes from `offset`: a view, since bytes before a piece's fill never change. */
+  private slice (offset: number): Uint8Array {
+    for (const piece of this.pieces) {
+      if (offset < piece.start + piece.filled) return piece.bytes.subarray(offset - piece.start, piece.filled)
+    }
+    throw new Error(`log ${this.init.log}: no pending bytes at ${offset}`)
+  }
+
+  private drop (replica: Replica, err: Error): void {
+    if (replica.failed !== undefined) return
+    // An abandoned log's replicas end with it; only a store failing a live log is news.
+    const abandoned = this.failure !== undefined
+    replica.failed = err
+    replica.channel?.abort(err)
+    replica.channel = undefined
+    const left = this.live().length
+    if (!abandoned) this.init.report?.(`log ${this.init.log}: store ${replica.store.peer} dropped (${err.message}); ${left} store(s) left`)
+    if (left === 0) {
+      this.failure ??= new LogUnwritableError(`could not write log ${this.init.log} to any store: ${err.message}`)
+      this.pieces = []
+    }
+    this.trim()
+  }
+
+  /** Forget pieces every live replica holds, and let a paused step go on once below the buffer limit. */
+  private trim (): void {
+    const live = this.live()
+    const base = live.length === 0 ? this.written : Math.min(...live.map(r => r.acked))
+    while (this.pieces.length > 0) {
+      const head = this.pieces[0]
+      if (head.filled < head.bytes.length || head.start + head.filled > base) break
+      this.pieces.shift()
+    }
+    this.release()
+  }
+
+  private release (): void {
+    if (this.buffered() >= LOG_BUFFER_LIMIT && this.failure === undefined) return
+    for (const resolve of this.drained.splice(0)) resolve()
+  }
+
+  /** One request and its reply to one replica, on a fresh stream after any failure; appends are idempotent by offset. */
+  private async request (replica: Replica, request: AppendRequest, timeoutMs: number): Promise<AppendReply> {
+    let lastError: Error | undefined
+    for (let tryNumber = 0; tryNumber < LOG_APPEND_TRIES; tryNumber++) {
+      if (this.failure !== undefined && this.sealed) throw this.failure
+      try {
+        if (replica.opening !== undefined) {
+          replica.channel ??= await replica.opening
+          replica.opening = undefined
+        }
+        replica.channel ??= await this.init.streams.take(replica.store)
+        await replica.channel.send(request)
+        return await replica.channel.expect({ signal: AbortSignal.timeout(timeoutMs) })
+      } catch (err: any) {
+        lastError = err
+        replica.channel?.abort(err)
+        replica.channel = undefined
+        await new Promise(resolve => setTimeout(resolve, 100 * 2 ** tryNumber))
+      }
+    }
+    throw new LogUnwritableError(`could not reach store ${replica.store.peer}: ${lastError?.message}`)
+  }
+}

@@ -1,0 +1,262 @@
+// Every process a step started, so that none outlives it: the step's own process group is not enough, since
+// `setsid`, a double fork or `set -m` leave it. Three marks, any one of which makes a process the step's:
+// - a cgroup of the step's own, where the machine lets the worker make one (root, a writable cgroup v2, or a v1
+//   `pids` hierarchy): a child is born into its parent's cgroup and only root can move it out;
+// - an environment tag, GitHub's runner's way (RUNNER_TRACKING_ID): the step's env carries a value nobody else
+//   has, and /proc/PID/environ shows it for any descendant that did not clear its environment;
+// - the step's session: the step's shell is spawned in a session of its own, which `set -m` and nohup keep.
+// Cgroups are optional: without them a step runs as well, found by its tag and session alone.
+import { randomBytes } from 'node:crypto'
+import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { STEP_CGROUP_MAX_DEPTH, STEP_CGROUP_STALE_MS, STEP_KILL_ROUNDS, STEP_SWEEP_POLL_MS } from '../net/constants.ts'
+
+/** The environment variable whose value tags a step's processes. */
+export const STEP_TAG_ENV = 'GRID_STEP_TAG'
+
+/**
+ * How a step's processes are found besides its tag and session: 'cgroup' in a cgroup v2 (whose `cgroup.kill` ends
+ * them all at once) or else a v1 `pids` cgroup; 'cgroup-v1' only the latter; 'tag' in none (the fallback; tests use
+ * it to check the fallback on a machine that has cgroups).
+ */
+export type StepTracking = 'cgroup' | 'cgroup-v1' | 'tag'
+
+export interface StepProcess {
+  pid: number
+  /** Its process group: the step's own group is signalled at once through the leader while it lives. */
+  pgid: number
+}
+
+interface Cgroup {
+  version: 1 | 2
+  dir: string
+}
+
+/**
+ * Moves the shell into the cgroup before it runs the step (`exec` keeps its pid), so nothing the step starts is
+ * forked outside it. If the move fails the step runs all the same, found by its tag and session.
+ */
+const ENTER_CGROUP = '{ echo $$ >"$1"; } 2>/dev/null; exec /bin/sh -c "$2"'
+
+export class StepProcesses {
+  /** The tag's value: random, so no process outside the step carries it. */
+  readonly tag: string
+  /** The step's shell, once spawned: detached, so its pid names its session and its process group too. */
+  leader?: number
+  private readonly cgroup?: Cgroup
+  private leaderExited = false
+
+  private constructor (tag: string, cgroup?: Cgroup) {
+    this.tag = tag
+    this.cgroup = cgroup
+  }
+
+  /** Never fails: a machine without usable cgroups gets a step found by its tag and session alone. */
+  static async open (tracking: StepTracking = 'cgroup'): Promise<StepProcesses> {
+    const tag = randomBytes(12).toString('hex')
+    const cgroup = tracking === 'tag' ? undefined : await makeCgroup(`grid-step-${tag}`, tracking === 'cgroup' ? [2, 1] : [1])
+    return new StepProcesses(tag, cgroup)
+  }
+
+  /** The cgroup the step runs in, if the machine gave it one. */
+  get cgroupDir (): string | undefined { return this.cgroup?.dir }
+
+  /** Arguments for `/bin/sh` that run `run`, in the step's cgroup when it has one. */
+  shellArgs (run: string): string[] {
+    if (this.cgroup === undefined) return ['-c', run]
+    return ['-c', ENTER_CGROUP, '/bin/sh', join(this.cgroup.dir, 'cgroup.procs'), run]
+  }
+
+  /** The step's environment, tagged. */
+  env (env: Record<string, string | undefined>): Record<string, string | undefined> {
+    return { ...env, [STEP_TAG_ENV]: this.tag }
+  }
+
+  /** The leader was reaped: its pid may be reused, so its group is no longer signalled through it. */
+  exited (): void {
+    this.leaderExited = true
+  }
+
+  /** Signals the step's process group as one, while its leader lives. True if it was signalled. */
+  signalGroup (signal: NodeJS.Signals): boolean {
+    if (this.leader === undefined || this.leaderExited) return false
+    try {
+      process.kill(-this.leader, signal)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  signal (processes: StepProcess[], signal: NodeJS.Signals): void {
+    for (const { pid } of processes) {
+      if (!killable(pid)) continue
+      try { process.kill(pid, signal) } catch {}
+    }
+  }
+
+  /** The step's processes alive now (zombies are gone: some PID 1s never reap the orphans they inherit). */
+  async list (): Promise<StepProcess[]> {
+    const members = new Set(this.cgroup !== undefined ? await cgroupMembers(this.cgroup.dir, STEP_CGROUP_MAX_DEPTH) : [])
+    const names = await readdir('/proc').catch(() => [] as string[])
+    const found = await Promise.all(names.map(async name => {
+      const pid = Number(name)
+      if (!Number.isInteger(pid) || !killable(pid)) return undefined
+      const stat = await readStat(pid)
+      if (stat === undefined || stat.state === 'Z' || stat.state === 'X') return undefined
+      // Reading the environment of a process in uninterruptible sleep can block as long as it sleeps: it is looked
+      // at again on the next round, and could not die before waking anyway.
+      const ours = members.has(pid) || (this.leader !== undefined && stat.session === this.leader) ||
+        (stat.state !== 'D' && await carriesTag(pid, this.tag))
+      return ours ? { pid, pgid: stat.pgid } : undefined
+    }))
+    return found.filter(p => p !== undefined)
+  }
+
+  /**
+   * SIGKILL to every process of the step: the cgroup at once where it can (v2's `cgroup.kill`; v1 forbids forks
+   * first), then whatever is still found, a bounded number of rounds. Resolves with the pids that outlived it all.
+   */
+  async kill (): Promise<number[]> {
+    if (this.cgroup?.version === 2) await writeFile(join(this.cgroup.dir, 'cgroup.kill'), '1').catch(() => {})
+    if (this.cgroup?.version === 1) await writeFile(join(this.cgroup.dir, 'pids.max'), '0').catch(() => {})
+    this.signalGroup('SIGKILL')
+    for (let round = 0; round < STEP_KILL_ROUNDS; round++) {
+      const left = await this.list()
+      if (left.length === 0) return []
+      this.signal(left, 'SIGKILL')
+      await sleep(STEP_SWEEP_POLL_MS)
+    }
+    return (await this.list()).map(p => p.pid)
+  }
+
+  /** Removes the step's cgroup (and any a nested worker left under it); one still busy is left where it is. */
+  async close (): Promise<void> {
+    if (this.cgroup !== undefined) await removeCgroup(this.cgroup.dir, STEP_CGROUP_MAX_DEPTH)
+  }
+}
+
+/** Neither PID 1, the kernel's threads' parent, nor the worker itself, whatever a step wrote into its cgroup. */
+function killable (pid: number): boolean {
+  return pid > 2 && pid !== process.pid
+}
+
+async function readStat (pid: number): Promise<{ state: string, pgid: number, session: number } | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  // `pid (comm) state ppid pgrp session …`; comm may hold spaces and parentheses, so fields start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  if (fields.length < 4) return undefined
+  return { state: fields[0], pgid: Number(fields[2]), session: Number(fields[3]) }
+}
+
+async function carriesTag (pid: number, tag: string): Promise<boolean> {
+  const environ = await readFile(`/proc/${pid}/environ`).catch(() => undefined)
+  if (environ === undefined) return false
+  const entry = Buffer.from(`${STEP_TAG_ENV}=${tag}\0`)
+  for (let at = environ.indexOf(entry); at !== -1; at = environ.indexOf(entry, at + 1)) {
+    if (at === 0 || environ[at - 1] === 0) return true
+  }
+  return false
+}
+
+/**
+ * A cgroup for the step under the worker's own (so a worker run by a step makes its steps' cgroups inside that
+ * step's), in the first hierarchy of `versions` that lets the worker make one.
+ */
+async function makeCgroup (name: string, versions: Array<1 | 2>): Promise<Cgroup | undefined> {
+  const [own, mountinfo] = await Promise.all([
+    readFile('/proc/self/cgroup', 'utf8').catch(() => ''),
+    readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  ])
+  for (const version of versions) {
+    const parent = cgroupOf(own, mountinfo, version)
+    if (parent === undefined) continue
+    await tidy(parent)
+    const dir = join(parent, name)
+    try {
+      await mkdir(dir)
+    } catch {
+      continue
+    }
+    // A v2 kernel before 5.14 has no cgroup.kill: a v1 pids cgroup, if there is one, can stop forks instead.
+    if (version === 2 && !(await readdir(dir).catch(() => [] as string[])).includes('cgroup.kill')) {
+      await rmdir(dir).catch(() => {})
+      continue
+    }
+    return { version, dir }
+  }
+  return undefined
+}
+
+/** The directory of the worker's own cgroup in a v2 hierarchy, or in the v1 hierarchy of the `pids` controller. */
+function cgroupOf (own: string, mountinfo: string, version: 1 | 2): string | undefined {
+  // /proc/self/cgroup: `0::/path` for v2, `N:pids:/path` for v1.
+  const line = own.split('\n').map(l => l.split(':')).find(([id, controllers]) =>
+    version === 2 ? id === '0' && controllers === '' : controllers?.split(',').includes('pids'))
+  if (line === undefined) return undefined
+  const path = line.slice(2).join(':')
+  for (const mount of mountinfo.split('\n')) {
+    // `id parent major:minor root mountpoint options … - fstype source superoptions`
+    const [before, after] = mount.split(' - ')
+    if (after === undefined) continue
+    const fields = before.split(' ')
+    const [fstype, , superOptions = ''] = after.split(' ')
+    const fits = version === 2 ? fstype === 'cgroup2' : fstype === 'cgroup' && superOptions.split(',').includes('pids')
+    if (!fits) continue
+    const root = fields[3]
+    const mountPoint = fields[4]
+    // A mount of part of the hierarchy (a container without a cgroup namespace) shows paths from its root down.
+    if (root !== '/' && path !== root && !path.startsWith(root + '/')) continue
+    return join(mountPoint, root === '/' ? path : path.slice(root.length))
+  }
+  return undefined
+}
+
+/** When each hierarchy's step cgroups were last tidied. */
+const tidied = new Map<string, number>()
+
+/**
+ * Removes the empty cgroups of steps whose worker died before removing them (rmdir takes only an empty one). Those
+ * made less than STEP_CGROUP_STALE_MS ago are left alone: another worker may be about to move its step in.
+ */
+async function tidy (parent: string): Promise<void> {
+  if (Date.now() - (tidied.get(parent) ?? 0) < STEP_CGROUP_STALE_MS) return
+  tidied.set(parent, Date.now())
+  const stale = Date.now() - STEP_CGROUP_STALE_MS
+  for (const name of await subdirs(parent)) {
+    if (!/^grid-step-[0-9a-f]{24}$/.test(name)) continue
+    const made = await stat(join(parent, name)).then(s => s.mtimeMs, () => Date.now())
+    if (made < stale) await rmdir(join(parent, name)).catch(() => {})
+  }
+}
+
+async function cgroupMembers (dir: string, depth: number): Promise<number[]> {
+  const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '')
+  const pids = procs.split('\n').filter(l => l !== '').map(Number)
+  if (depth > 0) {
+    for (const child of await subdirs(dir)) pids.push(...await cgroupMembers(join(dir, child), depth - 1))
+  }
+  return pids
+}
+
+async function removeCgroup (dir: string, depth: number): Promise<void> {
+  if (depth > 0) {
+    for (const child of await subdirs(dir)) await removeCgroup(join(dir, child), depth - 1)
+  }
+  // Just after its last process died a cgroup may still count as populated for a moment.
+  for (let round = 0; round < STEP_KILL_ROUNDS; round++) {
+    try {
+      await rmdir(dir)
+      return
+    } catch (err: any) {
+      if (err.code !== 'EBUSY') return
+    }
+    await sleep(STEP_SWEEP_POLL_MS)
+  }
+}
+
+async function subdirs (dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  return entries.filter(e => e.isDirectory()).map(e => e.name)
+}

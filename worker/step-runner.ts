@@ -1,0 +1,148 @@
+// Running one step: `/bin/sh -c` in the work dir, with stdout and stderr flowing (with backpressure) into the step's
+// log, and nothing it started left running when it ends: a stop (cancel, timeout) sends SIGTERM to all of the step's
+// processes and SIGKILL after the job's grace, and whatever a step that exits on its own leaves behind gets the same.
+// Which processes are the step's is step-processes.ts's business: escaping the process group is not enough.
+import { spawn } from 'node:child_process'
+import { constants } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { LogWriter } from './log-writer.ts'
+import { StepProcesses } from './step-processes.ts'
+import type { StepProcess, StepTracking } from './step-processes.ts'
+import { STEP_PIPE_CLOSE_MS, STEP_SWEEP_POLL_MS } from '../net/constants.ts'
+import { DEFAULT_KILL_GRACE_S } from '../grid/constants.ts'
+
+export interface StepInit {
+  run: string
+  cwd: string
+  env: Record<string, string | undefined>
+  output: Pick<LogWriter, 'write' | 'drain'>
+  /** Aborting stops the step: SIGTERM to every process of the step, SIGKILL to those left after `killGraceMs`. */
+  signal: AbortSignal
+  /** Milliseconds between SIGTERM and SIGKILL. @default DEFAULT_KILL_GRACE_S × 1000 (10 s) */
+  killGraceMs?: number
+  /** Why the step is being stopped, once `signal` aborted ("cancelled by an API client"), for the log's `grid:` line. */
+  stopping?: () => string
+  /** Writes one `grid: …` line into the step's log (what was sent to its processes, and when). */
+  note?: (line: string) => void
+  /** How the step's processes are found besides their tag and session (see step-processes.ts). @default 'cgroup' */
+  tracking?: StepTracking
+}
+
+/**
+ * Runs the step to its end and returns its exit code (128 + signal number when killed by a signal). When it resolves,
+ * every process the step started is gone (bar one that left both the step's cgroup and its tag, or one the kernel
+ * will not let die).
+ */
+export async function runStep (init: StepInit): Promise<number> {
+  const processes = await StepProcesses.open(init.tracking)
+  let sweep: Promise<void> | undefined
+  try {
+    return await supervise(init, processes, promise => { sweep = promise })
+  } finally {
+    await sweep
+    await processes.close()
+  }
+}
+
+async function supervise (init: StepInit, processes: StepProcesses, sweeping: (sweep: Promise<void>) => void): Promise<number> {
+  const graceMs = init.killGraceMs ?? DEFAULT_KILL_GRACE_S * 1000
+  const grace = `${graceMs / 1000} s`
+  const note = init.note ?? (() => {})
+  const child = spawn('/bin/sh', processes.shellArgs(init.run), {
+    cwd: init.cwd,
+    env: processes.env(init.env),
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  processes.leader = child.pid
+  const closed = new Promise<void>(resolve => child.once('close', () => { resolve() }))
+  let hasExited = false
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code, signal) => {
+      hasExited = true
+      processes.exited()
+      resolve([code, signal])
+    })
+  })
+
+  /**
+   * SIGTERM to every process of the step (its group at once, while the leader lives, so processes the group forks
+   * afterwards, a trap's cleanup among them, are not signalled twice), then SIGKILL to any still there after the grace.
+   */
+  let stop: Promise<void> | undefined
+  const terminate = (say: string, known?: StepProcess[]): Promise<void> => {
+    stop ??= (async () => {
+      const grouped = processes.signalGroup('SIGTERM')
+      const found = known ?? await processes.list()
+      processes.signal(found.filter(p => !grouped || p.pgid !== processes.leader), 'SIGTERM')
+      note(say)
+      const deadline = Date.now() + graceMs
+      while ((await processes.list()).length > 0) {
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          const survivors = await processes.kill()
+          note(`still running ${grace} after SIGTERM: sent SIGKILL`)
+          if (survivors.length > 0) note(`${count(survivors.length)} of the step would not die (pid ${survivors.join(', ')})`)
+          return
+        }
+        await sleep(Math.min(STEP_SWEEP_POLL_MS, left))
+      }
+    })()
+    sweeping(stop)
+    return stop
+  }
+  const onAbort = (): void => {
+    // A step that has ended is being swept already; a stop now would add nothing but a confusing line.
+    if (hasExited) return
+    void terminate(`${init.stopping?.() ?? 'stopped'}: sent SIGTERM to the step's processes; SIGKILL follows in ${grace}`)
+  }
+  if (init.signal.aborted) onAbort()
+  else init.signal.addEventListener('abort', onAbort, { once: true })
+
+  let paused = false
+  for (const pipe of [child.stdout, child.stderr]) {
+    pipe.on('data', (chunk: Buffer) => {
+      if (!init.output.write(chunk)) {
+        paused = true
+        child.stdout.pause()
+        child.stderr.pause()
+        const resume = (): void => { paused = false; child.stdout.resume(); child.stderr.resume() }
+        init.output.drain().then(resume, resume)
+      }
+    })
+  }
+  try {
+    const [code, signal] = await exited
+    if (stop === undefined) {
+      // Whatever the step left running (background jobs, daemons it started) goes too: a build leaves nothing behind.
+      const left = await processes.list()
+      if (left.length > 0) {
+        void terminate(`the step exited and left ${count(left.length)} running: sent SIGTERM; SIGKILL follows in ${grace}`, left)
+      }
+    }
+    await stop
+    // Output still in the pipes is read to the end; a process out of reach that holds them open cannot keep the
+    // step from finishing.
+    await new Promise<void>(resolve => {
+      let timer: NodeJS.Timeout | undefined
+      const wait = (): void => {
+        timer = setTimeout(() => {
+          if (paused) return wait()
+          child.stdout.destroy()
+          child.stderr.destroy()
+          resolve()
+        }, STEP_PIPE_CLOSE_MS)
+      }
+      wait()
+      closed.then(() => { clearTimeout(timer); resolve() }, () => {})
+    })
+    return code ?? 128 + (signal !== null ? constants.signals[signal] : 0)
+  } finally {
+    init.signal.removeEventListener('abort', onAbort)
+  }
+}
+
+function count (n: number): string {
+  return n === 1 ? '1 process' : `${n} processes`
+}
