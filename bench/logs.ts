@@ -17,7 +17,7 @@ import { createHost } from '../net/host.ts'
 import { newSecret } from '../net/join-code.ts'
 import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
-import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { MAX_LOG_BYTES } from '../grid/constants.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { MemorySampler, percentile, sleep, within as withinMs } from './measure.ts'
 

@@ -67,3 +67,24 @@ export const MAX_WARNINGS = 50
  * tailer waiting forever.
  */
 export const CANCEL_SEAL_MARGIN_MS = 15_000
+
+/** Hard ceiling on one log, whatever a job asks: a runaway step must not fill a store's disk. */
+export const MAX_LOG_BYTES = 1024 * 1024 * 1024
+
+/**
+ * Output kept per step unless the job's `logLimit` says otherwise: GitLab's default job-log limit. Past it the
+ * worker writes one line saying so and drops the rest, while the step runs on to its real exit code.
+ */
+export const DEFAULT_LOG_LIMIT_BYTES = 100 * 1024 * 1024
+
+/** Room kept under MAX_LOG_BYTES for the line that says the limit was reached. */
+export const LOG_LIMIT_LINE_ROOM = 256
+
+/** Content is cut into blocks of this size (IPFS uses 256 KiB to 1 MiB; large blocks keep libp2p writes efficient). */
+export const BLOCK_BYTES = 1024 * 1024
+
+/** The largest block a store takes from a peer (IPFS's network cap is 2 MiB). */
+export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+
+/** Blocks one manifest may list: about 40 GiB of content at BLOCK_BYTES, and a manifest that still fits in one block. */
+export const MAX_MANIFEST_BLOCKS = 40_000

@@ -8,7 +8,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagCbor from '@ipld/dag-cbor'
 import { z } from 'zod'
-import { BLOCK_BYTES, MAX_BLOCK_BYTES, MAX_MANIFEST_BLOCKS } from '../artifact-store/constants.ts'
+import { BLOCK_BYTES, MAX_BLOCK_BYTES, MAX_MANIFEST_BLOCKS } from './constants.ts'
 import { GridError } from '../net/errors.ts'
 
 export class BadCidError extends GridError {

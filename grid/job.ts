@@ -4,7 +4,7 @@ import {
   DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_COMMAND_BYTES, MAX_INPUTS, MAX_JOB_BYTES, MAX_KILL_GRACE_S, MAX_PRIORITY, MAX_RETRIES,
   MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
-import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { MAX_LOG_BYTES } from './constants.ts'
 import { GridError } from '../net/errors.ts'
 
 /**

@@ -7,9 +7,9 @@ import type { GridHost } from '../net/host.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
-import type { Blockstore } from '../artifact-store/blockstore.ts'
+import type { Blockstore } from '../storage/blockstore.ts'
 import { parseCid } from '../grid/content.ts'
-import { MAX_BLOCK_STREAMS, MAX_CIDS_PER_ASK } from '../artifact-store/constants.ts'
+import { MAX_BLOCK_STREAMS, MAX_CIDS_PER_ASK } from '../storage/constants.ts'
 
 export const BLOCK_MISSING_PROTOCOL = '/nameless-grid/block-missing/1.0.0'
 

@@ -7,8 +7,9 @@ import { MessageChannel, bytesField } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import { ID_PATTERN } from '../grid/build.ts'
-import type { LogStore } from '../artifact-store/log-store.ts'
-import { MAX_LOG_BYTES, MAX_READ_STREAMS, READ_FRAME_BYTES } from '../artifact-store/constants.ts'
+import type { LogStore } from '../storage/log-store.ts'
+import { MAX_READ_STREAMS, READ_FRAME_BYTES } from '../storage/constants.ts'
+import { MAX_LOG_BYTES } from '../grid/constants.ts'
 
 export const LOG_READ_PROTOCOL = '/nameless-grid/log-read/1.0.0'
 

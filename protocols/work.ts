@@ -2,21 +2,16 @@
 // stream; it says what it can do, the coordinator hands it attempts, and both send heartbeats so a frozen
 // or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
 import { z } from 'zod'
-import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
-import { MessageChannel, bytesField } from '../net/wire.ts'
-import { Heartbeat } from '../net/heartbeat.ts'
-import type { GridHost } from '../net/host.ts'
-import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, MAX_ARTIFACTS, MAX_KILL_GRACE_S, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS } from '../grid/constants.ts'
-import type { Assignment, Scheduler, WorkerLink } from '../coordinator/scheduler.ts'
-import type { Capabilities } from '../grid/build.ts'
+import { bytesField } from '../net/wire.ts'
+import { MAX_ARTIFACTS, MAX_KILL_GRACE_S, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS } from '../grid/constants.ts'
 import { ID_PATTERN } from '../grid/build.ts'
-import { GRANT_BYTES, issueGrant } from '../grid/write-grant.ts'
-import { MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { GRANT_BYTES } from '../grid/write-grant.ts'
+import { MAX_LOG_BYTES } from '../grid/constants.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
 
 /** A worker keeps one session; a few allow a reconnect to overlap the old stream's teardown. */
-const MAX_SESSIONS_PER_CONNECTION = 4
+export const MAX_SESSIONS_PER_CONNECTION = 4
 const MAX_CAPABILITIES = 128
 const MAX_CLAIMS = MAX_SLOTS
 
@@ -103,125 +98,3 @@ export const toWorker = z.discriminatedUnion('t', [
   })
 ])
 export type ToWorker = z.infer<typeof toWorker>
-
-/** One worker's session, as the scheduler sees it. */
-class WorkSession implements WorkerLink {
-  readonly worker: string
-  readonly capabilities: Capabilities
-  readonly slots: number
-  readonly addrs: string[]
-  private readonly channel: MessageChannel<ToCoordinator, ToWorker>
-  private readonly coordinatorKey: PrivateKey
-  /** Messages leave in the order they were made, even when one (an assignment) waits for its signature. */
-  private outbox: Promise<void> = Promise.resolve()
-
-  constructor (worker: string, hello: Extract<ToCoordinator, { t: 'hello' }>, channel: MessageChannel<ToCoordinator, ToWorker>, coordinatorKey: PrivateKey) {
-    this.worker = worker
-    this.capabilities = hello.capabilities
-    this.slots = hello.slots
-    this.addrs = hello.addrs
-    this.channel = channel
-    this.coordinatorKey = coordinatorKey
-  }
-
-  assign (a: Assignment): void {
-    const grant = issueGrant(this.coordinatorKey, a.attempt, this.worker)
-    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant }))
-  }
-
-  cancel (attempt: string, reason: 'cancelled' | 'stale', why?: string): void {
-    this.send(() => ({ t: 'cancel', attempt, reason, ...(why !== undefined ? { why } : {}) }))
-  }
-
-  beat (): void {
-    this.send(() => ({ t: 'beat' }))
-  }
-
-  welcome (heartbeatMs: number, silenceLimitMs: number): void {
-    this.send(() => ({ t: 'welcome', heartbeatMs, silenceLimitMs }))
-  }
-
-  private send (make: () => ToWorker | Promise<ToWorker>): void {
-    // A failed send means the stream is gone; the read loop sees that and ends the session.
-    this.outbox = this.outbox.then(async () => { await this.channel.send(await make()) }).catch(() => {})
-  }
-}
-
-export interface WorkSessionsInit {
-  host: GridHost
-  scheduler: Scheduler
-  /** Signs write grants; the coordinator's own identity key. */
-  identity: PrivateKey
-  /** @default HEARTBEAT_INTERVAL_MS */
-  heartbeatMs?: number
-  /** @default WORKER_SILENCE_LIMIT_MS */
-  silenceLimitMs?: number
-  log?: (line: string) => void
-}
-
-/** The coordinator's side of the work protocol. */
-export class WorkSessions {
-  private readonly init: WorkSessionsInit
-  private readonly open = new Set<Stream>()
-
-  constructor (init: WorkSessionsInit) {
-    this.init = init
-  }
-
-  async start (): Promise<void> {
-    await this.init.host.handle(WORK_PROTOCOL, (stream, connection) => {
-      this.serve(stream, connection).catch(() => {})
-    }, { maxInboundStreams: MAX_SESSIONS_PER_CONNECTION })
-  }
-
-  async stop (): Promise<void> {
-    await this.init.host.unhandle(WORK_PROTOCOL)
-    for (const stream of this.open) stream.abort(new Error('coordinator stopping'))
-  }
-
-  private async serve (stream: Stream, connection: Connection): Promise<void> {
-    const { scheduler } = this.init
-    const heartbeatMs = this.init.heartbeatMs ?? HEARTBEAT_INTERVAL_MS
-    const silenceLimitMs = this.init.silenceLimitMs ?? WORKER_SILENCE_LIMIT_MS
-    const channel = new MessageChannel<ToCoordinator, ToWorker>(stream, toCoordinator)
-    this.open.add(stream)
-    let session: WorkSession | undefined
-    /** Why the session ended, for the lost attempts' records. */
-    let ended = 'its worker disconnected (the connection closed)'
-    const heartbeat = new Heartbeat({
-      stream,
-      intervalMs: heartbeatMs,
-      silenceLimitMs,
-      beat: () => session?.beat(),
-      onSilence: ms => {
-        ended = `its worker sent no heartbeat for ${(ms / 1000).toFixed(1)} s (frozen or cut off)`
-        this.init.log?.(`worker ${connection.remotePeer.toString()} silent for ${ms} ms: lost`)
-      }
-    })
-    try {
-      const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
-      if (hello.t !== 'hello') throw new Error('a session starts with hello')
-      heartbeat.heard()
-      session = new WorkSession(connection.remotePeer.toString(), hello, channel, this.init.identity)
-      session.welcome(heartbeatMs, silenceLimitMs)
-      scheduler.workerJoined(session, hello.running)
-      for await (const message of channel) {
-        heartbeat.heard()
-        switch (message.t) {
-          case 'beat': break
-          case 'drain': scheduler.workerDraining(session); break
-          case 'step-started': scheduler.stepStarted(session, message.attempt, message.step); break
-          case 'step': scheduler.stepFinished(session, message.attempt, message.step, message.exitCode, message.logCid); break
-          case 'done': scheduler.attemptFinished(session, message.attempt, message.outcome, message.artifacts, { error: message.error, warnings: message.warnings }); break
-          case 'hello': throw new Error('hello twice')
-        }
-      }
-    } catch (err: any) {
-      if (!stream.status.startsWith('abort') && stream.status !== 'reset') stream.abort(err)
-    } finally {
-      heartbeat.stop()
-      this.open.delete(stream)
-      if (session !== undefined) scheduler.workerLeft(session, ended)
-    }
-  }
-}

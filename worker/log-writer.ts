@@ -9,7 +9,7 @@ import type { CID } from 'multiformats/cid'
 import type { PeerAddress } from '../net/dial.ts'
 import type { AppendReply, AppendRequest } from '../protocols/log-append.ts'
 import { Chunker, nameContent } from '../grid/content.ts'
-import { DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../artifact-store/constants.ts'
+import { DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../grid/constants.ts'
 import type { AppendChannel, AppendStreams } from './append-streams.ts'
 import {
   LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_PIECE_BYTES, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS

@@ -19,7 +19,7 @@ import { decodeJoinCode, encodeJoinCode, newSecret } from '../../net/join-code.t
 import type { Build } from '../../grid/build.ts'
 import { FINISHED } from '../../grid/build.ts'
 import { GridError, isGridError } from '../../net/errors.ts'
-import { StoreFullError } from '../../artifact-store/blockstore.ts'
+import { StoreFullError } from '../../storage/blockstore.ts'
 import { PeerUnreachableError } from '../../net/dial.ts'
 import { LogUnavailableError } from '../../client/log-reader.ts'
 import { UnknownBuildError } from '../../coordinator/scheduler.ts'

@@ -18,7 +18,7 @@ import { nameOf, putContent, putPool, readContent, readFileBlocks } from '../../
 import { BLOCK_GET_PROTOCOL, fetchFrom } from '../../protocols/block-get.ts'
 import { BLOCK_PUT_PROTOCOL } from '../../protocols/block-put.ts'
 import { blockCid, parseCid } from '../../grid/content.ts'
-import { BLOCK_BYTES } from '../../artifact-store/constants.ts'
+import { BLOCK_BYTES } from '../../grid/constants.ts'
 import { rejection } from '../wait.ts'
 
 interface Ctx { dir: string, secret: Uint8Array, hosts: GridHost[], stores: Store[], client: GridHost, a: PeerAddress, b: PeerAddress }

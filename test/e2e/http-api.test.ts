@@ -9,10 +9,10 @@ import type { CoordinatorNode } from '../../node/roles.ts'
 import { createApp } from '../../web/app.ts'
 import type { ArtifactsInit } from '../../web/artifacts.ts'
 import { ReplicasUnreachableError } from '../../client/content-client.ts'
-import { StoreFullError } from '../../artifact-store/blockstore.ts'
+import { StoreFullError } from '../../storage/blockstore.ts'
 import { MAX_JOB_BYTES } from '../../grid/constants.ts'
 import { createHash, randomBytes } from 'node:crypto'
-import { BLOCK_BYTES } from '../../artifact-store/constants.ts'
+import { BLOCK_BYTES } from '../../grid/constants.ts'
 
 const api = suite<{ grid: TestGrid }>('HTTP API bad input')
 

@@ -22,7 +22,7 @@ import { LOG_APPEND_PROTOCOL, appendReply } from '../../protocols/log-append.ts'
 import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
 import { LOG_READ_PROTOCOL, readReply } from '../../protocols/log-read.ts'
 import type { ReadReply, ReadRequest } from '../../protocols/log-read.ts'
-import { DEFAULT_LOG_LIMIT_BYTES } from '../../artifact-store/constants.ts'
+import { DEFAULT_LOG_LIMIT_BYTES } from '../../grid/constants.ts'
 
 interface Ctx {
   grid: TestGrid

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { list as tarList } from 'tar'
 import { grid, gridRun, removeDir, tempDir } from '../helpers.ts'
 import type { CliProcess } from '../helpers.ts'
-import { BLOCK_BYTES } from '../../artifact-store/constants.ts'
+import { BLOCK_BYTES } from '../../grid/constants.ts'
 
 const putGet = suite<{ dir: string, up: CliProcess, joinFile: string, url: string }>('grid put and grid get')
 

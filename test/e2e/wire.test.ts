@@ -28,7 +28,7 @@ import { LOG_APPEND_PROTOCOL, appendReply } from '../../protocols/log-append.ts'
 import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
 import { LOG_READ_PROTOCOL, readReply } from '../../protocols/log-read.ts'
 import type { ReadReply, ReadRequest } from '../../protocols/log-read.ts'
-import { MAX_APPEND_BYTES } from '../../artifact-store/constants.ts'
+import { MAX_APPEND_BYTES } from '../../storage/constants.ts'
 import { rejection } from '../wait.ts'
 
 const enc = new TextEncoder()

@@ -9,9 +9,9 @@ import { Level } from 'level'
 import { CID } from 'multiformats/cid'
 import { Chunker, ContentChangedError, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../../grid/content.ts'
 import type { Named } from '../../grid/content.ts'
-import { Blockstore } from '../../artifact-store/blockstore.ts'
-import { RootCatalog } from '../../artifact-store/root-catalog.ts'
-import { UNCLAIMED_SWEEP_BATCH } from '../../artifact-store/constants.ts'
+import { Blockstore } from '../../storage/blockstore.ts'
+import { RootCatalog } from '../../storage/root-catalog.ts'
+import { UNCLAIMED_SWEEP_BATCH } from '../../storage/constants.ts'
 import { rejection } from '../wait.ts'
 
 const content = suite('content addressing')

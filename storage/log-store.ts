@@ -3,7 +3,7 @@
 // and a gap is refused with the size the store has, so the writer rewinds instead of corrupting the log.
 import { EventEmitter } from 'node:events'
 import type { Level } from 'level'
-import { MAX_LOG_BYTES } from './constants.ts'
+import { MAX_LOG_BYTES } from '../grid/constants.ts'
 import type { BatchOperation } from './blockstore.ts'
 import { GridError } from '../net/errors.ts'
 

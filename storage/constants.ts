@@ -1,14 +1,5 @@
-// Store limits, each with its reason.
-
-/** Hard ceiling on one log, whatever a job asks: a runaway step must not fill a store's disk. */
-export const MAX_LOG_BYTES = 1024 * 1024 * 1024
-/**
- * Output kept per step unless the job's `logLimit` says otherwise: GitLab's default job-log limit. Past it the
- * worker writes one line saying so and drops the rest, while the step runs on to its real exit code.
- */
-export const DEFAULT_LOG_LIMIT_BYTES = 100 * 1024 * 1024
-/** Room kept under MAX_LOG_BYTES for the line that says the limit was reached. */
-export const LOG_LIMIT_LINE_ROOM = 256
+// Store and block-protocol limits, each with its reason. Limits every layer shares (blocks, logs) are in grid/constants.ts.
+import { BLOCK_BYTES, MAX_BLOCK_BYTES } from '../grid/constants.ts'
 
 /** One append frame's payload. Writers batch to about this (libp2p throughput suffers below 64 KiB writes). */
 export const MAX_APPEND_BYTES = 1024 * 1024
@@ -20,13 +11,6 @@ export const MAX_READ_STREAMS = 256
 
 /** Bytes sent in one read frame: large enough to keep a libp2p stream efficient. */
 export const READ_FRAME_BYTES = 256 * 1024
-
-/** Content is cut into blocks of this size (IPFS uses 256 KiB to 1 MiB; large blocks keep libp2p writes efficient). */
-export const BLOCK_BYTES = 1024 * 1024
-/** The largest block a store takes from a peer (IPFS's network cap is 2 MiB). */
-export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
-/** Blocks one manifest may list: about 40 GiB of content at BLOCK_BYTES, and a manifest that still fits in one block. */
-export const MAX_MANIFEST_BLOCKS = 40_000
 
 /** CIDs asked about in one "which do you lack" message: 4 GiB of content at BLOCK_BYTES. */
 export const MAX_CIDS_PER_ASK = 4_096

@@ -5,7 +5,8 @@ import type { Level } from 'level'
 import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
 import { matches } from '../grid/content.ts'
-import { BLOCK_PIN_MS, MAX_BLOCK_BYTES, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
+import { BLOCK_PIN_MS, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
+import { MAX_BLOCK_BYTES } from '../grid/constants.ts'
 import { GridError } from '../net/errors.ts'
 
 export class BlockMismatchError extends GridError {

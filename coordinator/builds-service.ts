@@ -1,0 +1,47 @@
+// The coordinator's side of /nameless-grid/builds (protocols/builds.ts): what `grid submit`, `grid tail` and a
+// worker waiting for an input ask, one request per stream.
+import type { Stream } from '@libp2p/interface'
+import { MessageChannel } from '../net/wire.ts'
+import type { GridHost } from '../net/host.ts'
+import { isGridError } from '../net/errors.ts'
+import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
+import { ID_PATTERN } from '../grid/build.ts'
+import { parseJob } from '../grid/job.ts'
+import { DEFAULT_REPLICAS } from '../grid/placement.ts'
+import { BUILDS_PROTOCOL, MAX_REQUESTS_PER_CONNECTION, buildsRequest } from '../protocols/builds.ts'
+import type { BuildsReply, BuildsRequest } from '../protocols/builds.ts'
+import type { Scheduler } from './scheduler.ts'
+import type { StoreDirectory } from './store-directory.ts'
+
+export async function handleBuildRequests (host: GridHost, scheduler: Scheduler, stores: StoreDirectory, replicas: number = DEFAULT_REPLICAS): Promise<void> {
+  await host.handle(BUILDS_PROTOCOL, (stream) => {
+    serve(stream, scheduler, stores, replicas).catch(() => {})
+  }, { maxInboundStreams: MAX_REQUESTS_PER_CONNECTION })
+}
+
+async function serve (stream: Stream, scheduler: Scheduler, stores: StoreDirectory, replicas: number): Promise<void> {
+  const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
+  try {
+    const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+    let reply: BuildsReply
+    try {
+      if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
+      else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
+      else {
+        const build = ID_PATTERN.test(request.id) ? await scheduler.get(request.id) : undefined
+        const maker = build?.attempts.at(-1)?.worker
+        const where = maker !== undefined ? scheduler.workerAddress(maker) : undefined
+        reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build, ...(where !== undefined ? { maker: where } : {}) }
+      }
+    } catch (err: any) {
+      // An expected failure is the answer; anything else is a bug, and the stream is dropped.
+      if (!isGridError(err)) throw err
+      reply = { t: 'error', error: err.message.slice(0, 1000) }
+    }
+    await channel.send(reply)
+    await channel.close()
+  } catch (err: any) {
+    channel.abort(err)
+  }
+}
+
