@@ -1,24 +1,24 @@
 // The store role: keeps logs and content blocks durably in LevelDB and serves them to any peer. Content is listed
 // by root (root-catalog.ts), which is what the coordinator places, repairs and lets a store evict under `--max-size`.
 import { join } from 'node:path'
-import { Level } from 'level'
 import type { GridHost } from '../net/host.ts'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, Startable } from '@libp2p/interface'
+import { start, stop } from '@libp2p/interface'
 import { GrantVerifier } from '../grid/write-grant.ts'
 import { LogStore } from '../storage/log-store.ts'
-import { Blockstore } from '../storage/blockstore.ts'
-import { RootCatalog } from '../storage/root-catalog.ts'
-import type { RootEntry } from '../storage/root-catalog.ts'
+import type { Blockstore } from '../storage/blockstore.ts'
+import type { RootCatalog, RootEntry } from '../storage/root-catalog.ts'
+import { HeldContent } from '../storage/held-content.ts'
 import { Throttle } from '../storage/throttle.ts'
-import { copyContent } from '../client/content-client.ts'
+import { copyContent } from '../client/content/copy.ts'
 import { parseCid } from '../grid/content.ts'
 import type { PeerAddress } from '../net/dial.ts'
-import { BLOCK_MISSING_PROTOCOL, handleMissing } from '../protocols/block-missing.ts'
-import { BLOCK_PUT_PROTOCOL, handlePuts } from '../protocols/block-put.ts'
-import { BLOCK_GET_PROTOCOL, handleGets } from '../protocols/block-get.ts'
-import { handleLogAppends, LOG_APPEND_PROTOCOL } from '../protocols/log-append.ts'
+import { BlockMissingService } from '../protocols/block-missing.ts'
+import { BlockPutService } from '../protocols/block-put.ts'
+import { BlockGetService } from '../protocols/block-get.ts'
+import { LogAppendService } from '../protocols/log-append.ts'
 import { LogSealer } from '../storage/log-content.ts'
-import { handleLogReads, LOG_READ_PROTOCOL } from '../protocols/log-read.ts'
+import { LogReadService } from '../protocols/log-read.ts'
 import { REPAIR_BYTES_PER_SECOND, STORE_TABLE_FILE_BYTES, STORE_WRITE_BUFFER_BYTES } from '../storage/constants.ts'
 
 export interface StoreInit {
@@ -34,23 +34,37 @@ export interface StoreInit {
 
 export class Store {
   private readonly init: StoreInit
-  private readonly db: Level<string, string>
-  /** Block bytes, in a LevelDB of their own (see blockstore.ts). */
-  private readonly blockData: Level<string, Uint8Array>
+  /** Its content's blocks and roots, served over block-get; its logs live in the same index database. */
+  private readonly content: HeldContent
   readonly logs: LogStore
   readonly blocks: Blockstore
   readonly roots: RootCatalog
   private readonly repairs: Throttle
+  /** The protocols this store serves besides block-get (its content's): registered on start, removed on stop. */
+  private readonly services: Startable[]
 
   constructor (init: StoreInit) {
     this.init = init
-    this.db = new Level<string, string>(join(init.dataDir, 'store.db'), { writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES })
-    this.logs = new LogStore(this.db)
-    this.blockData = new Level<string, Uint8Array>(join(init.dataDir, 'blocks.db'), { valueEncoding: 'view', writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES })
-    this.blocks = new Blockstore(this.db, this.blockData)
-    this.blocks.maxBytes = init.maxBytes
-    this.roots = new RootCatalog(this.db, this.blocks)
+    this.content = new HeldContent({
+      host: init.host,
+      indexPath: join(init.dataDir, 'store.db'),
+      blocksPath: join(init.dataDir, 'blocks.db'),
+      level: { writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES },
+      maxBytes: init.maxBytes,
+      serve: BlockGetService
+    })
+    this.logs = new LogStore(this.content.index)
+    this.blocks = this.content.blocks
+    this.roots = this.content.roots
     this.repairs = new Throttle(init.repairBytesPerSecond ?? REPAIR_BYTES_PER_SECOND)
+    const { host } = init
+    this.services = [
+      // A sealed log becomes content here (a root like any artifact), so its CID is fetchable from this store.
+      new LogAppendService({ host, logs: this.logs, grants: new GrantVerifier(init.coordinator), sealer: new LogSealer(this.logs, this.blocks, this.roots) }),
+      new LogReadService({ host, logs: this.logs }),
+      new BlockMissingService({ host, blocks: this.blocks }),
+      new BlockPutService({ host, blocks: this.blocks, roots: this.roots })
+    ]
   }
 
   get maxBytes (): number | undefined {
@@ -72,22 +86,12 @@ export class Store {
   }
 
   async start (): Promise<void> {
-    await this.db.open()
-    await this.blockData.open()
-    await this.blocks.bytesHeld()
-    await this.roots.open()
-    // A sealed log becomes content here (a root like any artifact), so its CID is fetchable from this store.
-    await handleLogAppends(this.init.host, this.logs, new GrantVerifier(this.init.coordinator), new LogSealer(this.logs, this.blocks, this.roots))
-    await handleLogReads(this.init.host, this.logs)
-    await handleMissing(this.init.host, this.blocks)
-    await handlePuts(this.init.host, this.blocks, this.roots)
-    await handleGets(this.init.host, this.blocks, cid => { this.roots.touch(cid) })
+    await this.content.start()
+    await start(...this.services)
   }
 
   async stop (): Promise<void> {
-    await this.init.host.unhandle([LOG_APPEND_PROTOCOL, LOG_READ_PROTOCOL, BLOCK_MISSING_PROTOCOL, BLOCK_PUT_PROTOCOL, BLOCK_GET_PROTOCOL])
-    await this.roots.close()
-    await this.blockData.close()
-    await this.db.close()
+    await stop(...this.services)
+    await this.content.stop()
   }
 }

@@ -4,14 +4,14 @@
 //   rate: bytes and lines received, and when the first and last bytes came.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../net/host.ts'
-import { readJoinCode } from '../net/join-code.ts'
+import { coordinatorAddress, readJoinCode } from '../net/join-code.ts'
 import { askCoordinator } from '../protocols/builds.ts'
 import { LogReader } from '../client/log-reader.ts'
 
 const [joinFile, log, mode] = process.argv.slice(2)
 const code = await readJoinCode(joinFile)
 const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
-const reply = await askCoordinator(host, { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }, { t: 'stores' })
+const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
 const stores = reply.t === 'stores' ? reply.stores : []
 const reader = new LogReader({ host, stores: () => stores })
 process.stdout.write('ready\n')

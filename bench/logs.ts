@@ -17,6 +17,7 @@ import { createHost } from '../net/host.ts'
 import { newSecret } from '../net/join-code.ts'
 import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
+import { attemptId, logId } from '../grid/ids.ts'
 import { MAX_LOG_BYTES } from '../grid/constants.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { MemorySampler, percentile, sleep, within as withinMs } from './measure.ts'
@@ -101,7 +102,7 @@ export async function benchLogs (report: (line: string) => void = line => { proc
       const go = join(dir, `go-${Math.random().toString(36).slice(2)}`)
       await writeFile(join(dir, 'step.js'), `const fs = require('node:fs'); let n = 0; while (!fs.existsSync(${JSON.stringify(go)}) && n++ < 600) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);\n${script}`)
       const id = await submit({ ...job, steps: [{ run: `${process.execPath} ${join(dir, 'step.js')}` }] })
-      const log = `${id}.a1.s0`
+      const log = logId(attemptId(id, 1), 0)
       const procs = Array.from({ length: tailers }, () => child([join(ROOT, 'bench/log-tailer.ts'), joinFile, log, mode]))
       for (const p of procs) await p.line(/^ready$/m)
       // The tailers found the log's holder and wait on it; give their follow requests a moment to land.

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../net/host.ts'
-import { readJoinCode } from '../net/join-code.ts'
+import { coordinatorAddress, readJoinCode } from '../net/join-code.ts'
 import { askCoordinator } from '../protocols/builds.ts'
-import { putPlaced } from '../client/content-client.ts'
+import { putPlaced } from '../client/content/place.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bytes put in each phase: 256 MiB, well past any buffer. */
@@ -54,7 +54,7 @@ export async function benchReplicas (): Promise<ReplicaRow[]> {
     const code = await readJoinCode((await readFile(joinFile, 'utf8')).trim())
     const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
     try {
-      const coordinator = { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }
+      const coordinator = coordinatorAddress(code)
       let stores: Array<{ peer: string, addrs: string[] }> = []
       for (const deadline = Date.now() + START_TIMEOUT_MS; stores.length < 2 && Date.now() < deadline;) {
         const reply = await askCoordinator(host, coordinator, { t: 'stores' })

@@ -3,6 +3,7 @@
 import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
 import type { LogReader } from './log-reader.ts'
+import { STEP_END_GRACE_MS } from './constants.ts'
 
 export interface BuildView {
   get (id: string): Promise<Build | undefined>
@@ -46,13 +47,16 @@ export async function * buildLog (view: BuildView, logs: LogReader, id: string, 
     const record = build.steps[step]
     if (record !== undefined && (record.started !== undefined || record.exitCode !== undefined)) {
       yield * emit(encoder.encode(stepHeader(build, step)))
-      // Follow the step's log until it is sealed, or until its attempt is over (a lost worker never seals).
+      // Follow the step's log until it is sealed: after its exit code, the last step's log goes on with what keeping
+      // the artifacts has to say. A finished build's logs are all sealed (every ending seals them); a watch ends a
+      // read whose attempt is over, should its seal never come.
       const stepDone = new AbortController()
       const stop = (): void => stepDone.abort()
       outer.addEventListener('abort', stop, { once: true })
-      const watch = options.follow === true && record.exitCode === undefined ? watchStep(view, id, attempt, step, stepDone) : undefined
+      const follow = options.follow === true && !finished && record.logCid === undefined
+      const watch = follow ? watchStep(view, id, attempt, stepDone) : undefined
       try {
-        for await (const chunk of logs.read(record.log, { follow: options.follow === true && record.exitCode === undefined, signal: stepDone.signal })) {
+        for await (const chunk of logs.read(record.log, { follow, signal: stepDone.signal })) {
           yield * emit(chunk)
         }
       } finally {
@@ -68,16 +72,15 @@ export async function * buildLog (view: BuildView, logs: LogReader, id: string, 
   }
 }
 
-/** Aborts `done` once the step has an exit code or its attempt is no longer current, after the log's tail arrived. */
-async function watchStep (view: BuildView, id: string, attempt: string | undefined, step: number, done: AbortController): Promise<void> {
+/** Aborts `done` once the attempt is no longer current or the build finished, after the log's tail had time to arrive. */
+async function watchStep (view: BuildView, id: string, attempt: string | undefined, done: AbortController): Promise<void> {
   while (!done.signal.aborted) {
     // A view that cannot answer (its coordinator gone for good) ends the follow the same way.
     const build = await view.get(id).catch(() => undefined)
-    const over = build === undefined || build.attempts.at(-1)?.id !== attempt ||
-      build.steps[step]?.exitCode !== undefined || FINISHED.has(build.status)
+    const over = build === undefined || build.attempts.at(-1)?.id !== attempt || FINISHED.has(build.status)
     if (over) {
       // The seal normally ends the read first; this only ends a read whose writer will never seal.
-      setTimeout(() => done.abort(), 2_000).unref()
+      setTimeout(() => done.abort(), STEP_END_GRACE_MS).unref()
       return
     }
     await view.nextChange(id, done.signal)

@@ -69,7 +69,14 @@ export class LogReader {
     const aborted = (): boolean => options.signal?.aborted === true
     while (!aborted()) {
       const remote = rankFor(id, this.init.stores()).filter(s => s.peer !== self && !failed.has(s.peer))
-      let holder = await this.findHolder(id, remote, position, failed, options.signal)
+      const best = await this.findHolder(id, remote, position, failed, options.signal)
+      // This node's own copy, when it holds more than any other store (a replica the writer dropped, say, while
+      // it went on writing here alone), is the one to read.
+      if (best !== undefined && local !== undefined && localInfo !== undefined && outranks(localInfo, best)) {
+        yield * local.read(id, { ...options, from: position })
+        return
+      }
+      let holder = best?.store
       if (holder === undefined) {
         if (aborted()) return
         if (failed.size > 0 && remote.every(s => failed.has(s.peer))) {
@@ -111,7 +118,7 @@ export class LogReader {
    * partial log that is never sealed, and the coordinator seals an empty copy on a store the writer never reached
    * (a step that never ran, a lost attempt): neither is read while a longer copy exists.
    */
-  private async findHolder (id: string, stores: PeerAddress[], position: number, failed: Set<string>, signal?: AbortSignal): Promise<PeerAddress | undefined> {
+  private async findHolder (id: string, stores: PeerAddress[], position: number, failed: Set<string>, signal?: AbortSignal): Promise<Holder | undefined> {
     let best: Holder | undefined
     for (const store of stores) {
       if (signal?.aborted === true) return undefined
@@ -123,9 +130,9 @@ export class LogReader {
         continue
       }
       if (!holder.known) continue
-      if (best === undefined || holder.size > best.size || (holder.size === best.size && holder.sealed && !best.sealed)) best = holder
+      if (best === undefined || outranks(holder, best)) best = holder
     }
-    return best?.store
+    return best
   }
 
   private async stat (store: PeerAddress, id: string, signal?: AbortSignal): Promise<Holder> {
@@ -169,4 +176,9 @@ export class LogReader {
       stream.abort(new Error('done'))
     }
   }
+}
+
+/** The copy to read of two: the longer one, a sealed one before an unsealed one of the same size. */
+function outranks (a: { size: number, sealed: boolean }, b: { size: number, sealed: boolean }): boolean {
+  return a.size > b.size || (a.size === b.size && a.sealed && !b.sealed)
 }

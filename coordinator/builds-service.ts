@@ -3,45 +3,63 @@
 import type { Stream } from '@libp2p/interface'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
 import { isGridError } from '../net/errors.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
-import { ID_PATTERN } from '../grid/build.ts'
+import { ID_PATTERN } from '../grid/ids.ts'
 import { parseJob } from '../grid/job.ts'
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
-import { BUILDS_PROTOCOL, MAX_REQUESTS_PER_CONNECTION, buildsRequest } from '../protocols/builds.ts'
+import { BUILDS_PROTOCOL, buildsRequest } from '../protocols/builds.ts'
 import type { BuildsReply, BuildsRequest } from '../protocols/builds.ts'
+import { MAX_REQUESTS_PER_CONNECTION } from '../protocols/constants.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { StoreDirectory } from './store-directory.ts'
 
-export async function handleBuildRequests (host: GridHost, scheduler: Scheduler, stores: StoreDirectory, replicas: number = DEFAULT_REPLICAS): Promise<void> {
-  await host.handle(BUILDS_PROTOCOL, (stream) => {
-    serve(stream, scheduler, stores, replicas).catch(() => {})
-  }, { maxInboundStreams: MAX_REQUESTS_PER_CONNECTION })
+export interface BuildsServiceComponents {
+  host: GridHost
+  scheduler: Scheduler
+  stores: StoreDirectory
 }
 
-async function serve (stream: Stream, scheduler: Scheduler, stores: StoreDirectory, replicas: number): Promise<void> {
-  const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
-  try {
-    const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-    let reply: BuildsReply
+export interface BuildsServiceInit {
+  /** Stores each piece of content goes to, as told to clients. @default DEFAULT_REPLICAS */
+  replicas?: number
+}
+
+/** Answers one request per stream, at most MAX_REQUESTS_PER_CONNECTION at once per connection. */
+export class BuildsService extends ProtocolService<BuildsServiceComponents> {
+  private readonly replicas: number
+
+  constructor (components: BuildsServiceComponents, init: BuildsServiceInit = {}) {
+    super(components, BUILDS_PROTOCOL, MAX_REQUESTS_PER_CONNECTION)
+    this.replicas = init.replicas ?? DEFAULT_REPLICAS
+  }
+
+  protected async serve (stream: Stream): Promise<void> {
+    const { scheduler, stores } = this.components
+    const { replicas } = this
+    const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
     try {
-      if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
-      else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
-      else {
-        const build = ID_PATTERN.test(request.id) ? await scheduler.get(request.id) : undefined
-        const maker = build?.attempts.at(-1)?.worker
-        const where = maker !== undefined ? scheduler.workerAddress(maker) : undefined
-        reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build, ...(where !== undefined ? { maker: where } : {}) }
+      const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      let reply: BuildsReply
+      try {
+        if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
+        else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
+        else {
+          const build = ID_PATTERN.test(request.id) ? await scheduler.get(request.id) : undefined
+          const maker = build?.attempts.at(-1)?.worker
+          const where = maker !== undefined ? scheduler.workerAddress(maker) : undefined
+          reply = build === undefined ? { t: 'error', error: `no build ${request.id}` } : { t: 'build', build, ...(where !== undefined ? { maker: where } : {}) }
+        }
+      } catch (err: any) {
+        // An expected failure is the answer; anything else is a bug, and the stream is dropped.
+        if (!isGridError(err)) throw err
+        reply = { t: 'error', error: err.message.slice(0, 1000) }
       }
+      await channel.send(reply)
+      await channel.close()
     } catch (err: any) {
-      // An expected failure is the answer; anything else is a bug, and the stream is dropped.
-      if (!isGridError(err)) throw err
-      reply = { t: 'error', error: err.message.slice(0, 1000) }
+      channel.abort(err)
     }
-    await channel.send(reply)
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
   }
 }
-

@@ -13,8 +13,7 @@ import { BadPeerIdError, parsePeerId } from '../grid/deny-list.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { WorkSessions } from './work-sessions.ts'
 import { StoreMemberships } from './store-memberships.ts'
-import { BUILDS_PROTOCOL } from '../protocols/builds.ts'
-import { handleBuildRequests } from './builds-service.ts'
+import { BuildsService } from './builds-service.ts'
 import { StoreContent } from './store-content.ts'
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
 
@@ -48,6 +47,7 @@ export class Coordinator {
   private readonly history: LevelBuildHistory
   private readonly sessions: WorkSessions
   private readonly memberships: StoreMemberships
+  private readonly builds: BuildsService
 
   constructor (init: CoordinatorInit) {
     this.init = init
@@ -77,6 +77,7 @@ export class Coordinator {
       host: init.host, scheduler: this.scheduler, identity: init.identity, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, log: init.log
     })
     this.memberships = new StoreMemberships(init.host, this.stores, () => init.denied.list(), this.content)
+    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores }, { replicas: this.replicas })
   }
 
   async start (): Promise<void> {
@@ -89,7 +90,7 @@ export class Coordinator {
     this.stores.onChange(() => { this.scheduler.storesChanged() })
     await this.sessions.start()
     await this.memberships.start()
-    await handleBuildRequests(this.init.host, this.scheduler, this.stores, this.replicas)
+    await this.builds.start()
   }
 
   get denied (): string[] {
@@ -125,7 +126,7 @@ export class Coordinator {
   async stop (): Promise<void> {
     this.content.stop()
     this.scheduler.stop()
-    await this.init.host.unhandle(BUILDS_PROTOCOL)
+    await this.builds.stop()
     await this.memberships.stop()
     await this.sessions.stop()
     await this.history.close()

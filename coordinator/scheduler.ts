@@ -2,27 +2,24 @@
 // It never touches a stream: workers reach it through the narrow WorkerLink, storage through BuildHistory,
 // so it is tested alone with a memory history and stub links.
 import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from '../grid/build.ts'
-import { FINISHED, attemptId, logId, newBuildId } from '../grid/build.ts'
+import { FINISHED } from '../grid/build.ts'
+import { attemptId, logId, newBuildId } from '../grid/ids.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from '../grid/job.ts'
 import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from '../grid/job.ts'
 import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from '../grid/constants.ts'
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
 import { GridError } from '../net/errors.ts'
-
-/** Where a worker should push logs and artifacts. */
-export interface StoreAddress {
-  peer: string
-  addrs: string[]
-}
+import type { PeerAddress } from '../net/dial.ts'
 
 export interface Assignment {
   attempt: string
   build: string
   job: Job
   logs: string[]
-  stores: StoreAddress[]
-  /** How many of `stores` each log and artifact goes to (placed by artifact-store/placement.ts). */
+  /** Where the worker pushes logs and artifacts. */
+  stores: PeerAddress[]
+  /** How many of `stores` each log and artifact goes to (placed by grid/placement.ts). */
   replicas: number
 }
 
@@ -81,7 +78,7 @@ interface Running {
 export interface SchedulerInit {
   history: BuildHistory
   /** Where workers push output; asked at each assignment so store changes take effect at once. */
-  stores: () => StoreAddress[]
+  stores: () => PeerAddress[]
   /** Stores each piece of output is kept on. @default DEFAULT_REPLICAS */
   replicas?: number
   /** Seal an attempt's logs on the stores once its worker is lost, so a stale worker cannot append. */
@@ -100,7 +97,7 @@ export const NO_STORE = 'no store has joined the grid yet: logs and artifacts ne
 
 export class Scheduler {
   private readonly history: BuildHistory
-  private readonly stores: () => StoreAddress[]
+  private readonly stores: () => PeerAddress[]
   private readonly replicas: number
   private readonly fenceLogs: (logs: string[]) => void
   private readonly reclaimWindowMs: number
@@ -121,6 +118,11 @@ export class Scheduler {
   private readonly timeouts = new Map<string, NodeJS.Timeout>()
   /** Seals for cancelled attempts whose worker may never answer (see cancel()). */
   private readonly seals = new Set<NodeJS.Timeout>()
+  /**
+   * Attempts cancelled while their worker was connected, until it reports their end or their logs are sealed
+   * from here: the step it stopped still reports its exit code and log CID, so the record says how it ended.
+   */
+  private readonly winding = new Map<string, { build: Build, link: WorkerLink }>()
   /**
    * Queued builds waiting for `build:` inputs, by the build they wait for. Such a build is not dispatched and
    * holds no slot: given a slot while its input's build still queued behind it, it would deadlock the grid.
@@ -237,7 +239,10 @@ export class Scheduler {
         // worker seals them itself, with its last lines; one that is away (say in the reclaim window after a
         // restart) never will, and one that does not answer within its kill grace is sealed from here.
         if (seat === undefined) this.fenceLogs(current.logs)
-        else this.sealLater(current.logs, (build.job.killGrace ?? 0) * 1000 + this.cancelSealMarginMs)
+        else {
+          this.winding.set(current.id, { build, link: seat.link })
+          this.sealLater(current.logs, (build.job.killGrace ?? 0) * 1000 + this.cancelSealMarginMs, current.id)
+        }
         this.endAttempt(build, current.id, 'cancelled', seat === undefined ? `${why} while its worker was away` : why)
       }
       // Its slot is free now.
@@ -284,6 +289,7 @@ export class Scheduler {
     const seat = [...this.seats].find(s => s.link === link)
     if (seat === undefined) return
     this.seats.delete(seat)
+    for (const [id, winding] of this.winding) if (winding.link === link) this.winding.delete(id)
     this.log(`worker ${link.worker} left with ${seat.running.size} build(s) running`)
     for (const id of seat.running) {
       const running = this.attempts.get(id)
@@ -297,38 +303,46 @@ export class Scheduler {
   private current (link: WorkerLink, attempt: string): Running | undefined {
     const running = this.attempts.get(attempt)
     if (running === undefined || running.seat?.link !== link) {
-      link.cancel(attempt, 'stale')
+      // A cancelled attempt winding down is stopping already: telling it it is stale would only cut its log short.
+      if (this.winding.get(attempt)?.link !== link) link.cancel(attempt, 'stale')
       return undefined
     }
     return running
   }
 
+  /** The build a step report may change: a current attempt's, or a cancelled one's still winding down on this link. */
+  private reported (link: WorkerLink, attempt: string): Build | undefined {
+    const winding = this.winding.get(attempt)
+    if (winding !== undefined && winding.link === link) return winding.build
+    return this.current(link, attempt)?.build
+  }
+
   stepStarted (link: WorkerLink, attempt: string, index: number): void {
-    const running = this.current(link, attempt)
-    const step = running?.build.steps[index]
+    const build = this.reported(link, attempt)
+    const step = build?.steps[index]
     // Workers resend recent reports after a reconnect (a dead connection may have swallowed them): once is enough.
-    if (running === undefined || step === undefined || step.started !== undefined) return
+    if (build === undefined || step === undefined || step.started !== undefined) return
     step.started = new Date().toISOString()
-    this.changed(running.build)
+    this.changed(build)
   }
 
   stepFinished (link: WorkerLink, attempt: string, index: number, exitCode: number, logCid?: string): void {
-    const running = this.current(link, attempt)
-    const step = running?.build.steps[index]
-    if (running === undefined || step === undefined) return
+    const build = this.reported(link, attempt)
+    const step = build?.steps[index]
+    if (build === undefined || step === undefined) return
     if (step.exitCode !== undefined) {
       // The exit code comes when the step ends, the log's CID once it is sealed (after the artifacts, for the
       // last step); a resent report changes nothing.
       if (logCid !== undefined && step.logCid === undefined && step.exitCode === exitCode) {
         step.logCid = logCid
-        this.changed(running.build, false)
+        this.changed(build, false)
       }
       return
     }
     step.exitCode = exitCode
     step.finished = new Date().toISOString()
     if (logCid !== undefined) step.logCid = logCid
-    this.changed(running.build)
+    this.changed(build)
   }
 
   /**
@@ -336,6 +350,11 @@ export class Scheduler {
    * (an input that could not be fetched, artifacts that could not be kept); `report.warnings` did not decide it.
    */
   attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: ArtifactRecord[] = [], report: { error?: string, warnings?: string[] } = {}): void {
+    // A cancelled attempt's end: its build ended when it was cancelled.
+    if (this.winding.get(attempt)?.link === link) {
+      this.winding.delete(attempt)
+      return
+    }
     const running = this.current(link, attempt)
     if (running === undefined) return
     const { build } = running
@@ -371,7 +390,7 @@ export class Scheduler {
   }
 
   /** A connected worker's cache address, to fetch what it made straight from it; undefined when it is away. */
-  workerAddress (peer: string): { peer: string, addrs: string[] } | undefined {
+  workerAddress (peer: string): PeerAddress | undefined {
     for (const seat of this.seats) {
       if (seat.link.worker === peer && (seat.link.addrs?.length ?? 0) > 0) return { peer, addrs: seat.link.addrs! }
     }
@@ -478,10 +497,11 @@ export class Scheduler {
     }, Math.max(0, due)).unref())
   }
 
-  /** Seal logs after `ms` unless their writer did first (sealing a sealed log changes nothing). */
-  private sealLater (logs: string[], ms: number): void {
+  /** Seal logs after `ms` unless their writer did first (sealing a sealed log changes nothing); `attempt` stops winding down. */
+  private sealLater (logs: string[], ms: number, attempt: string): void {
     const timer = setTimeout(() => {
       this.seals.delete(timer)
+      this.winding.delete(attempt)
       this.fenceLogs(logs)
     }, ms).unref()
     this.seals.add(timer)
@@ -630,7 +650,11 @@ function inputFailure (path: string, ref: { build: string, artifact: string }, i
 /** The reason of an attempt that failed on a step's exit code. */
 function failedStep (build: Build): string | undefined {
   const step = build.steps.find(s => s.exitCode !== undefined && s.exitCode !== 0)
-  return step !== undefined ? `step ${step.name} exited with ${step.exitCode}` : undefined
+  if (step === undefined) return undefined
+  // An unnamed step is called `step N` already: say it once.
+  const index = build.steps.indexOf(step)
+  const named = step.name === `step ${index + 1}` ? step.name : `step ${index + 1} (${step.name})`
+  return `${named} exited with ${step.exitCode}`
 }
 
 /**

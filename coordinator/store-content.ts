@@ -3,6 +3,7 @@
 // artifact whose last copy was evicted, so a later download is told so rather than given a bare 404.
 import type { PeerAddress } from '../net/dial.ts'
 import type { Build } from '../grid/build.ts'
+import { parseArtifactRef } from '../grid/ids.ts'
 import { ContentIndex } from './content-index.ts'
 import type { ReplicationSummary, RootReport, StoreUsage } from './content-index.ts'
 import { Repair } from './repair.ts'
@@ -122,13 +123,13 @@ export class StoreContent {
     for (const build of await this.init.history.active()) {
       if (build.job.src !== undefined) cids.add(build.job.src)
       for (const from of Object.values(build.job.inputs ?? {})) {
-        if (!from.startsWith('build:')) {
+        const ref = parseArtifactRef(from)
+        if (ref === undefined) {
           cids.add(from)
           continue
         }
-        const slash = from.indexOf('/')
-        const made = await this.init.history.get(from.slice('build:'.length, slash))
-        const artifact = made?.artifacts.find(a => a.path === from.slice(slash + 1))
+        const made = await this.init.history.get(ref.build)
+        const artifact = made?.artifacts.find(a => a.path === ref.artifact)
         if (artifact !== undefined) cids.add(artifact.cid)
       }
     }

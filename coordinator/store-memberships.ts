@@ -1,14 +1,19 @@
-// The coordinator's side of /nameless-grid/store-membership (protocols/store-membership.ts): each store's session,
-// its heartbeats and reports (what it holds, how full it is), and what the coordinator tells it (fence, deny, copy, drop).
-import type { Connection, Stream } from '@libp2p/interface'
-import { MessageChannel } from '../net/wire.ts'
-import { Heartbeat } from '../net/heartbeat.ts'
+// The coordinator's side of /nameless-grid/store-membership (protocols/store-membership.ts): each store's session
+// (net/session.ts keeps its hello, heartbeats and end), its reports (what it holds, how full it is), and what the
+// coordinator tells it (fence, deny, copy, drop).
+import { InboundSessions } from '../net/session.ts'
+import type { LoopMessage, Send, SessionHandler } from '../net/session.ts'
 import type { GridHost } from '../net/host.ts'
+import type { PeerAddress } from '../net/dial.ts'
 import { HEARTBEAT_INTERVAL_MS, HELLO_TIMEOUT_MS, WORKER_SILENCE_LIMIT_MS } from '../grid/constants.ts'
-import { COPY_TIMEOUT_MS, STORE_MEMBERSHIP_PROTOCOL, toCoordinator } from '../protocols/store-membership.ts'
+import { STORE_MEMBERSHIP_PROTOCOL, toCoordinator } from '../protocols/store-membership.ts'
+import { COPY_TIMEOUT_MS } from '../protocols/constants.ts'
 import type { CoordinatorToStore, StoreToCoordinator } from '../protocols/store-membership.ts'
-import type { StoreDirectory } from './store-directory.ts'
+import type { StoreControl, StoreDirectory } from './store-directory.ts'
 import type { RootReport, StoreUsage } from './content-index.ts'
+
+/** A store keeps one session; a few let a reconnect overlap the old stream's teardown. */
+const MAX_STORE_SESSIONS_PER_CONNECTION = 4
 
 /** What the coordinator does with a store's reports (store-content.ts). */
 export interface StoreReports {
@@ -20,93 +25,101 @@ export interface StoreReports {
   consent (store: string, roots: string[]): Promise<string[]>
 }
 
-export class StoreMemberships {
-  private readonly host: GridHost
+type Hello = Extract<StoreToCoordinator, { t: 'hello' }>
+
+/** One store's session: its place in the directory while it lasts, and the copies it was asked for. */
+class StoreSession implements StoreControl, SessionHandler<StoreToCoordinator> {
+  private readonly peer: string
+  private readonly hello: Hello
+  private readonly send: Send<CoordinatorToStore>
   private readonly directory: StoreDirectory
-  private readonly open = new Set<Stream>()
-
-  private readonly denied: () => string[]
   private readonly reports: StoreReports | undefined
+  private readonly copies = new Map<number, { resolve: () => void, reject: (err: Error) => void }>()
+  private nextCopy = 0
+  private leave: (() => boolean) | undefined
 
-  constructor (host: GridHost, directory: StoreDirectory, denied: () => string[], reports?: StoreReports) {
-    this.host = host
+  constructor (peer: string, hello: Hello, send: Send<CoordinatorToStore>, directory: StoreDirectory, reports: StoreReports | undefined) {
+    this.peer = peer
+    this.hello = hello
+    this.send = send
     this.directory = directory
-    this.denied = denied
     this.reports = reports
   }
 
-  async start (): Promise<void> {
-    await this.host.handle(STORE_MEMBERSHIP_PROTOCOL, (stream, connection) => {
-      this.serve(stream, connection).catch(() => {})
-    }, { maxInboundStreams: 4 })
+  fence (logs: string[]): void {
+    this.send({ t: 'fence', logs }).catch(() => {})
   }
 
-  async stop (): Promise<void> {
-    await this.host.unhandle(STORE_MEMBERSHIP_PROTOCOL)
-    for (const stream of this.open) stream.abort(new Error('coordinator stopping'))
+  deny (peers: string[]): void {
+    this.send({ t: 'denied', peers }).catch(() => {})
   }
 
-  private async serve (stream: Stream, connection: Connection): Promise<void> {
-    const channel = new MessageChannel<StoreToCoordinator, CoordinatorToStore>(stream, toCoordinator)
-    this.open.add(stream)
-    let leave: (() => boolean) | undefined
-    const peer = connection.remotePeer.toString()
-    const copies = new Map<number, { resolve: () => void, reject: (err: Error) => void }>()
-    let nextCopy = 0
-    const heartbeat = new Heartbeat({
-      stream,
-      intervalMs: HEARTBEAT_INTERVAL_MS,
-      silenceLimitMs: WORKER_SILENCE_LIMIT_MS,
-      beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
-    })
+  async copy (root: string, to: PeerAddress): Promise<void> {
+    const id = this.nextCopy++
+    const done = Promise.withResolvers<void>()
+    this.copies.set(id, done)
+    const timer = setTimeout(() => done.reject(new Error(`no answer in ${COPY_TIMEOUT_MS} ms`)), COPY_TIMEOUT_MS)
+    this.send({ t: 'copy', id, root, to }).catch(err => done.reject(err))
     try {
-      const hello = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
-      if (hello.t !== 'hello') throw new Error('a store session starts with hello')
-      // The deny list before the welcome: a store refuses denied peers before anyone is sent to it.
-      await channel.send({ t: 'denied', peers: this.denied() })
-      await channel.send({ t: 'welcome', heartbeatMs: HEARTBEAT_INTERVAL_MS, silenceLimitMs: WORKER_SILENCE_LIMIT_MS })
-      leave = this.directory.add({ peer, addrs: hello.addrs }, {
-        fence: logs => { channel.send({ t: 'fence', logs }).catch(() => {}) },
-        deny: peers => { channel.send({ t: 'denied', peers }).catch(() => {}) },
-        copy: async (root, to) => {
-          const id = nextCopy++
-          const done = Promise.withResolvers<void>()
-          copies.set(id, done)
-          const timer = setTimeout(() => done.reject(new Error(`no answer in ${COPY_TIMEOUT_MS} ms`)), COPY_TIMEOUT_MS)
-          channel.send({ t: 'copy', id, root, to }).catch(err => done.reject(err))
-          try {
-            await done.promise
-          } finally {
-            clearTimeout(timer)
-            copies.delete(id)
-          }
-        },
-        drop: roots => { channel.send({ t: 'drop', roots }).catch(() => {}) }
-      })
-      if (hello.maxBytes !== undefined) this.reports?.usage(peer, { bytes: 0, maxBytes: hello.maxBytes, roots: 0, received: 0, served: 0 })
-      this.reports?.joined(peer)
-      for await (const message of channel) {
-        heartbeat.heard()
-        if (message.t === 'hello') throw new Error('hello twice')
-        else if (message.t === 'held') this.reports?.held(peer, message.roots)
-        else if (message.t === 'dropped') this.reports?.dropped(peer, message.roots, message.evicted)
-        else if (message.t === 'usage') this.reports?.usage(peer, { bytes: message.bytes, maxBytes: message.maxBytes, roots: message.roots, received: message.received, served: message.served })
-        else if (message.t === 'evict?') {
-          const allowed = this.reports !== undefined ? await this.reports.consent(peer, message.roots) : []
-          await channel.send({ t: 'evict', id: message.id, roots: allowed })
-        } else if (message.t === 'copied') {
-          const copy = copies.get(message.id)
-          if (message.error === undefined) copy?.resolve()
-          else copy?.reject(new Error(message.error))
-        }
-      }
-    } catch (err: any) {
-      stream.abort(err)
+      await done.promise
     } finally {
-      heartbeat.stop()
-      this.open.delete(stream)
-      for (const copy of copies.values()) copy.reject(new Error('the store left'))
-      if (leave?.() === true) this.reports?.left(peer)
+      clearTimeout(timer)
+      this.copies.delete(id)
     }
+  }
+
+  drop (roots: string[]): void {
+    this.send({ t: 'drop', roots }).catch(() => {})
+  }
+
+  joined (): void {
+    this.leave = this.directory.add({ peer: this.peer, addrs: this.hello.addrs }, this)
+    if (this.hello.maxBytes !== undefined) this.reports?.usage(this.peer, { bytes: 0, maxBytes: this.hello.maxBytes, roots: 0, received: 0, served: 0 })
+    this.reports?.joined(this.peer)
+  }
+
+  async message (message: LoopMessage<StoreToCoordinator>): Promise<void> {
+    const { peer, reports } = this
+    switch (message.t) {
+      case 'held': reports?.held(peer, message.roots); break
+      case 'dropped': reports?.dropped(peer, message.roots, message.evicted); break
+      case 'usage': reports?.usage(peer, { bytes: message.bytes, maxBytes: message.maxBytes, roots: message.roots, received: message.received, served: message.served }); break
+      case 'evict?': {
+        const allowed = reports !== undefined ? await reports.consent(peer, message.roots) : []
+        await this.send({ t: 'evict', id: message.id, roots: allowed })
+        break
+      }
+      case 'copied': {
+        const copy = this.copies.get(message.id)
+        if (message.error === undefined) copy?.resolve()
+        else copy?.reject(new Error(message.error))
+        break
+      }
+    }
+  }
+
+  ended (): void {
+    for (const copy of this.copies.values()) copy.reject(new Error('the store left'))
+    if (this.leave?.() === true) this.reports?.left(this.peer)
+  }
+}
+
+/** The coordinator's side of store membership: every store's session, started and stopped as one service. */
+export class StoreMemberships extends InboundSessions<StoreToCoordinator, CoordinatorToStore> {
+  constructor (host: GridHost, directory: StoreDirectory, denied: () => string[], reports?: StoreReports) {
+    super({
+      host,
+      protocol: STORE_MEMBERSHIP_PROTOCOL,
+      schema: toCoordinator,
+      maxSessionsPerConnection: MAX_STORE_SESSIONS_PER_CONNECTION,
+      helloTimeoutMs: HELLO_TIMEOUT_MS,
+      heartbeatMs: HEARTBEAT_INTERVAL_MS,
+      silenceLimitMs: WORKER_SILENCE_LIMIT_MS,
+      open: async (hello, peer, send) => {
+        // The deny list before the welcome: a store refuses denied peers before anyone is sent to it.
+        await send({ t: 'denied', peers: denied() })
+        return new StoreSession(peer, hello, send, directory, reports)
+      }
+    })
   }
 }

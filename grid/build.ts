@@ -1,5 +1,4 @@
 // A build as the coordinator records it and the HTTP API serves it (see CONTRACT.md).
-import { randomBytes } from 'node:crypto'
 import type { Job } from './job.ts'
 
 export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timeout', 'lost'] as const
@@ -66,23 +65,3 @@ export interface ArtifactRecord {
 }
 
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])
-
-let lastMillis = 0
-
-/** Build ids sort by creation time (LevelDB lists history newest first by key) and stay unguessable. */
-export function newBuildId (now: number = Date.now()): string {
-  lastMillis = Math.max(now, lastMillis + 1)
-  return lastMillis.toString(36).padStart(9, '0') + randomBytes(4).toString('hex')
-}
-
-/** A log id is made up front from the attempt and step, so it names the log before any byte exists. */
-export function logId (attemptId: string, step: number): string {
-  return `${attemptId}.s${step}`
-}
-
-export function attemptId (buildId: string, attemptNumber: number): string {
-  return `${buildId}.a${attemptNumber}`
-}
-
-/** Build ids and log ids are `[0-9a-z.]`: checked before they reach a database key or a protocol. */
-export const ID_PATTERN = /^[0-9a-z]{9,40}(\.a[0-9]{1,4}(\.s[0-9]{1,4})?)?$/

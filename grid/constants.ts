@@ -1,4 +1,4 @@
-// Coordinator limits and timings, each with its reason.
+// The grid's shared limits and timings (jobs, builds, workers, logs, blocks, grants), each with its reason.
 
 /** Workers and coordinator send a heartbeat this often on the session stream. */
 export const HEARTBEAT_INTERVAL_MS = 1_000
@@ -56,6 +56,11 @@ export const MAX_REPLICAS = 16
 /** Slots one worker may announce: a typo like `--slots 1000000` must not make a worker look infinite. */
 export const MAX_SLOTS = 1_024
 
+/** Capabilities one worker may announce: its detected ones (a dozen or so) and plenty of `--cap`s. */
+export const MAX_CAPABILITIES = 128
+/** A capability's value (a version, `yes`, a label): long enough for any tool's version, short enough to list. */
+export const MAX_CAPABILITY_VALUE_CHARS = 256
+
 /** A reason or warning is one sentence; a longer one from a worker is refused rather than stored. */
 export const MAX_REASON_CHARS = 2_000
 /** Warnings one attempt may report (a build skipping thousands of files reports the first ones and a count). */
@@ -88,3 +93,8 @@ export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
 
 /** Blocks one manifest may list: about 40 GiB of content at BLOCK_BYTES, and a manifest that still fits in one block. */
 export const MAX_MANIFEST_BLOCKS = 40_000
+
+/** Ed25519 signatures are 64 bytes: a write grant is one (see write-grant.ts). */
+export const GRANT_BYTES = 64
+/** Verified grants remembered per store, so a busy log costs one signature check, not one per append. */
+export const MAX_VERIFIED_GRANTS = 4_096

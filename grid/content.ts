@@ -100,7 +100,7 @@ export interface Block {
   bytes: Uint8Array
 }
 
-/** What a first pass over content found (content-client.ts nameOf): its name, and each block's CID in order. */
+/** What a first pass over content found (client/content/name.ts nameOf): its name, and each block's CID in order. */
 export interface Named {
   cid: string
   size: number
@@ -192,13 +192,84 @@ export class Chunker {
   }
 }
 
+/** Content as named: what `grid get CID` fetches by, and what a manifest of it lists. */
+export interface NamedContent {
+  cid: CID
+  size: number
+  sha256: string
+  /** Every block's CID and size in order (none for empty content): what the manifest lists. */
+  blocks: Array<{ cid: CID, size: number }>
+  /**
+   * The manifest naming content of more than one block, to be kept like a block and after all of them: whoever
+   * holds a manifest holds every block it lists.
+   */
+  manifest?: Block
+}
+
+export interface ContentNamerOptions {
+  /** @default BLOCK_BYTES */
+  blockBytes?: number
+  /** What a first pass over the same content found: nothing is hashed again (see Chunker). */
+  named?: Named
+}
+
 /**
- * The CID naming content made of these blocks: the single block's own CID when there is exactly one,
- * otherwise a manifest's (returned too, to be stored like a block). Empty content is one empty raw block.
+ * Names content as it passes, without holding more than a block of it: the one place that decides a name, so a
+ * put, a first pass (nameOf), a store sealing a log and a worker writing one give the same bytes the same CID.
+ * The content's name is the single block's own CID when there is exactly one, a manifest's otherwise; empty
+ * content is named by the empty block, which must be stored like any other to be fetched.
  */
-export function nameContent (blocks: Array<{ cid: CID, size: number }>, size: number, sha256Hex: string): { cid: CID, manifest?: { cid: CID, bytes: Uint8Array } } {
-  if (blocks.length === 1) return { cid: blocks[0].cid }
-  if (blocks.length === 0) return { cid: blockCid(new Uint8Array(0)) }
-  const manifest = encodeManifest({ type: MANIFEST_TYPE, size, sha256: sha256Hex, blocks })
-  return { cid: manifest.cid, manifest }
+export class ContentNamer {
+  private readonly chunker: Chunker
+  private readonly listed: Array<{ cid: CID, size: number }> = []
+
+  constructor (options: ContentNamerOptions = {}) {
+    this.chunker = new Chunker(options.blockBytes, options.named)
+  }
+
+  /** Blocks completed by this chunk of input, each to be kept by whoever keeps the content (Chunker.push). */
+  * push (chunk: Uint8Array): Generator<Block> {
+    for (const block of this.chunker.push(chunk)) {
+      this.listed.push({ cid: block.cid, size: block.bytes.length })
+      yield block
+    }
+  }
+
+  /** Take a chunk of content whose blocks are kept elsewhere (a worker's log: its stores cut their own). */
+  add (chunk: Uint8Array): void {
+    for (const _block of this.push(chunk)) continue
+  }
+
+  /**
+   * The name, and `tail`: the blocks to keep that push did not give, namely the last short block, or the empty
+   * block for empty content. ContentChangedError if the content is not what `named` said.
+   */
+  finish (): NamedContent & { tail: Block[] } {
+    const { last, size, sha256: sha256Hex } = this.chunker.finish()
+    if (last !== undefined) this.listed.push({ cid: last.cid, size: last.bytes.length })
+    const blocks = this.listed
+    const tail = last !== undefined ? [last] : blocks.length === 0 ? [{ cid: blockCid(new Uint8Array(0)), bytes: new Uint8Array(0) }] : []
+    if (blocks.length <= 1) return { cid: (blocks[0] ?? tail[0]).cid, size, sha256: sha256Hex, blocks, tail }
+    const manifest = encodeManifest({ type: MANIFEST_TYPE, size, sha256: sha256Hex, blocks })
+    return { cid: manifest.cid, size, sha256: sha256Hex, blocks, manifest, tail }
+  }
+}
+
+export interface NameContentOptions extends ContentNamerOptions {
+  /**
+   * Given every block of the content in order, the last one included, and awaited before the next is cut; not
+   * the manifest, which the caller keeps once every block it lists is kept.
+   */
+  keep?: (block: Block) => void | Promise<void>
+}
+
+/** Name content read from `source` (ContentNamer), handing each block to `keep` as it is cut. */
+export async function nameContent (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: NameContentOptions = {}): Promise<NamedContent> {
+  const namer = new ContentNamer(options)
+  for await (const chunk of source) {
+    for (const block of namer.push(chunk)) await options.keep?.(block)
+  }
+  const { tail, ...named } = namer.finish()
+  for (const block of tail) await options.keep?.(block)
+  return named
 }

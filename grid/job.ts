@@ -1,10 +1,11 @@
 // What a user may ask the grid to build, validated strictly: an unknown key is a typo, not something to ignore.
 import { z } from 'zod'
 import {
-  DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_COMMAND_BYTES, MAX_INPUTS, MAX_JOB_BYTES, MAX_KILL_GRACE_S, MAX_PRIORITY, MAX_RETRIES,
-  MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
+  DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_CAPABILITY_VALUE_CHARS, MAX_COMMAND_BYTES, MAX_INPUTS, MAX_JOB_BYTES,
+  MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
-import { MAX_LOG_BYTES } from './constants.ts'
+import { ARTIFACT_REF_PATTERN, parseArtifactRef } from './ids.ts'
+import type { ArtifactRef } from './ids.ts'
 import { GridError } from '../net/errors.ts'
 
 /**
@@ -16,8 +17,10 @@ const osString = (max: number = MAX_COMMAND_BYTES) => z.string()
   .refine(s => !s.includes('\0'), 'may not contain a NUL byte (the operating system cannot pass one)')
   .refine(s => Buffer.byteLength(s) <= max, `must be at most ${max} bytes`)
 
-const capabilityKey = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'capability names are 1-64 letters, digits or _.:-')
-const capabilityValue = z.string().max(256)
+/** A capability's name, in a job's `requires`, a worker's `--cap` and its hello alike. */
+export const CAPABILITY_KEY_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+export const capabilityKey = z.string().regex(CAPABILITY_KEY_PATTERN, 'capability names are 1-64 letters, digits or _.:-')
+export const capabilityValue = z.string().max(MAX_CAPABILITY_VALUE_CHARS)
 
 export const stepSchema = z.strictObject({
   name: osString(200).pipe(z.string().min(1)).optional(),
@@ -32,12 +35,14 @@ const insideWorkDir = z.string().min(1).pipe(osString(1000)).refine(
 const contentName = z.string().regex(/^b[a-z2-7]{20,100}$/, 'expected a CID (as grid put prints it)')
 const inputSource = z.union([
   contentName,
-  z.string().regex(/^build:[0-9a-z]{9,40}\/[^\0]+$/, 'expected a CID or build:BUILD_ID/ARTIFACT_PATH')
-])
+  z.string().regex(ARTIFACT_REF_PATTERN, 'expected a CID or build:BUILD_ID/ARTIFACT_PATH')
+], { error: 'expected a CID (as grid put prints it) or build:BUILD_ID/ARTIFACT_PATH' })
+/** A required value: a worker announces no empty capability, so an empty one could never be met; "*" asks for the key alone. */
+const requiredValue = capabilityValue.pipe(z.string().min(1, 'an empty value can never be met: use "*" to require only that the worker has the capability'))
 
 export const jobSchema = z.strictObject({
   name: osString(200).optional(),
-  requires: z.record(capabilityKey, capabilityValue).default({}),
+  requires: z.record(capabilityKey, requiredValue).default({}),
   steps: z.array(stepSchema).min(1, 'a job needs at least one step').max(MAX_STEPS),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and _'), osString()).default({}),
   timeout: z.number().int().positive().max(MAX_TIMEOUT_S).default(DEFAULT_TIMEOUT_S),
@@ -77,7 +82,8 @@ export function parseJob (input: unknown): Job {
   if (!parsed.success) {
     // An unknown key is most likely a typo of the field zod also reports missing: name what the user typed.
     const issue = parsed.error.issues.find(i => i.code === 'unrecognized_keys') ?? parsed.error.issues[0]
-    const where = issue.path.length > 0 ? issue.path.join('.') : 'job'
+    // A key with a control character (a NUL in an env name) is quoted, so the line shows it instead of sending it to the terminal.
+    const where = issue.path.length > 0 ? issue.path.map(p => typeof p === 'string' && /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : String(p)).join('.') : 'job'
     // A bad record key carries our own message one level down.
     const message = issue.code === 'invalid_key' ? issue.issues[0]?.message ?? issue.message : issue.message
     throw new InvalidJobError(`${where}: ${message}`)
@@ -111,12 +117,11 @@ export function unmetRequirement (requires: Record<string, string>, pool: Array<
  * The `build:ID/PATH` inputs of a job, by the work-dir path they go to: `{ build: ID, artifact: PATH }`.
  * CID inputs are left out (they need nothing to happen first).
  */
-export function inputBuilds (job: Pick<Job, 'inputs'>): Record<string, { build: string, artifact: string }> {
-  const refs: Record<string, { build: string, artifact: string }> = {}
+export function inputBuilds (job: Pick<Job, 'inputs'>): Record<string, ArtifactRef> {
+  const refs: Record<string, ArtifactRef> = {}
   for (const [path, from] of Object.entries(job.inputs ?? {})) {
-    if (!from.startsWith('build:')) continue
-    const slash = from.indexOf('/')
-    refs[path] = { build: from.slice('build:'.length, slash), artifact: from.slice(slash + 1) }
+    const ref = parseArtifactRef(from)
+    if (ref !== undefined) refs[path] = ref
   }
   return refs
 }

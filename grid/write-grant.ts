@@ -2,24 +2,15 @@
 // attempt to. The grant is the coordinator's Ed25519 signature over (attempt id, worker peer ID); the store
 // checks it against the coordinator's public key, which its peer ID carries, so no store asks anyone.
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { GRANT_BYTES, MAX_VERIFIED_GRANTS } from './constants.ts'
 
 /** Keeps a signature made for this purpose from ever being valid for another. */
 const DOMAIN = 'nameless-grid/write-grant/1\n'
-/** Ed25519 signatures are 64 bytes. */
-export const GRANT_BYTES = 64
-/** Verified grants remembered per store, so a busy log costs one signature check, not one per append. */
-const VERIFIED_CACHE = 4_096
 
 const payload = (attempt: string, worker: string): Uint8Array => new TextEncoder().encode(`${DOMAIN}${attempt}\n${worker}`)
 
 export async function issueGrant (coordinatorKey: PrivateKey, attempt: string, worker: string): Promise<Uint8Array> {
   return await coordinatorKey.sign(payload(attempt, worker))
-}
-
-/** The attempt a log belongs to: log ids are `ATTEMPT.sN` (see logId in build.ts). */
-export function attemptOfLog (log: string): string | undefined {
-  const at = log.lastIndexOf('.s')
-  return at > 0 ? log.slice(0, at) : undefined
 }
 
 export class GrantVerifier {
@@ -43,7 +34,7 @@ export class GrantVerifier {
       return false
     }
     if (ok) {
-      if (this.verified.size >= VERIFIED_CACHE) this.verified.delete(this.verified.values().next().value!)
+      if (this.verified.size >= MAX_VERIFIED_GRANTS) this.verified.delete(this.verified.values().next().value!)
       this.verified.add(key)
     }
     return ok

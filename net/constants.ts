@@ -6,6 +6,22 @@ export const DEFAULT_COORDINATOR_PORT = 7340
 
 /** Largest single framed message. A log append carries at most LOG_BATCH_BYTES plus a small header. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
+/** A frame's length prefix is a varint; a 10-byte one already describes more than any frame we take. */
+export const MAX_PREFIX_BYTES = 10
+/** Byte fields at least this large are sent from where they lie rather than copied into the encoding (see wire.ts). */
+export const ZERO_COPY_BYTES = 64 * 1024
+
+/** A peer ID's text: an Ed25519 one is 52 characters; the bound leaves room for other key types. */
+export const MAX_PEER_ID_CHARS = 200
+/** One multiaddr's text: an address with a few relays and its peer ID fits many times over. */
+export const MAX_ADDR_CHARS = 1024
+/** Addresses one peer may announce: every interface, IPv4 and IPv6, TCP and relays, with room to spare. */
+export const MAX_PEER_ADDRS = 64
+
+/** The grid's secret is libp2p pnet's pre-shared key, which is 32 bytes. */
+export const SECRET_BYTES = 32
+/** A join code longer than this is not ours; checked before any decoding. */
+export const MAX_JOIN_CODE_CHARS = 8_192
 
 /** A peer that starts a request must finish sending it within this time, or the stream is dropped. */
 export const REQUEST_TIMEOUT_MS = 10_000

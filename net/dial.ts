@@ -3,13 +3,17 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import type { GridHost } from './host.ts'
-import { DIAL_TIMEOUT_MS } from './constants.ts'
+import { z } from 'zod'
+import { DIAL_TIMEOUT_MS, MAX_ADDR_CHARS, MAX_PEER_ADDRS, MAX_PEER_ID_CHARS } from './constants.ts'
 import { GridError } from './errors.ts'
 
-export interface PeerAddress {
-  peer: string
-  addrs: string[]
-}
+/** A peer ID as text, as peers send it (parsed with peerIdFromString where it is dialled or compared). */
+export const peerIdText = z.string().max(MAX_PEER_ID_CHARS)
+/** The multiaddrs a peer listens on, as text. */
+export const listenAddrs = z.array(z.string().max(MAX_ADDR_CHARS)).max(MAX_PEER_ADDRS)
+/** A peer the grid passes around (a store, a worker serving its cache, the coordinator): who it is and where. */
+export const peerAddress = z.object({ peer: peerIdText, addrs: listenAddrs })
+export type PeerAddress = z.infer<typeof peerAddress>
 
 export class PeerUnreachableError extends GridError {
   name = 'PeerUnreachableError'

@@ -9,11 +9,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { z } from 'zod'
 import { GridError } from './errors.ts'
+import { MAX_JOIN_CODE_CHARS, SECRET_BYTES } from './constants.ts'
+import type { PeerAddress } from './dial.ts'
+
 
 const PREFIX = 'grid1-'
-export const SECRET_BYTES = 32
-/** A code longer than this is not ours; checked before any decoding. */
-const MAX_CODE_CHARS = 8_192
 
 export class BadJoinCodeError extends GridError {
   name = 'BadJoinCodeError'
@@ -43,7 +43,7 @@ export function encodeJoinCode (code: JoinCode): string {
 
 export function decodeJoinCode (text: string): JoinCode {
   const trimmed = text.trim()
-  if (!trimmed.startsWith(PREFIX) || trimmed.length > MAX_CODE_CHARS) {
+  if (!trimmed.startsWith(PREFIX) || trimmed.length > MAX_JOIN_CODE_CHARS) {
     throw new BadJoinCodeError(`not a join code (it starts with "${PREFIX}"; find it in the coordinator's DATA/join)`)
   }
   let parsed
@@ -73,6 +73,11 @@ export async function readJoinCode (codeOrFile: string): Promise<JoinCode> {
     throw new BadJoinCodeError(`--join ${codeOrFile}: neither a join code nor a readable file (${err.code ?? err.message})`)
   }
   return decodeJoinCode(text)
+}
+
+/** Where a node that joined with this code reaches the coordinator. */
+export function coordinatorAddress (code: JoinCode): PeerAddress {
+  return { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }
 }
 
 /** The pnet module wants the go-ipfs swarm.key text form. */

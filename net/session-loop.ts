@@ -15,7 +15,6 @@ export interface SessionLoopInit {
   log?: (line: string) => void
 }
 
-
 export class SessionLoop {
   private readonly init: SessionLoopInit
   private stopped = false
@@ -86,13 +85,25 @@ export class SessionLoop {
     try {
       await this.init.session(stream)
     } catch (err: any) {
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      await endStream(stream, err)
       throw err
     } finally {
       this.stream = undefined
     }
-    if (stream.status === 'open') {
-      await stream.close({ signal: AbortSignal.timeout(SESSION_CLOSE_TIMEOUT_MS) }).catch((err: Error) => { stream.abort(err) })
-    }
+    await endStream(stream)
+  }
+}
+
+/**
+ * End a session's stream as its session ended: closed after a clean end (what is still queued goes out, for at
+ * most SESSION_CLOSE_TIMEOUT_MS), aborted after `failure`, so a dead peer cannot hold it and none is left open.
+ */
+export async function endStream (stream: Stream, failure?: unknown): Promise<void> {
+  if (failure !== undefined) {
+    if (stream.status !== 'aborted' && stream.status !== 'reset') stream.abort(failure instanceof Error ? failure : new Error(String(failure)))
+    return
+  }
+  if (stream.status === 'open') {
+    await stream.close({ signal: AbortSignal.timeout(SESSION_CLOSE_TIMEOUT_MS) }).catch((err: Error) => { stream.abort(err) })
   }
 }

@@ -12,7 +12,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import * as varint from 'uint8-varint'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import { z } from 'zod'
-import { MAX_MESSAGE_BYTES } from './constants.ts'
+import { MAX_MESSAGE_BYTES, MAX_PREFIX_BYTES, ZERO_COPY_BYTES } from './constants.ts'
 import { sendWithBackpressure } from './backpressure.ts'
 import type { BufferPool } from './buffer-pool.ts'
 import { GridError } from './errors.ts'
@@ -34,9 +34,6 @@ export interface ChannelInit {
    */
   pool?: BufferPool
 }
-
-/** A length prefix is a varint; a 10-byte one already describes more than any frame we take. */
-const MAX_PREFIX_BYTES = 10
 
 /**
  * A stream seen as a sequence of typed messages. `In` is what the peer may send (validated), `Out` what we send.
@@ -254,9 +251,6 @@ export class MessageChannel<In, Out> {
     this.wake?.()
   }
 }
-
-/** Byte fields at least this large are sent from where they lie rather than copied into the encoding. */
-const ZERO_COPY_BYTES = 64 * 1024
 
 /**
  * `encode(message)` as pieces whose concatenation is exactly its bytes, with a large byte field (a block, a log

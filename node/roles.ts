@@ -7,19 +7,19 @@ import { createHost, shareableAddrs } from '../net/host.ts'
 import type { GridHost, SecretHolder } from '../net/host.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import { loadIdentity } from '../net/identity.ts'
-import { SECRET_BYTES, encodeJoinCode, newSecret } from '../net/join-code.ts'
+import { encodeJoinCode, newSecret } from '../net/join-code.ts'
+import { SECRET_BYTES } from '../net/constants.ts'
 import type { JoinCode } from '../net/join-code.ts'
 import { Worker } from '../worker/index.ts'
 import { WorkerCache } from '../worker/cache.ts'
-import type { Capabilities } from '../worker/capabilities.ts'
+import type { Capabilities } from '../grid/build.ts'
 import { Coordinator } from '../coordinator/index.ts'
 import { DenyList } from '../grid/deny-list.ts'
 import { Store } from '../artifact-store/index.ts'
-import { StoreAnnouncement } from '../artifact-store/membership.ts'
+import { StoreAnnouncement, StoreReporter } from '../artifact-store/membership.ts'
 import { LogReader } from '../client/log-reader.ts'
-import { putPlaced } from '../client/content-client.ts'
+import { putPlaced } from '../client/content/place.ts'
 import { rankFor } from '../grid/placement.ts'
-import { USAGE_REPORT_MS } from '../storage/constants.ts'
 import { createApp } from '../web/app.ts'
 import type { Admission } from '../web/admission.ts'
 import { startWebServer } from '../web/server.ts'
@@ -140,24 +140,18 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     log: init.log
   })
   await coordinator.start()
-  let stopLocalReports = (): void => {}
+  let localReports: StoreReporter | undefined
   if (store !== undefined) {
-    // The store in this process reports to the coordinator directly, as a store apart does over its session.
+    // The store in this process makes the reports a store apart makes over its session, straight to the coordinator.
     const peer = host.peerId.toString()
     const content = coordinator.content
-    const offChange = store.roots.onChange(change => {
-      if (change.held !== undefined) content.held(peer, change.held)
-      if (change.dropped !== undefined) content.dropped(peer, change.dropped, change.evicted === true)
+    localReports = new StoreReporter(store, {
+      held: async roots => { content.held(peer, roots) },
+      dropped: async (roots, evicted) => { content.dropped(peer, roots, evicted) },
+      usage: usage => { content.usage(peer, usage) },
+      consent: async roots => await content.consent(peer, roots)
     })
-    content.held(peer, store.roots.list())
-    store.roots.consent = async roots => await content.consent(peer, roots)
-    const usage = (): void => {
-      content.usage(peer, { bytes: store.blocks.bytes, maxBytes: store.maxBytes, roots: store.roots.count, received: store.blocks.received, served: store.blocks.served })
-    }
-    usage()
-    const timer = setInterval(usage, USAGE_REPORT_MS)
-    timer.unref()
-    stopLocalReports = () => { clearInterval(timer); offChange(); store.roots.consent = undefined }
+    await localReports.start()
   }
   const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
   let web: WebServer | undefined
@@ -213,7 +207,7 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     },
     stop: async () => {
       await web?.close()
-      stopLocalReports()
+      localReports?.stop()
       await coordinator.stop()
       await store?.stop()
       await host.stop()

@@ -7,6 +7,7 @@ import type { Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { MessageChannel, bytesField } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
@@ -41,9 +42,62 @@ export class WrongBytesError extends GridError {
   readonly status = 502
 }
 
-/** `read` is told which content a reader asked for (the store's roots go least recently used first). */
-export async function handleGets (host: GridHost, blocks: Blockstore, read?: (cid: string) => void): Promise<void> {
-  await host.handle(BLOCK_GET_PROTOCOL, stream => { serve(stream, blocks, read).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+export interface BlockGetComponents {
+  host: GridHost
+  blocks: Blockstore
+}
+
+export interface BlockGetInit {
+  /** Told which content a reader asked for (the store's roots go least recently used first). */
+  read?: (cid: string) => void
+}
+
+/** The holder's side: serves the content in `blocks` to any peer, at most MAX_BLOCK_STREAMS streams per connection. */
+export class BlockGetService extends ProtocolService<BlockGetComponents> {
+  private readonly init: BlockGetInit
+
+  constructor (components: BlockGetComponents, init: BlockGetInit = {}) {
+    super(components, BLOCK_GET_PROTOCOL, MAX_BLOCK_STREAMS)
+    this.init = init
+  }
+
+  protected async serve (stream: Stream): Promise<void> {
+    const { blocks } = this.components
+    const { read } = this.init
+    const channel = new MessageChannel<Request, Reply>(stream, getRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
+    const gone = new AbortController()
+    stream.addEventListener('close', () => gone.abort(), { once: true })
+    try {
+      const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      const cid = parseCid(request.cid)
+      const root = await blocks.get(cid)
+      if (root !== undefined) read?.(request.cid)
+      if (root === undefined) {
+        await channel.send({ t: 'unknown', cid: request.cid })
+      } else if (!isManifestCid(cid)) {
+        blocks.served += root.length
+        await channel.send({ t: 'block', bytes: root })
+        await channel.send({ t: 'end' })
+      } else {
+        await channel.send({ t: 'manifest', bytes: root })
+        const manifest = decodeManifest(root)
+        const { first, last } = blocksFor(manifest, request.from, request.to ?? manifest.size)
+        for (let i = first; i >= 0 && i <= last && !gone.signal.aborted; i++) {
+          const bytes = await blocks.get(manifest.blocks[i].cid)
+          if (bytes === undefined) {
+            await channel.send({ t: 'unknown', cid: manifest.blocks[i].cid.toString() })
+            break
+          }
+          blocks.served += bytes.length
+          await channel.send({ t: 'block', bytes })
+        }
+        await channel.send({ t: 'end' })
+      }
+      await channel.close()
+    } catch (err: any) {
+      channel.abort(err)
+    }
+  }
 }
 
 /** Which blocks of a manifest cover bytes [from, to). */
@@ -58,42 +112,6 @@ export function blocksFor (manifest: Manifest, from: number, to: number): { firs
     at += block.size
   }
   return { first, last, skip }
-}
-
-async function serve (stream: Stream, blocks: Blockstore, read: ((cid: string) => void) | undefined): Promise<void> {
-  const channel = new MessageChannel<Request, Reply>(stream, getRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
-  const gone = new AbortController()
-  stream.addEventListener('close', () => gone.abort(), { once: true })
-  try {
-    const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-    const cid = parseCid(request.cid)
-    const root = await blocks.get(cid)
-    if (root !== undefined) read?.(request.cid)
-    if (root === undefined) {
-      await channel.send({ t: 'unknown', cid: request.cid })
-    } else if (!isManifestCid(cid)) {
-      blocks.served += root.length
-      await channel.send({ t: 'block', bytes: root })
-      await channel.send({ t: 'end' })
-    } else {
-      await channel.send({ t: 'manifest', bytes: root })
-      const manifest = decodeManifest(root)
-      const { first, last } = blocksFor(manifest, request.from, request.to ?? manifest.size)
-      for (let i = first; i >= 0 && i <= last && !gone.signal.aborted; i++) {
-        const bytes = await blocks.get(manifest.blocks[i].cid)
-        if (bytes === undefined) {
-          await channel.send({ t: 'unknown', cid: manifest.blocks[i].cid.toString() })
-          break
-        }
-        blocks.served += bytes.length
-        await channel.send({ t: 'block', bytes })
-      }
-      await channel.send({ t: 'end' })
-    }
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
-  }
 }
 
 export interface Range {

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { Stream } from '@libp2p/interface'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
@@ -19,19 +20,27 @@ export const missingReply = z.object({ t: z.literal('missing'), cids })
 type Request = z.infer<typeof missingRequest>
 type Reply = z.infer<typeof missingReply>
 
-export async function handleMissing (host: GridHost, blocks: Blockstore): Promise<void> {
-  await host.handle(BLOCK_MISSING_PROTOCOL, stream => { serve(stream, blocks).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+export interface BlockMissingComponents {
+  host: GridHost
+  blocks: Blockstore
 }
 
-async function serve (stream: Stream, blocks: Blockstore): Promise<void> {
-  const channel = new MessageChannel<Request, Reply>(stream, missingRequest)
-  try {
-    const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-    const asked = request.cids.map(parseCid)
-    await channel.send({ t: 'missing', cids: (await blocks.missing(asked, true)).map(String) })
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
+/** The store's side: says which of the asked blocks it lacks, at most MAX_BLOCK_STREAMS streams per connection. */
+export class BlockMissingService extends ProtocolService<BlockMissingComponents> {
+  constructor (components: BlockMissingComponents) {
+    super(components, BLOCK_MISSING_PROTOCOL, MAX_BLOCK_STREAMS)
+  }
+
+  protected async serve (stream: Stream): Promise<void> {
+    const channel = new MessageChannel<Request, Reply>(stream, missingRequest)
+    try {
+      const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      const asked = request.cids.map(parseCid)
+      await channel.send({ t: 'missing', cids: (await this.components.blocks.missing(asked, true)).map(String) })
+      await channel.close()
+    } catch (err: any) {
+      channel.abort(err)
+    }
   }
 }
 

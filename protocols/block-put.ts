@@ -6,6 +6,7 @@ import type { Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../net/wire.ts'
 import { BufferPool } from '../net/buffer-pool.ts'
 import type { GridHost } from '../net/host.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
@@ -43,111 +44,125 @@ export class BlockRefusedError extends GridError {
   readonly status = 502
 }
 
-export async function handlePuts (host: GridHost, blocks: Blockstore, roots?: RootCatalog): Promise<void> {
-  // Blocks arrive in buffers used again once LevelDB has them (see buffer-pool.ts); one pool for every writer,
-  // holding a window's worth. Sized for the grid's own blocks, not the largest a peer may send: with buffers of
-  // MAX_BLOCK_FRAME_BYTES the pool alone held 40 MiB, and that much long-lived buffer memory sent V8 into
-  // back-to-back mark-compacts for whole puts (a third more store CPU), where 20 MiB did so only rarely.
-  const pool = new BufferPool(POOLED_FRAME_BYTES, PUT_WINDOW + PUT_BATCH_BLOCKS)
-  await host.handle(BLOCK_PUT_PROTOCOL, stream => { serve(stream, blocks, roots, pool).catch(() => {}) }, { maxInboundStreams: MAX_BLOCK_STREAMS })
+export interface BlockPutComponents {
+  host: GridHost
+  blocks: Blockstore
+  /** Where a put's root message lists its root; without it, root messages are refused. */
+  roots?: RootCatalog
 }
 
-async function serve (stream: Stream, blocks: Blockstore, roots: RootCatalog | undefined, pool: BufferPool): Promise<void> {
-  const channel = new MessageChannel<Request, Reply>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES, pool })
-  // Reading the next blocks overlaps writing the last ones: whatever arrived while a write ran goes in the next
-  // batch (group commit), so LevelDB sees a few large writes instead of one per block.
-  const arrived: Request[] = []
-  let wake: (() => void) | undefined
-  let reading = true
-  let readFailure: Error | undefined
-  const reader = (async () => {
-    try {
-      for await (const request of channel) {
-        arrived.push(request)
-        wake?.()
-        // The writer's window (PUT_WINDOW) bounds this; a peer that ignores it is simply not read further.
-        while (arrived.length >= PUT_WINDOW) await new Promise<void>(resolve => { wake = resolve })
-      }
-    } catch (err: any) {
-      readFailure = err
-    } finally {
-      reading = false
-      wake?.()
-    }
-  })()
-  // One batch is written while the next is checked: LevelDB copies and logs on its own threads while this one
-  // hashes. A batch's acknowledgements go out before the next batch is written, so they stay in order.
-  // `writing` settles to false once the store has said why it stops (a full store) and closed its side.
-  let writing: Promise<boolean> = Promise.resolve(true)
-  const write = async (batch: BlockRequest[], checked: Block[], good: number, refusal: Error | undefined): Promise<boolean> => {
-    try {
-      await blocks.putMany(checked, { checked: true })
-    } catch (err: any) {
-      // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
-      await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message, ...(err instanceof StoreFullError ? { full: true } : {}) })
-      await channel.close().catch(() => {})
-      return false
-    }
-    // LevelDB copied the blocks into its batch: their buffers may take the next ones.
-    for (const request of batch) channel.release(request.bytes)
-    for (const request of batch.slice(0, good)) await channel.send({ t: 'stored', cid: request.cid })
-    if (refusal !== undefined) {
-      await channel.send({ t: 'refused', cid: batch[good].cid, error: refusal.message })
-      throw refusal
-    }
-    return true
+/** The store's side: checks and keeps the blocks writers send, at most MAX_BLOCK_STREAMS streams per connection. */
+export class BlockPutService extends ProtocolService<BlockPutComponents> {
+  private readonly pool: BufferPool
+
+  constructor (components: BlockPutComponents) {
+    super(components, BLOCK_PUT_PROTOCOL, MAX_BLOCK_STREAMS)
+    // Blocks arrive in buffers used again once LevelDB has them (see buffer-pool.ts); one pool for every writer,
+    // holding a window's worth. Sized for the grid's own blocks, not the largest a peer may send: with buffers of
+    // MAX_BLOCK_FRAME_BYTES the pool alone held 40 MiB, and that much long-lived buffer memory sent V8 into
+    // back-to-back mark-compacts for whole puts (a third more store CPU), where 20 MiB did so only rarely.
+    this.pool = new BufferPool(POOLED_FRAME_BYTES, PUT_WINDOW + PUT_BATCH_BLOCKS)
   }
-  try {
-    while (true) {
-      if (arrived.length === 0) {
-        if (!reading) break
-        await new Promise<void>(resolve => { wake = resolve })
-        continue
+
+  protected async serve (stream: Stream): Promise<void> {
+    const { blocks, roots } = this.components
+    const { pool } = this
+    const channel = new MessageChannel<Request, Reply>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES, pool })
+    // Reading the next blocks overlaps writing the last ones: whatever arrived while a write ran goes in the next
+    // batch (group commit), so LevelDB sees a few large writes instead of one per block.
+    const arrived: Request[] = []
+    let wake: (() => void) | undefined
+    let reading = true
+    let readFailure: Error | undefined
+    const reader = (async () => {
+      try {
+        for await (const request of channel) {
+          arrived.push(request)
+          wake?.()
+          // The writer's window (PUT_WINDOW) bounds this; a peer that ignores it is simply not read further.
+          while (arrived.length >= PUT_WINDOW) await new Promise<void>(resolve => { wake = resolve })
+        }
+      } catch (err: any) {
+        readFailure = err
+      } finally {
+        reading = false
+        wake?.()
       }
-      const taken = arrived.splice(0, PUT_BATCH_BLOCKS)
-      wake?.()
-      // A root message ends a put: the blocks before it are written first, then the root is listed.
-      const cut = taken.findIndex(r => r.t === 'root')
-      if (cut === 0) {
-        arrived.unshift(...taken.slice(1))
+    })()
+    // One batch is written while the next is checked: LevelDB copies and logs on its own threads while this one
+    // hashes. A batch's acknowledgements go out before the next batch is written, so they stay in order.
+    // `writing` settles to false once the store has said why it stops (a full store) and closed its side.
+    let writing: Promise<boolean> = Promise.resolve(true)
+    const write = async (batch: BlockRequest[], checked: Block[], good: number, refusal: Error | undefined): Promise<boolean> => {
+      try {
+        await blocks.putMany(checked, { checked: true })
+      } catch (err: any) {
+        // A full store (StoreFullError) says so and ends its side cleanly, so the writer reads why.
+        await channel.send({ t: 'refused', cid: batch[0].cid, error: err.message, ...(err instanceof StoreFullError ? { full: true } : {}) })
+        await channel.close().catch(() => {})
+        return false
+      }
+      // LevelDB copied the blocks into its batch: their buffers may take the next ones.
+      for (const request of batch) channel.release(request.bytes)
+      for (const request of batch.slice(0, good)) await channel.send({ t: 'stored', cid: request.cid })
+      if (refusal !== undefined) {
+        await channel.send({ t: 'refused', cid: batch[good].cid, error: refusal.message })
+        throw refusal
+      }
+      return true
+    }
+    try {
+      while (true) {
+        if (arrived.length === 0) {
+          if (!reading) break
+          await new Promise<void>(resolve => { wake = resolve })
+          continue
+        }
+        const taken = arrived.splice(0, PUT_BATCH_BLOCKS)
+        wake?.()
+        // A root message ends a put: the blocks before it are written first, then the root is listed.
+        const cut = taken.findIndex(r => r.t === 'root')
+        if (cut === 0) {
+          arrived.unshift(...taken.slice(1))
+          if (!await writing) return
+          const cid = taken[0].cid
+          try {
+            if (roots === undefined) throw new Error('this node does not list roots')
+            await roots.add(parseCid(cid))
+          } catch (err: any) {
+            await channel.send({ t: 'refused', cid, error: err.message })
+            throw err
+          }
+          await channel.send({ t: 'stored', cid })
+          continue
+        }
+        if (cut > 0) arrived.unshift(...taken.splice(cut))
+        const batch = taken as BlockRequest[]
+        let good = batch.length
+        let refusal: Error | undefined
+        const checked: Block[] = []
+        for (const [i, request] of batch.entries()) {
+          try {
+            checked.push(checkBlock(parseCid(request.cid), request.bytes))
+          } catch (err: any) {
+            good = i
+            refusal = err
+            break
+          }
+        }
         if (!await writing) return
-        const cid = taken[0].cid
-        try {
-          if (roots === undefined) throw new Error('this node does not list roots')
-          await roots.add(parseCid(cid))
-        } catch (err: any) {
-          await channel.send({ t: 'refused', cid, error: err.message })
-          throw err
-        }
-        await channel.send({ t: 'stored', cid })
-        continue
-      }
-      if (cut > 0) arrived.unshift(...taken.splice(cut))
-      const batch = taken as BlockRequest[]
-      let good = batch.length
-      let refusal: Error | undefined
-      const checked: Block[] = []
-      for (const [i, request] of batch.entries()) {
-        try {
-          checked.push(checkBlock(parseCid(request.cid), request.bytes))
-        } catch (err: any) {
-          good = i
-          refusal = err
-          break
-        }
+        writing = write(batch, checked, good, refusal)
+        // Handled here and again when awaited: a failure while this loop waits for blocks must not go unhandled.
+        writing.catch(() => {})
+        if (refusal !== undefined) await writing
       }
       if (!await writing) return
-      writing = write(batch, checked, good, refusal)
-      // Handled here and again when awaited: a failure while this loop waits for blocks must not go unhandled.
-      writing.catch(() => {})
-      if (refusal !== undefined) await writing
+      await reader
+      if (readFailure !== undefined) throw readFailure
+      await channel.close()
+    } catch (err: any) {
+      channel.abort(err)
     }
-    if (!await writing) return
-    await reader
-    if (readFailure !== undefined) throw readFailure
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
   }
 }
 

@@ -4,14 +4,12 @@ import { z } from 'zod'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import type { PeerAddress } from '../net/dial.ts'
-import { openStream } from '../net/dial.ts'
+import { openStream, peerAddress } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import type { Build } from '../grid/build.ts'
 import { MAX_REPLICAS } from '../grid/constants.ts'
 
 export const BUILDS_PROTOCOL = '/nameless-grid/builds/1.0.0'
-/** Requests one connection may have open at once. */
-export const MAX_REQUESTS_PER_CONNECTION = 32
 
 export const buildsRequest = z.discriminatedUnion('t', [
   z.object({ t: z.literal('submit'), job: z.unknown() }),
@@ -25,10 +23,10 @@ export const buildsReply = z.discriminatedUnion('t', [
     t: z.literal('build'),
     build: z.custom<Build>(b => typeof b === 'object' && b !== null && typeof (b as any).id === 'string'),
     /** The worker that ran the build's last attempt, if it is connected and serves its cache: fetch from it first. */
-    maker: z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) }).optional()
+    maker: peerAddress.optional()
   }),
   /** The grid's stores and how many of them each piece of content goes to (absent from an older coordinator: 1). */
-  z.object({ t: z.literal('stores'), stores: z.array(z.object({ peer: z.string(), addrs: z.array(z.string()) })), replicas: z.number().int().min(1).max(MAX_REPLICAS).optional() }),
+  z.object({ t: z.literal('stores'), stores: z.array(peerAddress), replicas: z.number().int().min(1).max(MAX_REPLICAS).optional() }),
   z.object({ t: z.literal('error'), error: z.string().max(1000) })
 ])
 export type BuildsReply = z.infer<typeof buildsReply>

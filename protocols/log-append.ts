@@ -5,26 +5,25 @@ import { z } from 'zod'
 import type { Connection, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
-import { ID_PATTERN } from '../grid/build.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
+import { attemptOfLog, idSchema } from '../grid/ids.ts'
 import type { LogStore } from '../storage/log-store.ts'
 import type { LogSealer } from '../storage/log-content.ts'
-import { GRANT_BYTES, attemptOfLog } from '../grid/write-grant.ts'
 import type { GrantVerifier } from '../grid/write-grant.ts'
 import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS } from '../storage/constants.ts'
-import { MAX_LOG_BYTES } from '../grid/constants.ts'
+import { GRANT_BYTES, MAX_LOG_BYTES } from '../grid/constants.ts'
 import { GridError } from '../net/errors.ts'
 
 export const LOG_APPEND_PROTOCOL = '/nameless-grid/log-append/1.0.0'
 
-const logRef = z.string().regex(ID_PATTERN)
 const offset = z.number().int().min(0).max(MAX_LOG_BYTES)
 
-/** The coordinator's write grant for the log's attempt and this writer (see coordinator/write-grant.ts). */
+/** The coordinator's write grant for the log's attempt and this writer (see grid/write-grant.ts). */
 const grant = bytesField(GRANT_BYTES)
 
 export const appendRequest = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('append'), log: logRef, offset, bytes: bytesField(MAX_APPEND_BYTES), grant }),
-  z.object({ t: z.literal('seal'), log: logRef, size: offset, grant })
+  z.object({ t: z.literal('append'), log: idSchema, offset, bytes: bytesField(MAX_APPEND_BYTES), grant }),
+  z.object({ t: z.literal('seal'), log: idSchema, size: offset, grant })
 ])
 export type AppendRequest = z.infer<typeof appendRequest>
 
@@ -43,43 +42,53 @@ export class NoWriteGrantError extends GridError {
   readonly status = 403
 }
 
-/** With a `sealer`, a seal also turns the log into content and answers with its CID. */
-export async function handleLogAppends (host: GridHost, logs: LogStore, grants: GrantVerifier, sealer?: LogSealer): Promise<void> {
-  await host.handle(LOG_APPEND_PROTOCOL, (stream, connection) => {
-    serveAppends(stream, connection, logs, grants, sealer).catch(() => {})
-  }, { maxInboundStreams: MAX_APPEND_STREAMS })
+export interface LogAppendComponents {
+  host: GridHost
+  logs: LogStore
+  /** Whose write grants are honoured: the grid's coordinator's. */
+  grants: GrantVerifier
+  /** With a sealer, a seal also turns the log into content and answers with its CID. */
+  sealer?: LogSealer
 }
 
-async function serveAppends (stream: Stream, connection: Connection, logs: LogStore, grants: GrantVerifier, sealer: LogSealer | undefined): Promise<void> {
-  const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest)
-  const writer = connection.remotePeer.toString()
-  try {
-    for await (const request of channel) {
-      // Only the worker the coordinator gave this log's attempt to may write it.
-      const attempt = attemptOfLog(request.log)
-      if (attempt === undefined || !await grants.allows(request.grant, attempt, writer)) {
-        await channel.send({ t: 'error', error: `no write grant for log ${request.log} from ${writer}` })
-        throw new NoWriteGrantError(`${writer} has no grant for ${request.log}`)
-      }
-      try {
-        if (request.t === 'append') {
-          await channel.send({ t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) })
-        } else if (sealer !== undefined) {
-          const sealed = await sealer.seal(request.log, request.size)
-          await channel.send({ t: 'sealed', size: sealed.info.size, cid: sealed.cid })
-        } else {
-          await channel.send({ t: 'sealed', size: (await logs.seal(request.log, request.size)).size })
+/** The store's side: takes appends and seals from the writer its grant names, at most MAX_APPEND_STREAMS per connection. */
+export class LogAppendService extends ProtocolService<LogAppendComponents> {
+  constructor (components: LogAppendComponents) {
+    super(components, LOG_APPEND_PROTOCOL, MAX_APPEND_STREAMS)
+  }
+
+  protected async serve (stream: Stream, connection: Connection): Promise<void> {
+    const { logs, grants, sealer } = this.components
+    const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest)
+    const writer = connection.remotePeer.toString()
+    try {
+      for await (const request of channel) {
+        // Only the worker the coordinator gave this log's attempt to may write it.
+        const attempt = attemptOfLog(request.log)
+        if (attempt === undefined || !await grants.allows(request.grant, attempt, writer)) {
+          await channel.send({ t: 'error', error: `no write grant for log ${request.log} from ${writer}` })
+          throw new NoWriteGrantError(`${writer} has no grant for ${request.log}`)
         }
-      } catch (err: any) {
-        if (err.name === 'LogGapError') await channel.send({ t: 'gap', size: err.size })
-        else if (err.name === 'LogSealedError' || err.name === 'LogTooLargeError') await channel.send({ t: 'error', error: err.message })
-        // The log is sealed, but its blocks could not be kept (a full store): say so; the writer keeps no CID from here.
-        else if (request.t === 'seal') await channel.send({ t: 'error', error: `log ${request.log} sealed but not kept as content: ${err.message}` })
-        else throw err
+        try {
+          if (request.t === 'append') {
+            await channel.send({ t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) })
+          } else if (sealer !== undefined) {
+            const sealed = await sealer.seal(request.log, request.size)
+            await channel.send({ t: 'sealed', size: sealed.info.size, cid: sealed.cid })
+          } else {
+            await channel.send({ t: 'sealed', size: (await logs.seal(request.log, request.size)).size })
+          }
+        } catch (err: any) {
+          if (err.name === 'LogGapError') await channel.send({ t: 'gap', size: err.size })
+          else if (err.name === 'LogSealedError' || err.name === 'LogTooLargeError') await channel.send({ t: 'error', error: err.message })
+          // The log is sealed, but its blocks could not be kept (a full store): say so; the writer keeps no CID from here.
+          else if (request.t === 'seal') await channel.send({ t: 'error', error: `log ${request.log} sealed but not kept as content: ${err.message}` })
+          else throw err
+        }
       }
+      await channel.close()
+    } catch (err: any) {
+      channel.abort(err)
     }
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
   }
 }

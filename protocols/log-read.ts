@@ -5,8 +5,9 @@ import { z } from 'zod'
 import type { Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
+import { ProtocolService } from '../net/protocol-service.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
-import { ID_PATTERN } from '../grid/build.ts'
+import { idSchema } from '../grid/ids.ts'
 import type { LogStore } from '../storage/log-store.ts'
 import { MAX_READ_STREAMS, READ_FRAME_BYTES } from '../storage/constants.ts'
 import { MAX_LOG_BYTES } from '../grid/constants.ts'
@@ -14,8 +15,8 @@ import { MAX_LOG_BYTES } from '../grid/constants.ts'
 export const LOG_READ_PROTOCOL = '/nameless-grid/log-read/1.0.0'
 
 export const readRequest = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('stat'), log: z.string().regex(ID_PATTERN) }),
-  z.object({ t: z.literal('read'), log: z.string().regex(ID_PATTERN), from: z.number().int().min(0).max(MAX_LOG_BYTES), follow: z.boolean() })
+  z.object({ t: z.literal('stat'), log: idSchema }),
+  z.object({ t: z.literal('read'), log: idSchema, from: z.number().int().min(0).max(MAX_LOG_BYTES), follow: z.boolean() })
 ])
 export type ReadRequest = z.infer<typeof readRequest>
 
@@ -26,36 +27,43 @@ export const readReply = z.discriminatedUnion('t', [
 ])
 export type ReadReply = z.infer<typeof readReply>
 
-export async function handleLogReads (host: GridHost, logs: LogStore): Promise<void> {
-  await host.handle(LOG_READ_PROTOCOL, (stream) => {
-    serveRead(stream, logs).catch(() => {})
-  }, { maxInboundStreams: MAX_READ_STREAMS })
+export interface LogReadComponents {
+  host: GridHost
+  logs: LogStore
 }
 
-async function serveRead (stream: Stream, logs: LogStore): Promise<void> {
-  const channel = new MessageChannel<ReadRequest, ReadReply>(stream, readRequest)
-  // The reader going away (a reset or a closed connection) ends a follow that would otherwise wait for the seal.
-  const gone = new AbortController()
-  stream.addEventListener('close', () => gone.abort(), { once: true })
-  try {
-    const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-    if (request.t === 'stat') {
-      const info = await logs.info(request.log)
-      await channel.send({ t: 'info', known: info !== undefined, size: info?.size ?? 0, sealed: info?.sealed ?? false })
-    } else {
-      let offset = request.from
-      for await (const chunk of logs.read(request.log, { from: request.from, follow: request.follow, signal: gone.signal })) {
-        for (let at = 0; at < chunk.length; at += READ_FRAME_BYTES) {
-          const bytes = chunk.subarray(at, at + READ_FRAME_BYTES)
-          await channel.send({ t: 'data', offset, bytes })
-          offset += bytes.length
+/** The holder's side: serves and follows the logs in `logs` to any peer, at most MAX_READ_STREAMS per connection. */
+export class LogReadService extends ProtocolService<LogReadComponents> {
+  constructor (components: LogReadComponents) {
+    super(components, LOG_READ_PROTOCOL, MAX_READ_STREAMS)
+  }
+
+  protected async serve (stream: Stream): Promise<void> {
+    const { logs } = this.components
+    const channel = new MessageChannel<ReadRequest, ReadReply>(stream, readRequest)
+    // The reader going away (a reset or a closed connection) ends a follow that would otherwise wait for the seal.
+    const gone = new AbortController()
+    stream.addEventListener('close', () => gone.abort(), { once: true })
+    try {
+      const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+      if (request.t === 'stat') {
+        const info = await logs.info(request.log)
+        await channel.send({ t: 'info', known: info !== undefined, size: info?.size ?? 0, sealed: info?.sealed ?? false })
+      } else {
+        let offset = request.from
+        for await (const chunk of logs.read(request.log, { from: request.from, follow: request.follow, signal: gone.signal })) {
+          for (let at = 0; at < chunk.length; at += READ_FRAME_BYTES) {
+            const bytes = chunk.subarray(at, at + READ_FRAME_BYTES)
+            await channel.send({ t: 'data', offset, bytes })
+            offset += bytes.length
+          }
         }
+        const info = await logs.info(request.log)
+        await channel.send({ t: 'end', size: info?.size ?? 0, sealed: info?.sealed ?? false })
       }
-      const info = await logs.info(request.log)
-      await channel.send({ t: 'end', size: info?.size ?? 0, sealed: info?.sealed ?? false })
+      await channel.close()
+    } catch (err: any) {
+      channel.abort(err)
     }
-    await channel.close()
-  } catch (err: any) {
-    channel.abort(err)
   }
 }

@@ -4,20 +4,19 @@
 // dropped), its byte totals, and asks which old roots it may evict; the coordinator has it copy roots to other
 // stores (repair) and drop copies it is no longer placed for.
 import { z } from 'zod'
+import { listenAddrs, peerAddress, peerIdText } from '../net/dial.ts'
 import { EVICTION_BATCH_ROOTS, MAX_ROOTS_PER_REPORT } from '../storage/constants.ts'
-import { ID_PATTERN } from '../grid/build.ts'
+import { idSchema } from '../grid/ids.ts'
+import { MAX_DENIED, MAX_FENCED_LOGS } from './constants.ts'
 
 export const STORE_MEMBERSHIP_PROTOCOL = '/nameless-grid/store-membership/1.0.0'
 
 /** A CIDv1 as the grid writes it (base32); parsed properly where it is used. */
 const cidText = z.string().regex(/^b[a-z2-7]{20,120}$/)
 const bytes = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
-const peerAddress = z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) })
-/** A copy of a large root at the repair rate can take long; past this it is taken as failed and tried again. */
-export const COPY_TIMEOUT_MS = 30 * 60_000
 
 export const toCoordinator = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('hello'), addrs: z.array(z.string().max(1024)).min(1).max(64), maxBytes: bytes.optional() }),
+  z.object({ t: z.literal('hello'), addrs: listenAddrs.min(1), maxBytes: bytes.optional() }),
   z.object({ t: z.literal('beat') }),
   /** Roots the store holds whole (its summary on joining comes as several of these). */
   z.object({ t: z.literal('held'), roots: z.array(z.object({ cid: cidText, size: bytes, bytes })).max(MAX_ROOTS_PER_REPORT) }),
@@ -31,16 +30,11 @@ export const toCoordinator = z.discriminatedUnion('t', [
 ])
 export type StoreToCoordinator = z.infer<typeof toCoordinator>
 
-/** Logs fenced per message; a lost worker held at most its slots' worth of steps. */
-const MAX_FENCED_LOGS = 10_000
-/** Denied peers sent in one message. */
-const MAX_DENIED = 100_000
-
 export const toStore = z.discriminatedUnion('t', [
   /** These logs' attempts are over: seal them where they stand. */
-  z.object({ t: z.literal('fence'), logs: z.array(z.string().regex(ID_PATTERN)).max(MAX_FENCED_LOGS) }),
+  z.object({ t: z.literal('fence'), logs: z.array(idSchema).max(MAX_FENCED_LOGS) }),
   /** The grid's whole deny list: the store refuses and drops these peers. */
-  z.object({ t: z.literal('denied'), peers: z.array(z.string().max(200)).max(MAX_DENIED) }),
+  z.object({ t: z.literal('denied'), peers: z.array(peerIdText).max(MAX_DENIED) }),
   z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
   z.object({ t: z.literal('beat') }),
   /** The answer to `evict?`: these may go. */

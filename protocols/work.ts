@@ -3,20 +3,18 @@
 // or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
 import { z } from 'zod'
 import { bytesField } from '../net/wire.ts'
-import { MAX_ARTIFACTS, MAX_KILL_GRACE_S, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS } from '../grid/constants.ts'
-import { ID_PATTERN } from '../grid/build.ts'
-import { GRANT_BYTES } from '../grid/write-grant.ts'
-import { MAX_LOG_BYTES } from '../grid/constants.ts'
+import { listenAddrs, peerAddress } from '../net/dial.ts'
+import {
+  GRANT_BYTES, MAX_ARTIFACTS, MAX_CAPABILITIES, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS,
+  WORKER_SILENCE_LIMIT_MS
+} from '../grid/constants.ts'
+import { idSchema } from '../grid/ids.ts'
+import { capabilityKey, capabilityValue } from '../grid/job.ts'
+import { MAX_CLAIMS } from './constants.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
 
-/** A worker keeps one session; a few allow a reconnect to overlap the old stream's teardown. */
-export const MAX_SESSIONS_PER_CONNECTION = 4
-const MAX_CAPABILITIES = 128
-const MAX_CLAIMS = MAX_SLOTS
-
-const attemptRef = z.string().regex(ID_PATTERN)
-const capabilities = z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), z.string().max(256))
+const capabilities = z.record(capabilityKey, capabilityValue)
   .refine(c => Object.keys(c).length <= MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
 
 export const toCoordinator = z.discriminatedUnion('t', [
@@ -24,18 +22,18 @@ export const toCoordinator = z.discriminatedUnion('t', [
     t: z.literal('hello'),
     capabilities,
     slots: z.number().int().min(1).max(MAX_SLOTS),
-    running: z.array(attemptRef).max(MAX_CLAIMS),
+    running: z.array(idSchema).max(MAX_CLAIMS),
     /** Where the worker serves its cache of what it made (none when it does not listen). */
-    addrs: z.array(z.string().max(1024)).max(64).default([])
+    addrs: listenAddrs.default([])
   }),
   z.object({ t: z.literal('beat') }),
   /** The worker is shutting down: finish what runs, send nothing new. */
   z.object({ t: z.literal('drain') }),
-  z.object({ t: z.literal('step-started'), attempt: attemptRef, step: z.number().int().min(0) }),
-  z.object({ t: z.literal('step'), attempt: attemptRef, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
+  z.object({ t: z.literal('step-started'), attempt: idSchema, step: z.number().int().min(0) }),
+  z.object({ t: z.literal('step'), attempt: idSchema, step: z.number().int().min(0), exitCode: z.number().int(), logCid: z.string().max(200).optional() }),
   z.object({
     t: z.literal('done'),
-    attempt: attemptRef,
+    attempt: idSchema,
     outcome: z.enum(['succeeded', 'failed', 'timeout', 'cancelled']),
     /** What the worker pushed to a store: the coordinator records names and sizes, never bytes. */
     artifacts: z.array(z.object({
@@ -56,15 +54,13 @@ export const toCoordinator = z.discriminatedUnion('t', [
 ])
 export type ToCoordinator = z.infer<typeof toCoordinator>
 
-const storeAddress = z.object({ peer: z.string().max(200), addrs: z.array(z.string().max(1024)).max(64) })
-
 export const toWorker = z.discriminatedUnion('t', [
   z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
   z.object({ t: z.literal('beat') }),
   z.object({
     t: z.literal('assign'),
-    attempt: attemptRef,
-    build: z.string().regex(ID_PATTERN),
+    attempt: idSchema,
+    build: idSchema,
     // The coordinator validated the job on submit; the worker trusts the coordinator it dialled for its shape.
     job: z.object({
       name: z.string().optional(),
@@ -82,8 +78,8 @@ export const toWorker = z.discriminatedUnion('t', [
       /** Seconds between SIGTERM and SIGKILL (an older coordinator said nothing: the worker's default). */
       killGrace: z.number().int().min(0).max(MAX_KILL_GRACE_S).optional()
     }).loose(),
-    logs: z.array(z.string().regex(ID_PATTERN)),
-    stores: z.array(storeAddress).max(64),
+    logs: z.array(idSchema),
+    stores: z.array(peerAddress).max(64),
     /** Each log and artifact goes to this many of `stores`, chosen by placeFor (an older coordinator said nothing: 1). */
     replicas: z.number().int().min(1).max(MAX_REPLICAS).default(1),
     /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
@@ -91,7 +87,7 @@ export const toWorker = z.discriminatedUnion('t', [
   }),
   z.object({
     t: z.literal('cancel'),
-    attempt: attemptRef,
+    attempt: idSchema,
     reason: z.enum(['cancelled', 'stale']),
     /** Who or what stopped it, for the `grid:` line the worker writes into the step's log. */
     why: z.string().max(MAX_REASON_CHARS).optional()

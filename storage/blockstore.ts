@@ -5,7 +5,7 @@ import type { Level } from 'level'
 import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
 import { matches } from '../grid/content.ts'
-import { BLOCK_PIN_MS, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
+import { BLOCK_PIN_MS, MIGRATE_BATCH_BLOCKS, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
 import { MAX_BLOCK_BYTES } from '../grid/constants.ts'
 import { GridError } from '../net/errors.ts'
 
@@ -43,8 +43,6 @@ export class StoreFullError extends GridError {
 const BYTES_KEY = 'bytes'
 /** Key of the last sequence number whose bytes are indexed (see Blockstore). */
 const SEQUENCE_KEY = 'sequence'
-/** Blocks moved per batch when a store written before the split layout is opened. */
-const MIGRATE_BATCH_BLOCKS = 16
 
 export type BatchOperation = AbstractBatchOperation<Level<string, string>, string, any>
 

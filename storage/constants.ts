@@ -34,6 +34,8 @@ export const MAX_BLOCK_FRAME_BYTES = MAX_BLOCK_BYTES + 4096
 export const POOLED_FRAME_BYTES = BLOCK_BYTES + 4096
 /** Blocks a writer holds and asks about at once before sending the missing ones: bounds its memory to this many blocks. */
 export const PUT_GROUP_BLOCKS = 8
+/** Blocks moved per batch when a store written before the split layout is opened: a few MiB held at a time. */
+export const MIGRATE_BATCH_BLOCKS = 16
 
 /**
  * LevelDB's in-memory write buffer for a store's databases: each flush writes a table of about this size. The

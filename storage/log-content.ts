@@ -1,10 +1,11 @@
-// A sealed log becomes content: its bytes are cut into blocks with the same Chunker artifacts use, so the log gets
+// A sealed log becomes content: its bytes are named by the same ContentNamer artifacts use, so the log gets
 // a CID like any artifact and is fetched, verified and copied the same way (`grid get CID`). The log is read back
 // from LevelDB a chunk at a time and each block is written as soon as it is cut: memory stays at one block,
 // whatever the log's size. Sealing again returns the CID noted the first time; a crash halfway just cuts again.
 import type { CID } from 'multiformats/cid'
 import type { Blockstore } from './blockstore.ts'
-import { Chunker, blockCid, nameContent } from '../grid/content.ts'
+import { nameContent } from '../grid/content.ts'
+import type { Block } from '../grid/content.ts'
 import type { LogInfo, LogStore } from './log-store.ts'
 
 /** What a store does with a whole piece of content once all its blocks are in (root-catalog.ts lists it). */
@@ -46,24 +47,11 @@ export class LogSealer {
   }
 
   private async cut (id: string, size: number): Promise<string> {
-    const chunker = new Chunker()
-    const listed: Array<{ cid: CID, size: number }> = []
-    for await (const chunk of this.logs.read(id, { from: 0 })) {
-      for (const block of chunker.push(chunk)) {
-        await this.blocks.put(block.cid, block.bytes)
-        listed.push({ cid: block.cid, size: block.bytes.length })
-      }
-    }
-    const { last, size: read, sha256 } = chunker.finish()
-    if (read !== size) throw new Error(`log ${id} read back ${read} bytes, not the ${size} it was sealed at`)
-    if (last !== undefined) {
-      await this.blocks.put(last.cid, last.bytes)
-      listed.push({ cid: last.cid, size: last.bytes.length })
-    }
-    const named = nameContent(listed, size, sha256)
-    // Empty content is named by the empty block, which must exist to be fetched; a manifest goes in last.
-    if (listed.length === 0) await this.blocks.put(blockCid(new Uint8Array(0)), new Uint8Array(0))
-    if (named.manifest !== undefined) await this.blocks.put(named.manifest.cid, named.manifest.bytes)
+    const keep = async (block: Block): Promise<void> => { await this.blocks.put(block.cid, block.bytes) }
+    const named = await nameContent(this.logs.read(id, { from: 0 }), { keep })
+    if (named.size !== size) throw new Error(`log ${id} read back ${named.size} bytes, not the ${size} it was sealed at`)
+    // The manifest goes in last, and only then is the content a root.
+    if (named.manifest !== undefined) await keep(named.manifest)
     await this.roots?.add(named.cid)
     return named.cid.toString()
   }

@@ -7,7 +7,8 @@ import type { BuildHistory } from '../coordinator/history.ts'
 import { parseJob } from '../grid/job.ts'
 import type { Job, JobInput } from '../grid/job.ts'
 import { Scheduler } from '../coordinator/scheduler.ts'
-import type { Assignment, SchedulerInit, StoreAddress, WorkerLink } from '../coordinator/scheduler.ts'
+import type { Assignment, SchedulerInit, WorkerLink } from '../coordinator/scheduler.ts'
+import type { PeerAddress } from '../net/dial.ts'
 
 /** Build history in a Map: what the scheduler needs of LevelDB, minus the disk. */
 export class MemoryHistory implements BuildHistory {
@@ -69,7 +70,7 @@ export class StubLink implements WorkerLink {
   }
 }
 
-export const STORES: StoreAddress[] = [{ peer: '12D3KooWstore', addrs: ['/ip4/127.0.0.1/tcp/4001'] }]
+export const STORES: PeerAddress[] = [{ peer: '12D3KooWstore', addrs: ['/ip4/127.0.0.1/tcp/4001'] }]
 
 export function job (input: Partial<JobInput> = {}): Job {
   return parseJob({ steps: [{ name: 'build', run: 'make' }, { run: 'make test' }], ...input })

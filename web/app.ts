@@ -13,7 +13,7 @@ import type { StoreDirectory } from '../coordinator/store-directory.ts'
 import type { LogReader } from '../client/log-reader.ts'
 import type { BuildView } from '../client/build-log.ts'
 import { buildLog } from '../client/build-log.ts'
-import { ID_PATTERN } from '../grid/build.ts'
+import { isBuildId, isLogId } from '../grid/ids.ts'
 import { parseJob } from '../grid/job.ts'
 import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../grid/constants.ts'
 import { uiRoutes } from './ui/pages.ts'
@@ -25,9 +25,7 @@ import { buildArtifactRoutes } from './build-artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
 import { isGridError } from '../net/errors.ts'
-
-/** Events queued for one slow SSE client before it is dropped. */
-const MAX_EVENT_BACKLOG = 10_000
+import { MAX_EVENT_BACKLOG } from './constants.ts'
 
 export interface ApiInit {
   scheduler: Scheduler
@@ -121,7 +119,7 @@ export function createApp (init: ApiInit): Hono {
 
   app.get('/api/logs/:logId', async c => {
     const id = c.req.param('logId')
-    if (!ID_PATTERN.test(id) || !id.includes('.s')) fail(400, `${id} is not a log id`)
+    if (!isLogId(id)) fail(400, `${id} is not a log id`)
     const { from, follow } = logQuery(c)
     return streamText(c, signal => logs.read(id, { from, follow, signal }), follow ? metrics.tailing : undefined)
   })
@@ -180,7 +178,7 @@ export function createApp (init: ApiInit): Hono {
 }
 
 async function knownBuild (scheduler: Scheduler, id: string): Promise<NonNullable<Awaited<ReturnType<Scheduler['get']>>>> {
-  const build = ID_PATTERN.test(id) && !id.includes('.') ? await scheduler.get(id) : undefined
+  const build = isBuildId(id) ? await scheduler.get(id) : undefined
   return build ?? fail(404, `no build ${id}`)
 }
 

@@ -5,8 +5,11 @@ import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
 import { parseCid } from '../grid/content.ts'
-import { ReplicasUnreachableError, contentInfo, readContent } from '../client/content-client.ts'
-import type { ContentSources, PutResult } from '../client/content-client.ts'
+import { ReplicasUnreachableError } from '../client/content/put.ts'
+import { readContent } from '../client/content/read.ts'
+import { contentInfo } from '../client/content/info.ts'
+import type { PutResult } from '../client/content/put.ts'
+import type { ContentSources } from '../client/content/read.ts'
 import type { PeerAddress } from '../net/dial.ts'
 
 export interface ArtifactsInit {

@@ -7,11 +7,12 @@ import { Hono } from 'hono'
 import { stream as honoStream } from 'hono/streaming'
 import { Header, Pax } from 'tar'
 import { parseCid } from '../grid/content.ts'
-import { readContent } from '../client/content-client.ts'
-import type { ContentSources } from '../client/content-client.ts'
+import { readContent } from '../client/content/read.ts'
+import type { ContentSources } from '../client/content/read.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import type { ArtifactRecord, Build } from '../grid/build.ts'
-import { FINISHED, ID_PATTERN } from '../grid/build.ts'
+import { FINISHED } from '../grid/build.ts'
+import { isBuildId } from '../grid/ids.ts'
 import { tarEntryProblem } from '../worker/workspace.ts'
 
 const BLOCK = 512
@@ -51,7 +52,7 @@ export function buildArtifactRoutes (init: BuildArtifactsInit): Hono {
 
   routes.get('/:id/artifacts.tar', async c => {
     const id = c.req.param('id')
-    const build = ID_PATTERN.test(id) && !id.includes('.') ? await init.builds.get(id) : undefined
+    const build = isBuildId(id) ? await init.builds.get(id) : undefined
     if (build === undefined) return c.json({ error: `no build ${id}` }, 404)
     if (!FINISHED.has(build.status)) return c.json({ error: `build ${id} is ${build.status}: its artifacts are recorded when it ends` }, 409)
     const mtime = new Date(build.finished ?? build.created)

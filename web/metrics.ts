@@ -8,9 +8,7 @@ import type { StoreDirectory } from '../coordinator/store-directory.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
 import { BUILD_STATUSES, FINISHED } from '../grid/build.ts'
 import { MAX_LIST_LIMIT } from '../grid/constants.ts'
-
-/** Finished build ids remembered so a repeated notice of one build is not counted twice; older ones are forgotten. */
-const MAX_REMEMBERED_BUILDS = 10_000
+import { MAX_REMEMBERED_BUILDS } from './constants.ts'
 
 export interface GridMetricsInit {
   scheduler: Scheduler

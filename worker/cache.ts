@@ -1,31 +1,32 @@
 // A worker's own cache of what it made (and fetched): the blocks of its builds' artifacts and inputs, kept in a
-// LevelDB blockstore of bounded size and served to any peer of the grid over block-get. A downstream build that
-// takes `build:ID/PATH` as input fetches straight from the worker that made it (CONTRACT.md: "from the worker
-// that made it or any other holder"), and stores are not in the path. Least recently used content goes first;
-// a cache needs nobody's consent to evict (the stores hold the replicas that count).
+// LevelDB blockstore of bounded size and served to any peer of the grid over block-get (storage/held-content.ts,
+// as a store does). A downstream build that takes `build:ID/PATH` as input fetches straight from the worker that
+// made it (CONTRACT.md: "from the worker that made it or any other holder"), and stores are not in the path. Least
+// recently used content goes first; a cache needs nobody's consent to evict (the stores hold the replicas that count).
 import { join } from 'node:path'
-import { Level } from 'level'
 import type { GridHost } from '../net/host.ts'
-import { Blockstore } from '../storage/blockstore.ts'
-import { RootCatalog } from '../storage/root-catalog.ts'
-import { BLOCK_GET_PROTOCOL, handleGets } from '../protocols/block-get.ts'
-import type { PutTarget } from '../client/content-client.ts'
+import type { Blockstore } from '../storage/blockstore.ts'
+import type { RootCatalog } from '../storage/root-catalog.ts'
+import { HeldContent } from '../storage/held-content.ts'
+import { BlockGetService } from '../protocols/block-get.ts'
+import type { PutTarget } from '../client/content/put.ts'
 import { WORKER_CACHE_BYTES } from '../net/constants.ts'
 
 export class WorkerCache {
   readonly blocks: Blockstore
   readonly roots: RootCatalog
-  private readonly db: Level<string, string>
-  private readonly blockData: Level<string, Uint8Array>
-  private readonly host: GridHost
+  private readonly content: HeldContent
 
   constructor (host: GridHost, dataDir: string, maxBytes: number = WORKER_CACHE_BYTES) {
-    this.host = host
-    this.db = new Level<string, string>(join(dataDir, 'cache.db'))
-    this.blockData = new Level<string, Uint8Array>(join(dataDir, 'cache-blocks.db'), { valueEncoding: 'view' })
-    this.blocks = new Blockstore(this.db, this.blockData)
-    this.blocks.maxBytes = maxBytes
-    this.roots = new RootCatalog(this.db, this.blocks)
+    this.content = new HeldContent({
+      host,
+      indexPath: join(dataDir, 'cache.db'),
+      blocksPath: join(dataDir, 'cache-blocks.db'),
+      maxBytes,
+      serve: BlockGetService
+    })
+    this.blocks = this.content.blocks
+    this.roots = this.content.roots
     this.roots.consent = async roots => roots
   }
 
@@ -35,17 +36,10 @@ export class WorkerCache {
   }
 
   async start (): Promise<void> {
-    await this.db.open()
-    await this.blockData.open()
-    await this.blocks.bytesHeld()
-    await this.roots.open()
-    await handleGets(this.host, this.blocks, cid => { this.roots.touch(cid) })
+    await this.content.start()
   }
 
   async stop (): Promise<void> {
-    await this.host.unhandle(BLOCK_GET_PROTOCOL).catch(() => {})
-    await this.roots.close()
-    await this.blockData.close()
-    await this.db.close()
+    await this.content.stop()
   }
 }

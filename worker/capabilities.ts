@@ -6,19 +6,16 @@ import { availableParallelism, totalmem } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { TOOL_PROBE_TIMEOUT_MS } from '../net/constants.ts'
 import { GridError } from '../net/errors.ts'
+import { CAPABILITY_KEY_PATTERN } from '../grid/job.ts'
+import { MAX_CAPABILITY_VALUE_CHARS } from '../grid/constants.ts'
+import type { Capabilities } from '../grid/build.ts'
 
-export type Capabilities = Record<string, string>
 
 const TOOLS = ['bash', 'git', 'make', 'cmake', 'gcc', 'clang', 'go', 'cargo', 'rustc', 'node', 'python3', 'java', 'docker', 'tar', 'zip'] as const
 
 export class BadCapabilityError extends GridError {
   name = 'BadCapabilityError'
 }
-
-const KEY = /^[A-Za-z0-9_.:-]{1,64}$/
-
-/** Longest capability value (as coordinator/job.ts takes in `requires`). */
-const MAX_VALUE_CHARS = 256
 
 /**
  * `K=V` as given on the command line; `flag` is the option it came with (`--cap` on a worker, `--require` on
@@ -27,11 +24,11 @@ const MAX_VALUE_CHARS = 256
 export function parseCapability (text: string, flag = '--cap'): [string, string] {
   const eq = text.indexOf('=')
   const key = eq < 0 ? text : text.slice(0, eq)
-  if (eq < 0 || !KEY.test(key)) {
+  if (eq < 0 || !CAPABILITY_KEY_PATTERN.test(key)) {
     throw new BadCapabilityError(`${flag} ${text}: expected KEY=VALUE with KEY made of letters, digits or _.:- (1-64 chars)`)
   }
-  if (text.length - eq - 1 > MAX_VALUE_CHARS) {
-    throw new BadCapabilityError(`${flag} ${key}=…: the value is longer than ${MAX_VALUE_CHARS} characters`)
+  if (text.length - eq - 1 > MAX_CAPABILITY_VALUE_CHARS) {
+    throw new BadCapabilityError(`${flag} ${key}=…: the value is longer than ${MAX_CAPABILITY_VALUE_CHARS} characters`)
   }
   return [key, text.slice(eq + 1)]
 }

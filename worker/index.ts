@@ -6,15 +6,14 @@ import type { GridHost } from '../net/host.ts'
 import { shareableAddrs } from '../net/host.ts'
 import type { WorkerCache } from './cache.ts'
 import type { JoinCode } from '../net/join-code.ts'
-import { MessageChannel } from '../net/wire.ts'
-import { SessionLoop } from '../net/session-loop.ts'
-import { Heartbeat } from '../net/heartbeat.ts'
+import { coordinatorAddress } from '../net/join-code.ts'
+import { OutboundSession } from '../net/session.ts'
+import type { OutboundHandler, Send } from '../net/session.ts'
 import { MAX_PENDING_REPORTS, REPORT_RESEND_WINDOW_MS } from '../net/constants.ts'
-import type { Stream } from '@libp2p/interface'
 import { WORK_PROTOCOL, toWorker } from '../protocols/work.ts'
 import type { ToCoordinator, ToWorker } from '../protocols/work.ts'
 import { HELLO_TIMEOUT_MS } from '../grid/constants.ts'
-import type { Capabilities } from './capabilities.ts'
+import type { Capabilities } from '../grid/build.ts'
 import { LogWriter } from './log-writer.ts'
 import { placeFor } from '../grid/placement.ts'
 import { DEFAULT_LOG_LIMIT_BYTES } from '../grid/constants.ts'
@@ -71,24 +70,26 @@ export class Worker {
   private readonly attempts = new Set<Promise<void>>()
   /** Reports waiting for a session; a final result must reach the coordinator even across a reconnect. */
   private pending: ToCoordinator[] = []
-  /** Attempt reports handed to the transport lately, oldest first: resent after a reconnect (see session()). */
+  /** Attempt reports handed to the transport lately, oldest first: resent after a reconnect (see open()). */
   private sent: Array<{ message: ToCoordinator, at: number }> = []
-  private channel: MessageChannel<ToWorker, ToCoordinator> | undefined
+  /** Sends on the welcomed session, while there is one. */
+  private post: Send<ToCoordinator> | undefined
   private stopped = false
   private draining = false
   private idle: Array<() => void> = []
-  private readonly loop: SessionLoop
+  private readonly session: OutboundSession<ToWorker, ToCoordinator>
   private readonly appendStreams: AppendStreams
-  private readonly connected = Promise.withResolvers<void>()
 
   constructor (init: WorkerInit) {
     this.init = init
     this.appendStreams = new AppendStreams(init.host)
-    this.loop = new SessionLoop({
+    this.session = new OutboundSession({
       host: init.host,
-      target: { peer: init.join.coordinator.toString(), addrs: init.join.addrs.map(String) },
+      target: coordinatorAddress(init.join),
       protocol: WORK_PROTOCOL,
-      session: async stream => { await this.session(stream) },
+      schema: toWorker,
+      helloTimeoutMs: HELLO_TIMEOUT_MS,
+      open: send => this.open(send),
       log: init.log
     })
   }
@@ -99,15 +100,12 @@ export class Worker {
 
   async start (): Promise<void> {
     await mkdir(join(this.init.dataDir, 'work'), { recursive: true })
-    this.loop.start()
+    this.session.start()
   }
 
   /** Resolves once the coordinator has welcomed this worker the first time. */
   async ready (signal?: AbortSignal): Promise<void> {
-    await Promise.race([
-      this.connected.promise,
-      new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }))
-    ])
+    await this.session.ready(signal)
   }
 
   /**
@@ -117,7 +115,7 @@ export class Worker {
    */
   async drain (signal?: AbortSignal): Promise<void> {
     this.draining = true
-    if (this.channel !== undefined) this.report({ t: 'drain' })
+    if (this.post !== undefined) this.report({ t: 'drain' })
     if (this.running.size > 0) {
       this.init.log?.(`draining: waiting for ${this.running.size} build(s) to finish`)
       await new Promise<void>(resolve => {
@@ -136,67 +134,61 @@ export class Worker {
     this.stopped = true
     for (const run of this.running.values()) run.stop.abort('stopping')
     await Promise.all(this.attempts)
-    this.channel?.abort(new Error('worker stopping'))
+    const stopping = this.session.stop()
     this.appendStreams.closeAll()
-    await this.loop.stop()
+    await stopping
   }
 
-  private async session (stream: Stream): Promise<void> {
-    const channel = new MessageChannel<ToWorker, ToCoordinator>(stream, toWorker)
-    // Claim what still runs and what finished while the coordinator was away: its result is waiting to be sent.
-    // Reports sent lately may have gone into a connection that was already dead (a coordinator that vanished
-    // without a reset is noticed only after the silence limit): those attempts are claimed and their reports resent.
+  /**
+   * A session with the coordinator is starting. Its hello claims what still runs and what finished while the
+   * coordinator was away (that result is waiting to be sent). Reports sent lately may have gone into a connection
+   * that was already dead (a coordinator that vanished without a reset is noticed only after the silence limit):
+   * those attempts are claimed too, and their reports resent once welcomed.
+   */
+  private open (send: Send<ToCoordinator>): OutboundHandler<ToWorker, ToCoordinator> {
     this.pruneSent()
     const resend = this.sent.map(s => s.message)
-    const claims = new Set([...this.running.keys(), ...[...resend, ...this.pending].flatMap(r => 'attempt' in r ? [r.attempt] : [])])
-    await channel.send({ t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims], addrs: this.init.cache !== undefined ? shareableAddrs(this.init.host).map(String) : [] })
-    const welcome = await channel.expect({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
-    if (welcome.t !== 'welcome') throw new Error(`coordinator sent ${welcome.t} before welcome`)
-    this.channel = channel
-    this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
-    this.connected.resolve()
-    if (this.draining) this.report({ t: 'drain' })
-    // Resent reports are idempotent: the coordinator ignores what it already has (a finished attempt's result).
-    this.sent = []
-    for (const report of [...resend, ...this.pending.splice(0)]) this.report(report)
-    const heartbeat = new Heartbeat({
-      stream,
-      intervalMs: welcome.heartbeatMs,
-      silenceLimitMs: welcome.silenceLimitMs,
-      beat: () => { channel.send({ t: 'beat' }).catch(() => {}) }
-    })
-    try {
-      for await (const message of channel) {
-        heartbeat.heard()
+    return {
+      hello: () => {
+        const claims = new Set([...this.running.keys(), ...[...resend, ...this.pending].flatMap(r => 'attempt' in r ? [r.attempt] : [])])
+        return { t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims], addrs: this.init.cache !== undefined ? shareableAddrs(this.init.host).map(String) : [] }
+      },
+      joined: () => {
+        this.post = send
+        this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
+        if (this.draining) this.report({ t: 'drain' })
+        // Resent reports are idempotent: the coordinator ignores what it already has (a finished attempt's result).
+        this.sent = []
+        for (const report of [...resend, ...this.pending.splice(0)]) this.report(report)
+      },
+      message: message => {
         if (message.t === 'assign') {
           const attempt = this.runAttempt(message).catch(err => this.init.log?.(`attempt ${message.attempt}: ${err.message}`))
           this.attempts.add(attempt)
           attempt.finally(() => this.attempts.delete(attempt)).catch(() => {})
-        }
-        else if (message.t === 'cancel') {
+        } else if (message.t === 'cancel') {
           const run = this.running.get(message.attempt)
           if (run !== undefined && !run.stop.signal.aborted) {
             run.why = message.why
             run.stop.abort(message.reason)
           }
         }
+      },
+      ended: () => {
+        if (this.post === send) this.post = undefined
       }
-    } finally {
-      heartbeat.stop()
-      if (this.channel === channel) this.channel = undefined
-      if (!this.stopped) this.init.log?.('lost the coordinator; reconnecting')
     }
   }
 
   private report (message: ToCoordinator): void {
-    const channel = this.channel
-    if (channel === undefined) {
+    const post = this.post
+    if (post === undefined) {
       if (this.pending.length < MAX_PENDING_REPORTS || message.t === 'done') this.pending.push(message)
       return
     }
     if ('attempt' in message) this.sent.push({ message, at: Date.now() })
     this.pruneSent()
-    channel.send(message).catch(() => {
+    post(message).catch(() => {
       this.pending.push(message)
     })
   }

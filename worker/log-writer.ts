@@ -5,10 +5,9 @@
 // and the log goes on with the others. The worker cuts the bytes into blocks as it writes them (one block at a
 // time, never kept) so it knows the log's CID itself and checks each store's answer to the seal against it.
 // The coordinator never sees these bytes.
-import type { CID } from 'multiformats/cid'
 import type { PeerAddress } from '../net/dial.ts'
 import type { AppendReply, AppendRequest } from '../protocols/log-append.ts'
-import { Chunker, nameContent } from '../grid/content.ts'
+import { ContentNamer } from '../grid/content.ts'
 import { DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../grid/constants.ts'
 import type { AppendChannel, AppendStreams } from './append-streams.ts'
 import {
@@ -82,8 +81,8 @@ export class LogWriter {
   private failure: Error | undefined
   private drained: Array<() => void> = []
   private sealed = false
-  private readonly chunker = new Chunker()
-  private readonly blocks: Array<{ cid: CID, size: number }> = []
+  /** Names the log as it is written: the stores keep its blocks, the worker only their CIDs. */
+  private readonly namer = new ContentNamer()
 
   constructor (init: LogWriterInit) {
     this.init = init
@@ -148,9 +147,8 @@ export class LogWriter {
       await Promise.all(this.live().map(async r => { await r.pumping }))
     }
     if (this.failure !== undefined) throw this.failure
-    const { last, size, sha256 } = this.chunker.finish()
-    if (last !== undefined) this.blocks.push({ cid: last.cid, size: last.bytes.length })
-    const cid = nameContent(this.blocks, size, sha256).cid.toString()
+    const { size, cid: named } = this.namer.finish()
+    const cid = named.toString()
     const timeoutMs = LOG_SEAL_TIMEOUT_MS + Math.ceil(size / LOG_SEAL_BYTES_PER_SECOND) * 1000
     await Promise.all(this.live().map(async replica => {
       try {
@@ -187,7 +185,7 @@ export class LogWriter {
 
   /** Take bytes into the log: hashed into blocks at once, kept in pieces until every live replica holds them. */
   private keep (bytes: Uint8Array): void {
-    for (const block of this.chunker.push(bytes)) this.blocks.push({ cid: block.cid, size: block.bytes.length })
+    this.namer.add(bytes)
     if (this.failure === undefined) {
       let at = 0
       while (at < bytes.length) {

@@ -26,6 +26,8 @@ export interface StepProcess {
   pid: number
   /** Its process group: the step's own group is signalled at once through the leader while it lives. */
   pgid: number
+  /** Its parent: a process whose parent is no longer the step's was orphaned (its parent died, say of SIGTERM). */
+  ppid: number
 }
 
 interface Cgroup {
@@ -109,7 +111,7 @@ export class StepProcesses {
       // at again on the next round, and could not die before waking anyway.
       const ours = members.has(pid) || (this.leader !== undefined && stat.session === this.leader) ||
         (stat.state !== 'D' && await carriesTag(pid, this.tag))
-      return ours ? { pid, pgid: stat.pgid } : undefined
+      return ours ? { pid, pgid: stat.pgid, ppid: stat.ppid } : undefined
     }))
     return found.filter(p => p !== undefined)
   }
@@ -142,12 +144,12 @@ function killable (pid: number): boolean {
   return pid > 2 && pid !== process.pid
 }
 
-async function readStat (pid: number): Promise<{ state: string, pgid: number, session: number } | undefined> {
+async function readStat (pid: number): Promise<{ state: string, ppid: number, pgid: number, session: number } | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
   // `pid (comm) state ppid pgrp session …`; comm may hold spaces and parentheses, so fields start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   if (fields.length < 4) return undefined
-  return { state: fields[0], pgid: Number(fields[2]), session: Number(fields[3]) }
+  return { state: fields[0], ppid: Number(fields[1]), pgid: Number(fields[2]), session: Number(fields[3]) }
 }
 
 async function carriesTag (pid: number, tag: string): Promise<boolean> {

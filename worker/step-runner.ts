@@ -73,12 +73,19 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
   let stop: Promise<void> | undefined
   const terminate = (say: string, known?: StepProcess[]): Promise<void> => {
     stop ??= (async () => {
+      // Said first: a trap's output follows the line that explains it.
+      note(say)
       const grouped = processes.signalGroup('SIGTERM')
       const found = known ?? await processes.list()
       processes.signal(found.filter(p => !grouped || p.pgid !== processes.leader), 'SIGTERM')
-      note(say)
       const deadline = Date.now() + graceMs
-      while ((await processes.list()).length > 0) {
+      const termed = new Set(found.map(p => p.pid))
+      for (let alive = await processes.list(); alive.length > 0; alive = await processes.list()) {
+        // A process orphaned since (`sh -c 'sleep 27'` whose shell died of the SIGTERM) never got one: it gets it now,
+        // or it would hold the step for the whole grace. A trap's cleanup still has its living parent: left alone.
+        const orphaned = alive.filter(p => !termed.has(p.pid) && !alive.some(q => q.pid === p.ppid))
+        processes.signal(orphaned, 'SIGTERM')
+        for (const p of orphaned) termed.add(p.pid)
         const left = deadline - Date.now()
         if (left <= 0) {
           const survivors = await processes.kill()

@@ -18,13 +18,20 @@ import type { GridHost } from '../net/host.ts'
 import { GridError } from '../net/errors.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import type { JoinCode } from '../net/join-code.ts'
+import { coordinatorAddress } from '../net/join-code.ts'
 import { parseCid } from '../grid/content.ts'
-import { nameOf, putContent, putPlaced, putPool, readContent, readFileBlocks } from '../client/content-client.ts'
+import { putContent } from '../client/content/put.ts'
+import { putPlaced } from '../client/content/place.ts'
+import { putPool, readFileBlocks } from '../client/content/file-blocks.ts'
+import { nameOf } from '../client/content/name.ts'
+import { readContent } from '../client/content/read.ts'
 import type { Blockstore } from '../storage/blockstore.ts'
 import type { WorkerCache } from './cache.ts'
 import { rankFor } from '../grid/placement.ts'
 import { askCoordinator } from '../protocols/builds.ts'
 import { FINISHED } from '../grid/build.ts'
+import { parseArtifactRef } from '../grid/ids.ts'
+import type { ArtifactRef } from '../grid/ids.ts'
 import type { ArtifactRecord } from '../grid/build.ts'
 import { MAX_ARTIFACTS, MAX_REASON_CHARS, MAX_WARNINGS } from '../grid/constants.ts'
 
@@ -189,7 +196,8 @@ export async function prepare (init: WorkspaceInit, src: string | undefined, inp
   }
   const root = await realpath(init.workDir)
   for (const [path, from] of Object.entries(inputs)) {
-    const { cid, maker, artifact } = from.startsWith('build:') ? await artifactOf(init, from) : { cid: from, maker: undefined, artifact: undefined }
+    const ref = parseArtifactRef(from)
+    const { cid, maker, artifact } = ref !== undefined ? await artifactOf(init, from, ref) : { cid: from, maker: undefined, artifact: undefined }
     const target = join(root, path)
     try {
       await placeable(root, path)
@@ -232,11 +240,8 @@ async function keep (init: WorkspaceInit, path: string): Promise<void> {
 }
 
 /** `build:ID/PATH`: wait for build ID to succeed, then its artifact PATH (CID, mode, link) and the worker that made it. */
-async function artifactOf (init: WorkspaceInit, ref: string): Promise<{ cid: string, maker?: PeerAddress, artifact: ArtifactRecord }> {
-  const slash = ref.indexOf('/')
-  const id = ref.slice('build:'.length, slash)
-  const path = ref.slice(slash + 1)
-  const coordinator = { peer: init.join.coordinator.toString(), addrs: init.join.addrs.map(String) }
+async function artifactOf (init: WorkspaceInit, ref: string, { build: id, artifact: path }: ArtifactRef): Promise<{ cid: string, maker?: PeerAddress, artifact: ArtifactRecord }> {
+  const coordinator = coordinatorAddress(init.join)
   while (!init.signal.aborted) {
     const reply = await askCoordinator(init.host, coordinator, { t: 'get', id }).catch(() => undefined)
     if (reply?.t === 'error') throw new WorkspaceError(`input ${ref}: ${reply.error}`)

@@ -6,5 +6,5 @@ if (major < 22 || (major === 22 && minor < 18)) {
   process.stderr.write(`grid: needs Node 22.18 or newer (this is ${process.versions.node}); run it as "npx grid" inside the project\n`)
   process.exit(1)
 }
-const { main } = await import('../cli.ts')
+const { main } = await import('../cli/index.ts')
 await main(process.argv.slice(2))

@@ -9,7 +9,7 @@ import { grid, gridRun, removeDir, startTestGrid, tempDir, waitFor } from '../he
 import type { CliProcess } from '../helpers.ts'
 import { createHost } from '../../net/host.ts'
 import { loadIdentity } from '../../net/identity.ts'
-import { decodeJoinCode } from '../../net/join-code.ts'
+import { coordinatorAddress, decodeJoinCode } from '../../net/join-code.ts'
 import { LOG_READ_PROTOCOL, readReply } from '../../protocols/log-read.ts'
 import { WORK_PROTOCOL, toWorker } from '../../protocols/work.ts'
 import { MessageChannel } from '../../net/wire.ts'
@@ -105,7 +105,7 @@ async function storeAddress (ctx: Ctx): Promise<string> {
   const code = decodeJoinCode(await readFile(join(data(ctx), 'join'), 'utf8'))
   const probe = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
   try {
-    const reply = await askCoordinator(probe, { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }, { t: 'stores' })
+    const reply = await askCoordinator(probe, coordinatorAddress(code), { t: 'stores' })
     const store = reply.t === 'stores' ? reply.stores.find(s => s.peer === peer) : undefined
     assert.ok(store !== undefined, 'the store is listed')
     return store.addrs.find(a => a.includes('127.0.0.1'))!

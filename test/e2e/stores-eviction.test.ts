@@ -17,7 +17,7 @@ import type { GridHost } from '../../net/host.ts'
 import type { Build } from '../../grid/build.ts'
 import { FINISHED } from '../../grid/build.ts'
 import { blockCid, decodeManifest, isManifestCid, parseCid } from '../../grid/content.ts'
-import { putContent } from '../../client/content-client.ts'
+import { putContent } from '../../client/content/put.ts'
 import { BLOCK_PUT_PROTOCOL } from '../../protocols/block-put.ts'
 import { STORE_MEMBERSHIP_PROTOCOL } from '../../protocols/store-membership.ts'
 

@@ -10,7 +10,8 @@ import { startCoordinatorNode, startStoreNode } from '../../node/roles.ts'
 import type { CoordinatorNode, StoreNode } from '../../node/roles.ts'
 import { createHost } from '../../net/host.ts'
 import type { GridHost } from '../../net/host.ts'
-import { nameOf, putPlaced } from '../../client/content-client.ts'
+import { putPlaced } from '../../client/content/place.ts'
+import { nameOf } from '../../client/content/name.ts'
 
 /** Small single-block roots: enough of them for the share to be measured, cheap to write. */
 const ROOTS = 400

@@ -378,7 +378,7 @@ ui('a build that ended on an error says why, on its page, its log and the home p
   assert.match(await page.locator('#attempts').innerText(), /ended before a worker took it/)
   // The input build failed on its step's exit code: its page says which step, from its attempt's reason.
   const failed = await open(ctx, `/builds/${input}`)
-  await failed.locator('#build-head', { hasText: 'step compile exited with 3' }).waitFor()
+  await failed.locator('#build-head', { hasText: 'step 1 (compile) exited with 3' }).waitFor()
   await failed.close()
   const home = await open(ctx, '/')
   await row(home, id).locator('.why-line', { hasText: `build ${input} ended failed` }).waitFor()

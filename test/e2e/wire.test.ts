@@ -14,7 +14,8 @@ import { lpStream, streamPair } from '@libp2p/utils'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { attemptOfLog, issueGrant } from '../../grid/write-grant.ts'
+import { issueGrant } from '../../grid/write-grant.ts'
+import { attemptId, attemptOfLog, buildOf, logId } from '../../grid/ids.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { MessageChannel, parseMessage, bytesField, BadMessageError, encodeParts } from '../../net/wire.ts'
 import { BufferPool } from '../../net/buffer-pool.ts'
@@ -487,8 +488,9 @@ interface NetCtx {
 const network = suite<NetCtx>('wire: hostile peers against a store node', {} as NetCtx)
 
 let logCounter = 0
-function logId (): string {
-  return `0mwv1se3l2c9ee${String(100 + logCounter++).padStart(3, '0')}.a1.s0`
+/** A fresh, realistic log id: step 0 of a build's first attempt. */
+function newLogId (): string {
+  return logId(attemptId(`0mwv1se3l2c9ee${String(100 + logCounter++).padStart(3, '0')}`, 1), 0)
 }
 
 /** How a stream the test wrote junk into ended. */
@@ -572,7 +574,7 @@ async function readLog (ctx: NetCtx, id: string, from = 0): Promise<{ text: stri
 
 /** The store still serves correct peers: a fresh log written and read back on new streams. */
 async function storeStillWorks (ctx: NetCtx): Promise<void> {
-  const id = logId()
+  const id = newLogId()
   const text = `still serving ${id}\n`.repeat(20)
   await appendLog(ctx, id, text)
   const { text: got, end } = await readLog(ctx, id)
@@ -608,8 +610,8 @@ network('a correct append and read work before any junk', async ctx => {
 })
 
 network('a member without the grant for a log cannot append to it or seal it', async ctx => {
-  const id = logId()
-  const other = `${attemptOfLog(id)!.replace(/\.a1$/, '.a2')}.s0`
+  const id = newLogId()
+  const other = logId(attemptId(buildOf(id), 2), 0)
   const forged = new Uint8Array(64).fill(7)
   const notMine = await grantFor(ctx, id, ctx.outsider.peerId.toString())
   const otherAttempts = await grantFor(ctx, other)
@@ -653,17 +655,17 @@ network('log-append: a length prefix for a huge frame (never sent) ends the stre
 })
 
 network('log-append: well-formed CBOR with the wrong fields ends the stream', async ctx => {
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: logId(), at: 0, data: enc.encode('x') }))
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'delete', log: logId() }))
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: logId(), offset: 0, bytes: 'a string, not bytes' }))
-  await junk(ctx, LOG_APPEND_PROTOCOL, encode(['append', logId(), 0]))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: newLogId(), at: 0, data: enc.encode('x') }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'delete', log: newLogId() }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log: newLogId(), offset: 0, bytes: 'a string, not bytes' }))
+  await junk(ctx, LOG_APPEND_PROTOCOL, encode(['append', newLogId(), 0]))
   await storeStillWorks(ctx)
 })
 
 network('log-append: a log id that fails ID_PATTERN is refused and nothing is stored', async ctx => {
-  for (const log of ['../../etc', '../../etc/passwd', '', 'A'.repeat(12), `${logId()}!000000000000`, `${logId()}\u0000x`]) {
+  for (const log of ['../../etc', '../../etc/passwd', '', 'A'.repeat(12), `${newLogId()}!000000000000`, `${newLogId()}\u0000x`]) {
     // A real grant rides along: the id itself must be what is refused.
-    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: enc.encode('pwned'), grant: await grantFor(ctx, logId()) }))
+    await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: enc.encode('pwned'), grant: await grantFor(ctx, newLogId()) }))
     assert.is(await ctx.store.logs.info(log), undefined, `nothing stored under ${JSON.stringify(log)}`)
   }
   await storeStillWorks(ctx)
@@ -671,25 +673,25 @@ network('log-append: a log id that fails ID_PATTERN is refused and nothing is st
 
 network('log-append: a negative, fractional or oversized offset is refused and nothing is stored', async ctx => {
   for (const offset of [-1, -1_000_000, 0.5, Number.MAX_SAFE_INTEGER, Number.NaN, Number.POSITIVE_INFINITY]) {
-    const log = logId()
+    const log = newLogId()
     await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset, bytes: enc.encode('x'), grant: await grantFor(ctx, log) }))
     assert.is(await ctx.store.logs.info(log), undefined, `nothing stored at offset ${offset}`)
   }
-  const log = logId()
+  const log = newLogId()
   await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'seal', log, size: -1, grant: await grantFor(ctx, log) }))
   assert.is(await ctx.store.logs.info(log), undefined)
   await storeStillWorks(ctx)
 })
 
 network('log-append: an append over MAX_APPEND_BYTES is refused', async ctx => {
-  const log = logId()
+  const log = newLogId()
   await junk(ctx, LOG_APPEND_PROTOCOL, encode({ t: 'append', log, offset: 0, bytes: new Uint8Array(MAX_APPEND_BYTES + 1), grant: await grantFor(ctx, log) }))
   assert.is(await ctx.store.logs.info(log), undefined)
   await storeStillWorks(ctx)
 })
 
 network('log-append: junk after a good append ends the stream but keeps what was appended', async ctx => {
-  const log = logId()
+  const log = newLogId()
   const { lp } = await rawStream(ctx, LOG_APPEND_PROTOCOL)
   await lp.write(encode({ t: 'append', log, offset: 0, bytes: enc.encode('kept'), grant: await grantFor(ctx, log) }))
   const reply = await lp.read({ signal: AbortSignal.timeout(10_000) })
@@ -701,7 +703,7 @@ network('log-append: junk after a good append ends the stream but keeps what was
 })
 
 network('log-read: garbage, wrong fields, a bad log id, a negative offset and a huge frame each end the stream', async ctx => {
-  const good = logId()
+  const good = newLogId()
   await appendLog(ctx, good, 'readable\n')
   const frames: Array<[string, Uint8Array]> = [
     ['garbage', new Uint8Array([0xff, 0x00, 0x13, 0x37])],

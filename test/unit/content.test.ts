@@ -1,5 +1,6 @@
 // Content addressing and the blockstore: names are stable and verifiable, bad bytes are never kept or served.
 import { suite } from 'uvu'
+import { attemptId, logId } from '../../grid/ids.ts'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -7,12 +8,21 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { CID } from 'multiformats/cid'
-import { Chunker, ContentChangedError, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../../grid/content.ts'
+import { Chunker, ContentChangedError, ContentNamer, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../../grid/content.ts'
 import type { Named } from '../../grid/content.ts'
 import { Blockstore } from '../../storage/blockstore.ts'
 import { RootCatalog } from '../../storage/root-catalog.ts'
 import { UNCLAIMED_SWEEP_BATCH } from '../../storage/constants.ts'
 import { rejection } from '../wait.ts'
+import { BLOCK_BYTES, MAX_LOG_BYTES } from '../../grid/constants.ts'
+import { LogStore } from '../../storage/log-store.ts'
+import { LogSealer } from '../../storage/log-content.ts'
+import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
+import { putContent } from '../../client/content/put.ts'
+import { nameOf } from '../../client/content/name.ts'
+import { readContent } from '../../client/content/read.ts'
+import { LogWriter } from '../../worker/log-writer.ts'
+import type { AppendStreams } from '../../worker/append-streams.ts'
 
 const content = suite('content addressing')
 
@@ -67,17 +77,26 @@ content('content named by a first pass is cut into the same blocks under the sam
   assert.throws(() => chunk(bytes.subarray(0, 9999), 4096, 1000, named), (err: Error) => err instanceof ContentChangedError && /is 9999 bytes, not the 10000/.test(err.message))
 })
 
-content('one block is named by itself; more get a manifest; nothing is the empty block', () => {
-  const small = chunk(new Uint8Array(randomBytes(100)), 4096, 100)
-  assert.is(nameContent(small.blocks.map(b => ({ cid: b.cid, size: b.bytes.length })), small.size, small.sha256).cid.toString(), small.blocks[0].cid.toString())
-  const big = chunk(new Uint8Array(randomBytes(9000)), 4096, 9000)
-  const named = nameContent(big.blocks.map(b => ({ cid: b.cid, size: b.bytes.length })), big.size, big.sha256)
+content('one block is named by itself; more get a manifest; nothing is the empty block', async () => {
+  const small = new Uint8Array(randomBytes(100))
+  const one = await nameContent([small], { blockBytes: 4096 })
+  assert.is(one.cid.toString(), blockCid(small).toString())
+  assert.is(one.manifest, undefined)
+  const big = new Uint8Array(randomBytes(9000))
+  const kept: Array<{ cid: CID, bytes: Uint8Array }> = []
+  const named = await nameContent([big.subarray(0, 5000), big.subarray(5000)], { blockBytes: 4096, keep: block => { kept.push(block) } })
   assert.ok(isManifestCid(named.cid))
+  assert.is(named.manifest!.cid.toString(), named.cid.toString())
   const manifest = decodeManifest(named.manifest!.bytes)
   assert.is(manifest.size, 9000)
-  assert.is(manifest.sha256, big.sha256)
-  assert.equal(manifest.blocks.map(b => b.cid.toString()), big.blocks.map(b => b.cid.toString()))
-  assert.is(nameContent([], 0, '').cid.toString(), blockCid(new Uint8Array(0)).toString())
+  assert.is(manifest.sha256, createHash('sha256').update(big).digest('hex'))
+  assert.equal(manifest.blocks.map(b => b.cid.toString()), kept.map(b => b.cid.toString()), 'every block kept, in order, and the manifest not among them')
+  assert.equal(kept.map(b => b.bytes.length), [4096, 4096, 808])
+  const empty: Uint8Array[] = []
+  const none = await nameContent([], { keep: block => { empty.push(block.bytes) } })
+  assert.is(none.cid.toString(), blockCid(new Uint8Array(0)).toString())
+  assert.equal(none.blocks, [])
+  assert.equal(empty, [new Uint8Array(0)], 'the empty block is kept, so empty content can be fetched')
 })
 
 content('a manifest from a peer is checked: sizes must add up, CIDs must be raw blocks', () => {
@@ -114,6 +133,123 @@ content('CIDs from users are parsed strictly', () => {
 })
 
 content.run()
+
+/**
+ * Content named by the code before the four namers (a put, a first pass, a store sealing a log, a worker writing
+ * one) became ContentNamer. These CIDs are what users and stores already hold: they must never change.
+ */
+const KNOWN = [
+  { what: 'empty content', size: 0, blocks: 0, cid: 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku', sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+  { what: 'one short block', size: 6, blocks: 1, cid: 'bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am', sha256: '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03' },
+  { what: 'one full block', size: BLOCK_BYTES, blocks: 1, cid: 'bafkreift3s536ygui53nuhgsgxo7cnpg3aoffpxgopxqzxzkcqrsxmo3vm', sha256: 'b3dcbbbf60d44776da1cd235ddf135e6d81c52bee673ef0cdf2a14232bb1dbab' },
+  { what: 'a full block and one byte', size: BLOCK_BYTES + 1, blocks: 2, cid: 'bafyreia7ii77c34la7i22eoyc3hex3pzovaymbwyzabope7m6mfaytpy7y', sha256: 'c6c12a0587e5e6fbf015b09c78ceb03ce0ebd9bba7c9624d744f5e3d990e30a9' },
+  { what: 'three full blocks and a short one', size: 3 * BLOCK_BYTES + 12345, blocks: 4, cid: 'bafyreidvbcqp5465rnewxjmqt4xtdvrwq2qlelutsbswikwdt7ubhdvifu', sha256: 'f7420190112114173886a2dbea933e842e84502d58e0ff9d6592cd9c569f6fab' }
+]
+
+/** The bytes of a KNOWN entry: `printf 'hello\n'` for the short block, else a pattern unlike from block to block. */
+function knownBytes (size: number): Uint8Array {
+  if (size === 6) return new TextEncoder().encode('hello\n')
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 20) * 101 + (i >> 10)) & 255
+  return bytes
+}
+
+/** `bytes` in pieces of `piece` bytes, as a stream (a pipe, a log read back) hands them over. */
+async function * pieces (bytes: Uint8Array, piece: number): AsyncGenerator<Uint8Array> {
+  for (let at = 0; at < bytes.length; at += piece) yield bytes.subarray(at, at + piece)
+}
+
+interface NamingCtx {
+  dir: string
+  db: Level<string, string>
+}
+
+const naming = suite<NamingCtx>('naming content: one namer, the same CIDs from every path')
+
+naming.before.each(async ctx => {
+  ctx.dir = await mkdtemp(join(tmpdir(), 'grid-naming-'))
+  ctx.db = new Level<string, string>(ctx.dir)
+  await ctx.db.open()
+})
+
+naming.after.each(async ctx => {
+  await ctx.db.close()
+  await rm(ctx.dir, { recursive: true, force: true })
+})
+
+naming('known content keeps its known CID, sha256 and blocks, whatever pieces it arrives in', async () => {
+  for (const known of KNOWN) {
+    const bytes = knownBytes(known.size)
+    for (const piece of [1 << 20, 300_000, 4093]) {
+      const named = await nameContent(pieces(bytes, piece))
+      assert.is(named.cid.toString(), known.cid, `${known.what} in pieces of ${piece}`)
+      assert.is(named.sha256, known.sha256, known.what)
+      assert.is(named.size, known.size)
+      assert.is(named.blocks.length, known.blocks)
+      assert.is(named.manifest !== undefined, known.blocks > 1, `${known.what}: a manifest only for more than one block`)
+    }
+    // Pushed a write at a time, as a worker names the log it writes.
+    const namer = new ContentNamer()
+    for (let at = 0; at < bytes.length; at += 65_536) namer.add(bytes.subarray(at, at + 65_536))
+    assert.is(namer.finish().cid.toString(), known.cid, `${known.what}, pushed`)
+  }
+})
+
+naming('a put, a first pass, a put after it, a store sealing a log and a worker writing one all give the known CIDs', async ({ db }) => {
+  const blocks = new Blockstore(db)
+  const roots = new RootCatalog(db, blocks)
+  await roots.open()
+  const logs = new LogStore(db)
+  const sealer = new LogSealer(logs, blocks)
+  // A store over no network at all: the worker's appends and seal go straight to the LogStore and the sealer.
+  const streams = {
+    take: async () => {
+      let reply: AppendReply
+      return {
+        send: async (request: AppendRequest) => {
+          reply = request.t === 'append'
+            ? { t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) }
+            : { t: 'sealed', size: request.size, cid: (await sealer.seal(request.log, request.size)).cid }
+        },
+        expect: async () => reply,
+        abort: () => {}
+      }
+    },
+    give: () => {}
+  } as unknown as AppendStreams
+  try {
+    for (const [i, known] of KNOWN.entries()) {
+      const bytes = knownBytes(known.size)
+      const first = await nameOf(pieces(bytes, 300_000))
+      assert.is(first.cid, known.cid, `${known.what}: the first pass`)
+      assert.is(first.sha256, known.sha256)
+      assert.is((await putContent({ local: blocks, roots }, pieces(bytes, 300_000))).cid, known.cid, `${known.what}: a put`)
+      assert.is((await putContent({ local: blocks, roots }, pieces(bytes, 300_000), { named: first })).cid, known.cid, `${known.what}: a put named first`)
+      const back: Uint8Array[] = []
+      for await (const chunk of readContent({ host: undefined as any, local: blocks, holders: () => [] }, parseCid(known.cid))) back.push(chunk)
+      assert.equal(Buffer.concat(back), Buffer.from(bytes), `${known.what}: the put is whole, the empty block or manifest included`)
+
+      const sealed = logId(attemptId(`0mwv1se3l2c9ee${100 + i}`, 1), 0)
+      for (let at = 0; at < bytes.length; at += 300_000) await logs.append(sealed, at, bytes.subarray(at, at + 300_000))
+      assert.is((await sealer.seal(sealed, bytes.length)).cid, known.cid, `${known.what}: a store sealing a log`)
+
+      const writer = new LogWriter({ streams, log: logId(attemptId(`0mwv1se3l2c9ee${200 + i}`, 1), 0), grant: new Uint8Array(0), stores: [{ peer: 'here', addrs: [] }], limit: MAX_LOG_BYTES })
+      for (let at = 0; at < bytes.length; at += 65_536) writer.write(bytes.subarray(at, at + 65_536))
+      assert.equal(await writer.seal(), { size: known.size, cid: known.cid }, `${known.what}: a worker writing a log, and its store agreeing`)
+    }
+  } finally {
+    await roots.close()
+  }
+})
+
+naming('content shorter than its first pass said is not named', async () => {
+  const bytes = knownBytes(KNOWN[4].size)
+  const first = await nameOf(pieces(bytes, 300_000))
+  const err = await rejection(nameContent(pieces(bytes.subarray(1), 300_000), { named: first }))
+  assert.is(err.name, 'ContentChangedError')
+})
+
+naming.run()
 
 interface BlockCtx {
   dir: string

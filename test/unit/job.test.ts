@@ -190,6 +190,24 @@ for (const [field, job] of [
   })
 }
 
+osRefused('a NUL in an env name is quoted in the error, not sent raw to the terminal', () => {
+  const err = refused({ env: { 'B\u0000AD': 'x' }, steps: one })
+  assert.is(err.name, 'InvalidJobError')
+  assert.ok(!err.message.includes('\u0000'), err.message)
+  assert.match(err.message, /^env\."B\\u0000AD": /)
+})
+
+osRefused('an empty required value (--require gpu=) is refused: no worker announces one, so it would wait forever', () => {
+  refusedNaming({ steps: one, requires: { gpu: '' } }, /^requires\.gpu: .*"\*"/)
+  assert.equal(parseJob({ steps: one, requires: { gpu: '*' } }).requires, { gpu: '*' })
+})
+
+osRefused('a malformed input says what is expected', () => {
+  for (const bad of ['bafkwrong', 'build:nope/x', 'http://example.com/x']) {
+    refusedNaming({ steps: one, inputs: { x: bad } }, /^inputs\.x: expected a CID .* or build:BUILD_ID\/ARTIFACT_PATH$/)
+  }
+})
+
 osRefused('a command or value is measured in bytes, not characters (Linux caps one argument at 128 KiB)', () => {
   // 30,000 three-byte characters: under the old 65,536-character limit, over 64 KiB of UTF-8.
   const wide = '€'.repeat(30_000)

@@ -9,8 +9,8 @@ import { Level } from 'level'
 import { LogStore } from '../../storage/log-store.ts'
 import { LogSealer } from '../../storage/log-content.ts'
 import { Blockstore } from '../../storage/blockstore.ts'
-import { Chunker, decodeManifest, nameContent, parseCid } from '../../grid/content.ts'
-import { ID_PATTERN } from '../../grid/build.ts'
+import { decodeManifest, nameContent, parseCid } from '../../grid/content.ts'
+import { ID_PATTERN, attemptId, logId } from '../../grid/ids.ts'
 import { rejection, sleep, within } from '../wait.ts'
 
 interface Ctx {
@@ -27,8 +27,8 @@ const bytes = (s: string): Uint8Array => enc.encode(s)
 
 let counter = 0
 /** A fresh, realistic log id per test: build id, attempt, step. */
-function logId (step = 0): string {
-  const id = `0mwv1se3l2c9ee${String(100 + counter++).padStart(3, '0')}.a1.s${step}`
+function newLogId (step = 0): string {
+  const id = logId(attemptId(`0mwv1se3l2c9ee${String(100 + counter++).padStart(3, '0')}`, 1), step)
   if (!ID_PATTERN.test(id)) throw new Error(`test log id ${id} does not match ID_PATTERN`)
   return id
 }
@@ -64,7 +64,7 @@ logStore.after(async ctx => {
 })
 
 logStore('append at 0, then at the returned size; read the whole log', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const size1 = await logs.append(id, 0, bytes('hello '))
   assert.is(size1, 6)
   const size2 = await logs.append(id, size1, bytes('world\n'))
@@ -77,7 +77,7 @@ logStore('append at 0, then at the returned size; read the whole log', async ({ 
 })
 
 logStore('read from offsets inside a chunk, at chunk boundaries, at the end and past it', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   // Three chunks: [0,4) "abcd", [4,7) "efg", [7,12) "hijkl"
   let size = await logs.append(id, 0, bytes('abcd'))
   size = await logs.append(id, size, bytes('efg'))
@@ -95,13 +95,13 @@ logStore('read from offsets inside a chunk, at chunk boundaries, at the end and 
 })
 
 logStore('reading a log that does not exist yields nothing and info is undefined', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   assert.is(await readText(logs, id), '')
   assert.is(await logs.info(id), undefined)
 })
 
 logStore('an identical resend is idempotent: same size, content not doubled', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const size = await logs.append(id, 0, bytes('line one\n'))
   const size2 = await logs.append(id, size, bytes('line two\n'))
   assert.is(size2, 18)
@@ -113,7 +113,7 @@ logStore('an identical resend is idempotent: same size, content not doubled', as
 })
 
 logStore('a resend that overlaps and extends appends only the new tail', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('0123456789'))
   // Offset 6 is before the size (10), the end (14) after it: only "abcd" is new.
   const size = await logs.append(id, 6, bytes('6789abcd'))
@@ -125,7 +125,7 @@ logStore('a resend that overlaps and extends appends only the new tail', async (
 })
 
 logStore('a gap is refused with the size the store holds, and nothing is stored', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('abc'))
   const err = await rejection(logs.append(id, 5, bytes('XYZ')))
   assert.is(err.name, 'LogGapError')
@@ -138,7 +138,7 @@ logStore('a gap is refused with the size the store holds, and nothing is stored'
 })
 
 logStore('a gap on a log that does not exist yet reports size 0 and creates nothing', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const err = await rejection(logs.append(id, 10, bytes('late')))
   assert.is(err.name, 'LogGapError')
   assert.is(err.size, 0)
@@ -147,7 +147,7 @@ logStore('a gap on a log that does not exist yet reports size 0 and creates noth
 })
 
 logStore('seal at the right size seals; sealing again at that size is fine', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('done\n'))
   const info = await logs.seal(id, 5)
   assert.is(info.sealed, true)
@@ -161,7 +161,7 @@ logStore('seal at the right size seals; sealing again at that size is fine', asy
 })
 
 logStore('seal at the wrong size throws LogGapError and leaves the log open', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('12345'))
   const short = await rejection(logs.seal(id, 3))
   assert.is(short.name, 'LogGapError')
@@ -174,7 +174,7 @@ logStore('seal at the wrong size throws LogGapError and leaves the log open', as
 })
 
 logStore('append after seal throws LogSealedError; an identical resend of held bytes still answers the size', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('abc'))
   await logs.seal(id, 3)
   const err = await rejection(logs.append(id, 3, bytes('d')))
@@ -188,7 +188,7 @@ logStore('append after seal throws LogSealedError; an identical resend of held b
 })
 
 logStore('a follower of a growing log gets every byte in order and ends by itself after the seal', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('start\n'))
   const follower = collect(logs.read(id, { follow: true }))
   await sleep(30)
@@ -203,7 +203,7 @@ logStore('a follower of a growing log gets every byte in order and ends by itsel
 })
 
 logStore('a follower from an offset inside the log gets the rest and the new bytes', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('0123456789'))
   const follower = collect(logs.read(id, { from: 7, follow: true }))
   await sleep(20)
@@ -213,14 +213,14 @@ logStore('a follower from an offset inside the log gets the rest and the new byt
 })
 
 logStore('a follower of a sealed log ends at once with its bytes', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('all of it'))
   await logs.seal(id, 9)
   assert.is(dec.decode(await within(5_000, 'a follow of a sealed log', collect(logs.read(id, { follow: true })))), 'all of it')
 })
 
 logStore('following a log that does not exist yet waits, then gets its bytes once appended', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const received: string[] = []
   const follower = (async () => {
     for await (const chunk of logs.read(id, { follow: true })) received.push(dec.decode(chunk))
@@ -238,7 +238,7 @@ logStore('following a log that does not exist yet waits, then gets its bytes onc
 })
 
 logStore('a follower is stopped by its AbortSignal', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('partial'))
   const controller = new AbortController()
   const received: string[] = []
@@ -254,14 +254,14 @@ logStore('a follower is stopped by its AbortSignal', async ({ logs }) => {
 })
 
 logStore('a follower whose signal is already aborted returns what is there and ends', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   await logs.append(id, 0, bytes('xyz'))
   const got = await within(5_000, 'a pre-aborted follower', collect(logs.read(id, { follow: true, signal: AbortSignal.abort() })))
   assert.is(dec.decode(got), 'xyz')
 })
 
 logStore('many concurrent appends at correct offsets serialise correctly', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const lines = Array.from({ length: 200 }, (_, i) => `line ${String(i).padStart(3, '0')}\n`)
   const pending: Array<Promise<number>> = []
   let offset = 0
@@ -282,7 +282,7 @@ logStore('many concurrent appends at correct offsets serialise correctly', async
 })
 
 logStore('concurrent appends where one leaves a gap: only that one is refused', async ({ logs }) => {
-  const id = logId()
+  const id = newLogId()
   const a = logs.append(id, 0, bytes('aaaa'))
   const gap = logs.append(id, 10, bytes('zz'))
   const b = logs.append(id, 4, bytes('bbbb'))
@@ -295,8 +295,8 @@ logStore('concurrent appends where one leaves a gap: only that one is refused', 
 })
 
 logStore('data survives closing and reopening the database', async ctx => {
-  const sealedId = logId(1)
-  const openId = logId(2)
+  const sealedId = newLogId(1)
+  const openId = newLogId(2)
   await ctx.logs.append(sealedId, 0, bytes('kept '))
   await ctx.logs.append(sealedId, 5, bytes('forever'))
   await ctx.logs.seal(sealedId, 12)
@@ -323,10 +323,10 @@ logStore('data survives closing and reopening the database', async ctx => {
 
 logStore('log ids that are prefixes of each other do not mix their bytes', async ({ logs }) => {
   const base = `0mwv1se3l2c9ee${String(100 + counter++).padStart(3, '0')}`
-  const s1 = `${base}.a1.s1`
-  const s10 = `${base}.a1.s10`
-  const s11 = `${base}.a1.s11`
-  const attempt = `${base}.a1`
+  const attempt = attemptId(base, 1)
+  const s1 = logId(attempt, 1)
+  const s10 = logId(attempt, 10)
+  const s11 = logId(attempt, 11)
   for (const id of [s1, s10, s11, attempt]) assert.ok(ID_PATTERN.test(id), id)
   // Interleave so the chunks of all logs sit next to each other in the key space.
   await logs.append(s10, 0, bytes('TEN-a'))
@@ -355,7 +355,7 @@ logStore('sealing into content: blocks and a manifest in the blockstore, the CID
   const blocks = new Blockstore(db)
   const added: string[] = []
   const sealer = new LogSealer(logs, blocks, { add: async cid => { added.push(cid.toString()) } })
-  const id = logId()
+  const id = newLogId()
   // 2.5 blocks of output in appends that do not line up with blocks.
   const whole = new Uint8Array(2.5 * 1024 * 1024)
   for (let i = 0; i < whole.length; i++) whole[i] = (i * 31 + (i >> 10)) & 255
@@ -364,11 +364,7 @@ logStore('sealing into content: blocks and a manifest in the blockstore, the CID
   assert.is(wrong.name, 'LogGapError')
   assert.is((await logs.info(id))?.sealed, false, 'a seal at the wrong size changes nothing')
 
-  const chunker = new Chunker()
-  const listed = [...chunker.push(whole)].map(b => ({ cid: b.cid, size: b.bytes.length }))
-  const { last, size, sha256 } = chunker.finish()
-  if (last !== undefined) listed.push({ cid: last.cid, size: last.bytes.length })
-  const expected = nameContent(listed, size, sha256).cid.toString()
+  const expected = (await nameContent([whole])).cid.toString()
 
   const [first, again] = await Promise.all([sealer.seal(id, whole.length), sealer.seal(id, whole.length)])
   assert.is(first.cid, expected)
@@ -381,10 +377,10 @@ logStore('sealing into content: blocks and a manifest in the blockstore, the CID
   assert.is(manifest.blocks.length, 3)
   for (const block of manifest.blocks) assert.ok(await blocks.has(block.cid))
 
-  const empty = logId()
+  const empty = newLogId()
   const sealedEmpty = await sealer.seal(empty, 0)
   assert.ok(await blocks.has(parseCid(sealedEmpty.cid!)), 'an empty log is the empty block, and it is held')
-  const fenced = logId()
+  const fenced = newLogId()
   await logs.append(fenced, 0, bytes('lost'))
   await logs.fence(fenced)
   assert.is((await sealer.seal(fenced, 4)).cid, undefined, 'a fenced log gets no CID')

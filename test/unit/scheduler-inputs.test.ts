@@ -172,7 +172,7 @@ why('a failed attempt names its step; a timed-out one its limit; a worker\'s err
   const broken = await s.submit(oneStep())
   s.stepFinished(link, link.attempt(0), 0, 3)
   s.attemptFinished(link, link.attempt(0), 'failed')
-  assert.is(failed.attempts[0].reason, 'step step 1 exited with 3')
+  assert.is(failed.attempts[0].reason, 'step 1 exited with 3')
   assert.is(failed.error, undefined, 'an exit code decided it: no error')
   s.attemptFinished(link, link.attempt(1), 'timeout')
   assert.is(timedOut.attempts[0].reason, 'the build ran past its timeout of 7 s')

@@ -5,11 +5,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { newBuildId } from '../../grid/build.ts'
+import { attemptId, newBuildId } from '../../grid/ids.ts'
 import type { Build } from '../../grid/build.ts'
 import { LevelBuildHistory } from '../../coordinator/history.ts'
 import { NO_STORE } from '../../coordinator/scheduler.ts'
-import type { StoreAddress } from '../../coordinator/scheduler.ts'
+import type { PeerAddress } from '../../net/dial.ts'
 import { MemoryHistory, STORES, StubLink, finishAttempt, job, rejection, scheduler, stopAll, stored, until } from '../scheduler-fixtures.ts'
 
 // ---------------------------------------------------------------- queue and assignment
@@ -75,7 +75,7 @@ queue('a build submitted while a worker is free is assigned at once', async () =
 })
 
 queue('stores are asked at each assignment', async () => {
-  let stores: StoreAddress[] = [{ peer: 'A', addrs: [] }]
+  let stores: PeerAddress[] = [{ peer: 'A', addrs: [] }]
   const { scheduler: s } = scheduler({ stores: () => stores })
   const link = new StubLink({ os: 'linux' }, 2)
   s.workerJoined(link)
@@ -86,7 +86,7 @@ queue('stores are asked at each assignment', async () => {
 })
 
 queue('with no store yet a build waits (and says why) even with a free worker; a store joining starts it', async () => {
-  let stores: StoreAddress[] = []
+  let stores: PeerAddress[] = []
   const { scheduler: s } = scheduler({ stores: () => stores })
   const link = new StubLink({ os: 'linux' }, 1)
   s.workerJoined(link)
@@ -341,7 +341,7 @@ fencing('a report for an attempt nobody knows is refused', async () => {
   const { scheduler: s } = scheduler()
   const link = new StubLink()
   s.workerJoined(link)
-  const made = `${newBuildId()}.a1`
+  const made = attemptId(newBuildId(), 1)
   s.attemptFinished(link, made, 'succeeded')
   assert.equal(link.cancelled, [{ attempt: made, reason: 'stale' }])
 })
@@ -526,7 +526,7 @@ cancel('cancelling a queued build finishes it and it is never assigned', async (
   assert.is((await s.get(build.id))?.status, 'cancelled')
 })
 
-cancel('cancelling a running build tells its worker and refuses the late report', async () => {
+cancel('cancelling a running build tells its worker, keeps how its stopped step ended, and ignores its late result', async () => {
   const { scheduler: s, history } = scheduler()
   const link = new StubLink()
   s.workerJoined(link)
@@ -539,11 +539,20 @@ cancel('cancelling a running build tells its worker and refuses the late report'
   assert.is(answer.attempts[0].outcome, 'cancelled')
   assert.is(s.capacity().busy, 0)
 
+  // The worker winds the cancel down: the step it stopped reports how it ended (exit code, sealed log), which
+  // the record keeps; its late result changes nothing, and it is not told it is stale (that would cut its log short).
+  s.stepFinished(link, attempt, 0, 143, 'bafkreistoppedlog')
+  assert.is(build.steps[0].exitCode, 143)
+  assert.is(build.steps[0].logCid, 'bafkreistoppedlog')
   s.attemptFinished(link, attempt, 'succeeded')
   assert.is(build.status, 'cancelled')
   assert.is((await stored(history, build.id)).status, 'cancelled')
   assert.is((await s.get(build.id))?.status, 'cancelled')
+  assert.is(link.cancelled.length, 1)
+  // Once it reported its end, a report about that attempt is stale like any other.
+  s.stepFinished(link, attempt, 1, 0)
   assert.equal(link.cancelled.at(-1), { attempt, reason: 'stale' })
+  assert.is(build.steps[1].exitCode, undefined)
 })
 
 cancel('cancelling a running build frees its slot for the next queued build', async () => {

@@ -1,0 +1,33 @@
+// `grid coordinator`: a coordinator alone (with the HTTP API under --http), for a grid whose stores and workers
+// run on other machines.
+import type { Command } from 'commander'
+import { DEFAULT_COORDINATOR_PORT } from '../../net/constants.ts'
+import { MAX_REPLICAS } from '../../grid/constants.ts'
+import { DEFAULT_REPLICAS } from '../../grid/placement.ts'
+import { startCoordinatorNode } from '../roles.ts'
+import { dataOption, httpAddress, listenOption, wholeNumber } from './options.ts'
+import { stopOnSignal } from './role-nodes.ts'
+import { log } from './report.ts'
+
+/** Adds `grid coordinator` to `grid`. */
+export function coordinatorCommand (grid: Command): Command {
+  return grid.command('coordinator')
+    .description('run a coordinator (and the HTTP API with --http); stores and workers join it')
+    .addOption(dataOption())
+    .addOption(listenOption(`default /ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`))
+    .option('--http <host:port>', 'serve the HTTP API and web UI here', httpAddress)
+    .option('--replicas <n>', 'store nodes to keep each piece of content on', wholeNumber(1, MAX_REPLICAS), DEFAULT_REPLICAS)
+    .action(async (opts) => {
+      const node = await startCoordinatorNode({
+        dataDir: opts.data,
+        listen: opts.listen ?? [`/ip4/0.0.0.0/tcp/${DEFAULT_COORDINATOR_PORT}`],
+        http: opts.http,
+        withStore: false,
+        replicas: opts.replicas,
+        log
+      })
+      stopOnSignal(async () => { await node.stop() })
+      if (node.web !== undefined) process.stdout.write(`web: ${node.web.url}\n`)
+      process.stdout.write(`join: ${node.joinCode}\n`)
+    })
+}

@@ -1,0 +1,50 @@
+// The `grid` command: the program and its entry point. Each command lives in its own module beside this one; here
+// they are added in the order `grid --help` lists them. Every role command takes --data and --listen; joining
+// commands take --join. Any bad argument, unreachable grid or bad input ends with one line on stderr and a
+// non-zero exit.
+import { Command, CommanderError } from 'commander'
+import { isGridError } from '../../net/errors.ts'
+import { admissionCommands } from './admission.ts'
+import { coordinatorCommand } from './coordinator.ts'
+import { getCommand } from './get.ts'
+import { putCommand } from './put.ts'
+import { log } from './report.ts'
+import { storeCommand } from './store.ts'
+import { submitCommand } from './submit.ts'
+import { tailCommand } from './tail.ts'
+import { upCommand } from './up.ts'
+import { workerCommand } from './worker.ts'
+
+/** The whole `grid` program. Commands are made with `grid.command()`, so each inherits its error output and exitOverride. */
+export function program (): Command {
+  const grid = new Command('grid')
+    .description('nameless-grid: a peer-to-peer build grid. Workers have no names; logs and artifacts never pass through the coordinator.')
+    .configureOutput({ outputError: (text, write) => write(text.split('\n').filter(Boolean)[0].replace(/^error: /, 'grid: ') + '\n') })
+    .exitOverride()
+  upCommand(grid)
+  coordinatorCommand(grid)
+  storeCommand(grid)
+  workerCommand(grid)
+  submitCommand(grid)
+  tailCommand(grid)
+  putCommand(grid)
+  getCommand(grid)
+  admissionCommands(grid)
+  return grid
+}
+
+/** Run the CLI; every failure becomes one line on stderr and a non-zero exit code. */
+export async function main (argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv, { from: 'user' })
+  } catch (err: any) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2
+      return
+    }
+    // Expected failures (net/errors.ts) are one line; anything else is a bug, and its stack helps fix it.
+    if (isGridError(err) || err?.code === 'EACCES' || err?.code === 'EADDRINUSE') log(err.message)
+    else log(`unexpected error: ${err?.stack ?? err}`)
+    process.exitCode = 1
+  }
+}

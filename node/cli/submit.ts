@@ -1,0 +1,109 @@
+// `grid submit`: queue a build, from a job file or a one-step --run, with --src sent to the stores first; with
+// --follow it streams the log and exits with how the build ended. A problem in what came from a flag names that
+// flag, as the user typed it, not the job key it became.
+import { readFile, stat } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { readJoinCode } from '../../net/join-code.ts'
+import { InvalidJobError, parseJob } from '../../grid/job.ts'
+import { ContentChangedError } from '../../grid/content.ts'
+import { nameOf } from '../../client/content/name.ts'
+import { putPlaced } from '../../client/content/place.ts'
+import { ask, expectBuild, gridPlacement } from './ask.ts'
+import { clientHost, clientOptions } from './client-host.ts'
+import { tarDirectory } from './directory-tar.ts'
+import { followBuild } from './follow-build.ts'
+import { capabilities, collect } from './options.ts'
+import { UsageError, log } from './report.ts'
+
+/** The flags that shape the job. */
+interface JobFlags {
+  run?: string
+  require: string[]
+  artifact: string[]
+}
+
+/** The job a file or --run describes, with --require and --artifact merged in; checked, so a bad one never leaves. */
+async function jobFrom (file: string | undefined, opts: JobFlags): Promise<unknown> {
+  /** Where in the job each flag's value went: a problem there names the flag, as the user typed it. */
+  const fromFlags = new Map<string, string>()
+  let job: unknown
+  if (file !== undefined) {
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err: any) {
+      throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
+    }
+    try {
+      job = JSON.parse(text)
+    } catch (err: any) {
+      throw new UsageError(`${file} is not JSON: ${err.message}`)
+    }
+    if (opts.require.length > 0 && typeof job === 'object' && job !== null) {
+      const j = job as { requires?: Record<string, string> }
+      j.requires = { ...j.requires, ...capabilities(opts.require, '--require') }
+    }
+  } else {
+    job = { steps: [{ name: 'run', run: opts.run }], requires: capabilities(opts.require, '--require') }
+    fromFlags.set('steps.0.run', '--run')
+  }
+  for (const text of opts.require) fromFlags.set(`requires.${text.slice(0, text.indexOf('='))}`, `--require ${text}`)
+  if (opts.artifact.length > 0 && typeof job === 'object' && job !== null) {
+    const j = job as { artifacts?: string[] }
+    const before = Array.isArray(j.artifacts) ? j.artifacts.length : 0
+    opts.artifact.forEach((glob, i) => fromFlags.set(`artifacts.${before + i}`, `--artifact ${glob}`))
+    j.artifacts = [...(j.artifacts ?? []), ...opts.artifact]
+  }
+  try {
+    parseJob(job)
+  } catch (err: any) {
+    // parseJob names the job's key ("artifacts.0: …"); a user who typed --artifact reads that flag instead.
+    const where = err instanceof InvalidJobError ? /^([^:]+): /.exec(err.message) : null
+    const flag = where !== null ? fromFlags.get(where[1]) : undefined
+    throw flag !== undefined ? new InvalidJobError(`${flag}: ${err.message.slice(where![0].length)}`) : err
+  }
+  return job
+}
+
+/** Adds `grid submit` to `grid`. */
+export function submitCommand (grid: Command): Command {
+  return clientOptions(grid.command('submit')
+    .description('queue a build from a job file or a command; prints the build id (or, with --follow, its log)')
+    .argument('[job.json]', 'a job file (see docs/job.md); or use --run')
+    .option('--run <command>', 'a one-step job running this shell command')
+    .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', collect, [])
+    .option('--src <dir>', 'send this directory (as a tar) and unpack it in the work dir first')
+    .option('--artifact <glob>', 'keep files matching this glob (relative to the work dir) after the steps, repeatable', collect, [])
+    .option('--follow', 'stream the build\'s log; exit 0 if it succeeded, 1 if not')
+    .action(async (file: string | undefined, opts) => {
+      if ((file === undefined) === (opts.run === undefined)) throw new UsageError('give either a job file or --run COMMAND')
+      if (opts.run === '') throw new UsageError('--run needs a command (it was empty)')
+      const job = await jobFrom(file, opts)
+      if (opts.src !== undefined && !(await stat(opts.src).catch(() => undefined))?.isDirectory()) throw new UsageError(`--src ${opts.src} is not a directory`)
+      const code = await readJoinCode(opts.join)
+      const host = await clientHost(code)
+      try {
+        if (opts.src !== undefined) {
+          const placement = await gridPlacement(host, code)
+          if (placement.stores.length === 0) throw new UsageError('the grid has no store to send --src to')
+          // The tar is made twice (the same bytes both times): hashed once to name and place it, then only sent.
+          const named = await nameOf(tarDirectory(opts.src))
+          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src), { named }).catch((err: Error) => {
+            throw err instanceof ContentChangedError ? new ContentChangedError(`--src ${opts.src} changed while it was being sent: ${err.message}`) : err
+          })
+          ;(job as { src?: string }).src = put.cid
+          log(`src ${opts.src}: ${put.cid} (${put.sentBytes} bytes sent)`)
+        }
+        const build = expectBuild(await ask(host, code, { t: 'submit', job }))
+        if (opts.follow !== true) {
+          process.stdout.write(`${build.id}\n`)
+          return
+        }
+        log(`build ${build.id} queued`)
+        const done = await followBuild(host, code, build.id, 0)
+        process.exitCode = done.status === 'succeeded' ? 0 : 1
+      } finally {
+        await host.stop()
+      }
+    }))
+}

@@ -1,0 +1,7 @@
+// Limits of the HTTP API and its metrics, each with its reason. The grid's own limits are in grid/constants.ts.
+
+/** Events queued for one slow SSE client before it is dropped: it reconnects and reloads rather than holding memory. */
+export const MAX_EVENT_BACKLOG = 10_000
+
+/** Finished build ids remembered so a repeated notice of one build is not counted twice; older ones are forgotten. */
+export const MAX_REMEMBERED_BUILDS = 10_000
