@@ -1,5 +1,6 @@
 // Shared pieces of the end-to-end tests: temp data dirs, a grid started the way `grid up` starts it,
 // bounded polling, and child processes of the real CLI.
+import * as assert from 'uvu/assert'
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -139,3 +140,12 @@ export async function gridRun (args: string[], cwd?: string, timeoutMs = 60_000)
   return { code, stdout: p.stdout(), stderr: p.stderr() }
 }
 
+/** One line on stderr, a non-zero exit, no stack trace. */
+export function oneLineError (result: { code: number | string, stderr: string }, pattern: RegExp): void {
+  assert.ok(result.code !== 0, `exit code ${result.code}`)
+  const lines = result.stderr.trim().split('\n')
+  assert.is(lines.length, 1, `one line on stderr, got: ${result.stderr}`)
+  assert.match(lines[0], /^grid: /)
+  assert.match(lines[0], pattern)
+  assert.not.match(result.stderr, /unexpected error|\bat .+:\d+:\d+/)
+}

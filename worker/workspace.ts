@@ -66,16 +66,7 @@ export class WorkspaceError extends GridError {
 }
 
 /** What a build keeps: a file with its permission bits, or a symbolic link (its content is the target's text). */
-export interface Artifact {
-  path: string
-  cid: string
-  size: number
-  sha256: string
-  /** Permission bits (0o755 for an executable), files only. */
-  mode?: number
-  /** The target of a symbolic link, relative and inside the work dir. */
-  link?: string
-}
+export type Artifact = Omit<ArtifactRecord, 'evicted'>
 
 export interface WorkspaceInit {
   host: GridHost

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ROOT, grid, gridRun, removeDir, tempDir, waitFor } from '../helpers.ts'
+import { ROOT, grid, gridRun, oneLineError, removeDir, tempDir, waitFor } from '../helpers.ts'
 import type { CliProcess } from '../helpers.ts'
 import { startCoordinatorNode, startStoreNode, startWorkerNode } from '../../node/roles.ts'
 import type { CoordinatorNode, StoreNode, WorkerNode } from '../../node/roles.ts'
@@ -100,15 +100,6 @@ const finished = async (ctx: Ctx, id: string): Promise<Build> => await waitFor(`
   return FINISHED.has(build.status) ? build : undefined
 }, 30_000)
 
-/** One line on stderr, a non-zero exit, no stack trace. */
-function oneLineError (result: { code: number | string, stderr: string }, pattern: RegExp): void {
-  assert.ok(result.code !== 0, `exit code ${result.code}`)
-  const lines = result.stderr.trim().split('\n')
-  assert.is(lines.length, 1, `one line on stderr, got: ${result.stderr}`)
-  assert.match(lines[0], /^grid: /)
-  assert.match(lines[0], pattern)
-  assert.not.match(result.stderr, /unexpected error|\bat .+:\d+:\d+/)
-}
 
 cli('an error names the flag the user gave, as they typed it', async ({ joinFile }) => {
   const requireNoValue = await gridRun(['submit', '--join', joinFile, '--run', 'true', '--require', 'gpu'])

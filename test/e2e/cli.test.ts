@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { grid, gridRun, removeDir, tempDir, waitFor } from '../helpers.ts'
+import { grid, gridRun, oneLineError, removeDir, tempDir, waitFor } from '../helpers.ts'
 import type { CliProcess } from '../helpers.ts'
 import { decodeJoinCode, encodeJoinCode, newSecret } from '../../net/join-code.ts'
 import type { Build } from '../../grid/build.ts'
@@ -116,15 +116,6 @@ cli('grid submit takes a job file; grid tail prints a finished build\'s log', as
   assert.is(one.stdout, 'ond\n')
 })
 
-/** One line on stderr, a non-zero exit, no stack trace. */
-function oneLineError (result: { code: number | string, stderr: string }, pattern: RegExp): void {
-  assert.ok(result.code !== 0, `exit code ${result.code}`)
-  const lines = result.stderr.trim().split('\n')
-  assert.is(lines.length, 1, `one line on stderr, got: ${result.stderr}`)
-  assert.match(lines[0], /^grid: /)
-  assert.match(lines[0], pattern)
-  assert.not.match(result.stderr, /\bat .+:\d+:\d+/)
-}
 
 cli('bad arguments end with one clear line and a non-zero exit', async ({ dir, joinFile }) => {
   oneLineError(await gridRun(['worker']), /--join/)
