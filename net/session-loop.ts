@@ -48,7 +48,11 @@ export class SessionLoop {
       try {
         await this.once()
       } catch (err: any) {
-        if (!this.stopped && failures === 0) this.init.log?.(`coordinator unreachable (${err.message}); retrying`)
+        // Said once per outage, in the words the CLI uses: a wrong join code and a grid that is down look alike here.
+        if (!this.stopped && failures === 0) {
+          const where = this.init.target.addrs.map(a => a.replace(/\/p2p\/[^/]+$/, '')).join(', ')
+          this.init.log?.(`cannot reach the grid at ${where}: is it running, and is the join code current? (${err.message}); retrying`)
+        }
       }
       if (this.stopped) return
       // A session that lasted a while was healthy: start the backoff afresh.

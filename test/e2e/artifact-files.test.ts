@@ -194,6 +194,12 @@ files('grid put of a directory and grid get --extract keep modes and links; a ta
   assert.is(bad.code, 1)
   assert.match(bad.stderr, /^grid: refused to unpack: entry \.\/leak is a link to \/etc\/hostname, an absolute path outside the directory; nothing was written\n$/, bad.stderr)
   assert.is(await readdir(join(dir, 'hostile-out')).catch(() => 'absent'), 'absent')
+
+  // grid put of that tree says so at once (once, though it reads the tree twice), rather than when a build fails on it.
+  const warned = await gridRun(['put', '--join', joinFile, hostile])
+  assert.is(warned.code, 0, warned.stderr)
+  assert.is(warned.stderr.split('\n').filter(l => /leak is a link leading out of .*: a build's src and grid get --extract will refuse it$/.test(l)).length, 1, warned.stderr)
+  assert.not.match(warned.stderr, /fine\.txt/)
 })
 
 files('GET /api/builds/:id/artifacts.tar streams the artifacts with their modes and links', async ({ grid }) => {
