@@ -129,3 +129,12 @@ export const WORKER_CACHE_BYTES = 2 * 1024 * 1024 * 1024
  * long to reach the transport before the stream is aborted instead, so a dead peer cannot hold the loop.
  */
 export const SESSION_CLOSE_TIMEOUT_MS = 5_000
+
+/**
+ * Heartbeat settings a welcome may give: a beat more often than 100 ms is noise on the wire, and one less often
+ * than a minute, or a silence limit past ten, would leave a frozen peer unnoticed longer than anyone waits.
+ */
+export const MIN_HEARTBEAT_MS = 100
+export const MAX_HEARTBEAT_MS = 60_000
+export const MIN_SILENCE_LIMIT_MS = 500
+export const MAX_SILENCE_LIMIT_MS = 600_000

@@ -8,13 +8,22 @@
 // session, dialled again whenever it drops: session-loop.ts). The protocols' own messages and what they mean stay
 // in their handlers; this file knows only hello, welcome and beat, which every session protocol spells alike.
 import type { Stream } from '@libp2p/interface'
-import type { z } from 'zod'
+import { z } from 'zod'
 import type { GridHost } from './host.ts'
 import type { PeerAddress } from './dial.ts'
 import { BadMessageError, MessageChannel } from './wire.ts'
 import { Heartbeat } from './heartbeat.ts'
 import { SessionLoop, endStream } from './session-loop.ts'
 import { GridError } from './errors.ts'
+import { MAX_HEARTBEAT_MS, MAX_SILENCE_LIMIT_MS, MIN_HEARTBEAT_MS, MIN_SILENCE_LIMIT_MS } from './constants.ts'
+
+/** The welcome and the beat, as every session protocol's schema spells them (its own messages come beside them). */
+export const welcomeMessage = z.object({
+  t: z.literal('welcome'),
+  heartbeatMs: z.number().int().min(MIN_HEARTBEAT_MS).max(MAX_HEARTBEAT_MS),
+  silenceLimitMs: z.number().int().min(MIN_SILENCE_LIMIT_MS).max(MAX_SILENCE_LIMIT_MS)
+})
+export const beatMessage = z.object({ t: z.literal('beat') })
 
 /** A peer broke the session pattern: no hello first, a second hello or welcome, something else before the welcome. */
 export class SessionProtocolError extends GridError {

@@ -4,6 +4,7 @@
 // dropped), its byte totals, and asks which old roots it may evict; the coordinator has it copy roots to other
 // stores (repair) and drop copies it is no longer placed for.
 import { z } from 'zod'
+import { beatMessage, welcomeMessage } from '../net/session.ts'
 import { listenAddrs, peerAddress, peerIdText } from '../net/dial.ts'
 import { EVICTION_BATCH_ROOTS, MAX_ROOTS_PER_REPORT } from '../storage/constants.ts'
 import { idSchema } from '../grid/ids.ts'
@@ -17,7 +18,7 @@ const bytes = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 
 export const toCoordinator = z.discriminatedUnion('t', [
   z.object({ t: z.literal('hello'), addrs: listenAddrs.min(1), maxBytes: bytes.optional() }),
-  z.object({ t: z.literal('beat') }),
+  beatMessage,
   /** Roots the store holds whole (its summary on joining comes as several of these). */
   z.object({ t: z.literal('held'), roots: z.array(z.object({ cid: cidText, size: bytes, bytes })).max(MAX_ROOTS_PER_REPORT) }),
   /** Roots the store no longer holds; `evicted` if it let them go for room. */
@@ -35,8 +36,8 @@ export const toStore = z.discriminatedUnion('t', [
   z.object({ t: z.literal('fence'), logs: z.array(idSchema).max(MAX_FENCED_LOGS) }),
   /** The grid's whole deny list: the store refuses and drops these peers. */
   z.object({ t: z.literal('denied'), peers: z.array(peerIdText).max(MAX_DENIED) }),
-  z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
-  z.object({ t: z.literal('beat') }),
+  welcomeMessage,
+  beatMessage,
   /** The answer to `evict?`: these may go. */
   z.object({ t: z.literal('evict'), id: z.number().int().min(0), roots: z.array(cidText).max(EVICTION_BATCH_ROOTS) }),
   /** Repair: copy this root to that store, then answer `copied`. */

@@ -2,6 +2,7 @@
 // stream; it says what it can do, the coordinator hands it attempts, and both send heartbeats so a frozen
 // or cut-off worker is noticed within WORKER_SILENCE_LIMIT_MS (Buildbot can take an hour).
 import { z } from 'zod'
+import { beatMessage, welcomeMessage } from '../net/session.ts'
 import { bytesField } from '../net/wire.ts'
 import { listenAddrs, peerAddress } from '../net/dial.ts'
 import {
@@ -26,7 +27,7 @@ export const toCoordinator = z.discriminatedUnion('t', [
     /** Where the worker serves its cache of what it made (none when it does not listen). */
     addrs: listenAddrs.default([])
   }),
-  z.object({ t: z.literal('beat') }),
+  beatMessage,
   /** The worker is shutting down: finish what runs, send nothing new. */
   z.object({ t: z.literal('drain') }),
   z.object({ t: z.literal('step-started'), attempt: idSchema, step: z.number().int().min(0) }),
@@ -55,8 +56,8 @@ export const toCoordinator = z.discriminatedUnion('t', [
 export type ToCoordinator = z.infer<typeof toCoordinator>
 
 export const toWorker = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('welcome'), heartbeatMs: z.number().int().min(100).max(60_000), silenceLimitMs: z.number().int().min(500).max(600_000) }),
-  z.object({ t: z.literal('beat') }),
+  welcomeMessage,
+  beatMessage,
   z.object({
     t: z.literal('assign'),
     attempt: idSchema,
