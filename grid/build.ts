@@ -65,3 +65,17 @@ export interface ArtifactRecord {
 }
 
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])
+
+/** Longest label a build gets from its command (a list or a terminal line stays one line). */
+export const MAX_LABEL_CHARS = 60
+
+/**
+ * What to call a build in a list, the timeline and the CLI: its job's `name`, else what it runs (the first line of
+ * its first step's command, shortened to MAX_LABEL_CHARS with an ellipsis), so builds from `grid submit --run`
+ * do not all read "run". web/ui/common.js spells the same rule for the browser.
+ */
+export function buildLabel (job: { name?: string, steps: Array<{ run: string }> }): string {
+  if (job.name !== undefined && job.name.trim() !== '') return job.name
+  const line = (job.steps[0]?.run ?? '').split('\n').map(l => l.trim()).find(l => l !== '') ?? ''
+  return line.length > MAX_LABEL_CHARS ? `${line.slice(0, MAX_LABEL_CHARS - 1)}…` : line
+}
