@@ -76,6 +76,9 @@ export function artifactRoutes (init: ArtifactsInit, auth: MiddlewareHandler): H
     c.header('ETag', `"${cid.toString()}"`)
     c.header('Cache-Control', 'public, max-age=31536000, immutable')
     if (range !== undefined) c.header('Content-Range', `bytes ${from}-${to - 1}/${info.size}`)
+    // Hono answers HEAD by running this handler and dropping the body: a stream started here would read the content
+    // from its store for nobody, and hang on its first write.
+    if (c.req.method === 'HEAD') return c.body(null)
     return honoStream(c, async out => {
       const stop = new AbortController()
       out.onAbort(() => stop.abort())

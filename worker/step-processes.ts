@@ -102,8 +102,7 @@ export class StepProcesses {
   async list (): Promise<StepProcess[]> {
     const members = new Set(this.cgroup !== undefined ? await cgroupMembers(this.cgroup.dir, STEP_CGROUP_MAX_DEPTH) : [])
     const names = await readdir('/proc').catch(() => [] as string[])
-    const found = await Promise.all(names.map(async name => {
-      const pid = Number(name)
+    const look = async (pid: number): Promise<StepProcess | undefined> => {
       if (!Number.isInteger(pid) || !killable(pid)) return undefined
       const stat = await readStat(pid)
       if (stat === undefined || stat.state === 'Z' || stat.state === 'X') return undefined
@@ -112,8 +111,17 @@ export class StepProcesses {
       const ours = members.has(pid) || (this.leader !== undefined && stat.session === this.leader) ||
         (stat.state !== 'D' && await carriesTag(pid, this.tag))
       return ours ? { pid, pgid: stat.pgid, ppid: stat.ppid } : undefined
-    }))
-    return found.filter(p => p !== undefined)
+    }
+    const found = (await Promise.all(names.map(async name => await look(Number(name))))).filter(p => p !== undefined)
+    if (this.cgroup !== undefined) {
+      // A process forked while /proc was being read (by a parent that then exited, say a shell dying of SIGTERM
+      // that started one last child) is in neither snapshot: the cgroup, read again now, still holds it.
+      const seen = new Set(found.map(p => p.pid))
+      const late = (await cgroupMembers(this.cgroup.dir, STEP_CGROUP_MAX_DEPTH)).filter(pid => !seen.has(pid))
+      for (const pid of late) members.add(pid)
+      for (const p of await Promise.all(late.map(look))) if (p !== undefined) found.push(p)
+    }
+    return found
   }
 
   /**

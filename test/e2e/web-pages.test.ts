@@ -23,7 +23,7 @@ pages('every page is HTML with a content security policy and loads its module fr
   }
 })
 
-pages('the build page has room for why: each attempt\'s outcome, reason and logs, and each artifact\'s mode', async ({ grid }) => {
+pages('the build page has room for why: the job as submitted, each attempt\'s outcome, reason and logs, and each artifact\'s mode', async ({ grid }) => {
   const html = await (await grid.api('/builds/0abc123456')).text()
   // The header cells of the table whose body has this id.
   const heads = (table: string): string[] => {
@@ -32,6 +32,9 @@ pages('the build page has room for why: each attempt\'s outcome, reason and logs
   }
   assert.equal(heads('attempts'), ['#', 'worker peer ID', 'capabilities', 'started', 'duration', 'outcome', 'logs'])
   assert.equal(heads('artifacts'), ['path', 'mode', 'size', 'sha256', 'CID'])
+  // The job as submitted has a card of its own, filled in by build.js.
+  assert.ok(html.includes('<section class="card" id="job-card"><h2>Job <span class="muted small">as submitted:'), 'a job card')
+  assert.ok(html.includes('<div id="job" class="scroll"></div>'))
 })
 
 pages('the browser modules and stylesheet are served; an unknown file is a 404', async ({ grid }) => {

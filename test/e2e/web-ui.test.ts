@@ -1,16 +1,20 @@
 // The web UI in a real browser (Debian's chromium driven by playwright-core) against a real in-process grid:
 // live updates over /api/events, the build page's followed log, ANSI colours, the submit form, cancel, re-run,
-// the timeline and /metrics. Screenshots go to docs/screenshots/ for the README.
+// the timeline, the job card, builds named by what they run, retried builds, the copies in force and /metrics.
+// Screenshots go to docs/screenshots/ for the README.
 import { suite } from 'uvu'
 import { createHash } from 'node:crypto'
 import * as assert from 'uvu/assert'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { create as tarCreate } from 'tar'
 import { chromium } from 'playwright-core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { ROOT, startTestGrid, tempDir, removeDir, waitFor } from '../helpers.ts'
 import type { TestGrid } from '../helpers.ts'
 import { startWorkerNode } from '../../node/roles.ts'
+import { buildLabel, MAX_LABEL_CHARS } from '../../grid/build.ts'
+import { DEFAULT_REPLICAS } from '../../grid/placement.ts'
 
 const SCREENSHOTS = join(ROOT, 'docs/screenshots')
 const DESKTOP = { width: 1280, height: 860 }
@@ -82,6 +86,29 @@ function expectedError (ctx: Ctx, pattern: RegExp): void {
 }
 
 const row = (page: Page, id: string): ReturnType<Page['locator']> => page.locator(`#builds tr[data-id="${id}"]`)
+
+type WorkerNode = Awaited<ReturnType<typeof startWorkerNode>>
+
+/** A worker of its own, with a capability only the test's builds ask for, so it runs nothing else. */
+async function startPoolWorker (ctx: Ctx, name: string, pool: string): Promise<WorkerNode> {
+  const node = await startWorkerNode({
+    dataDir: join(ctx.dir, name),
+    join: ctx.grid.node.localJoin,
+    secret: ctx.grid.node.secret,
+    listen: [],
+    capabilities: { os: process.platform, pool },
+    slots: 1
+  })
+  await node.worker.ready(AbortSignal.timeout(10_000))
+  return node
+}
+
+/** Bytes uploaded as content (POST /api/artifacts): its CID and size. */
+async function upload (ctx: Ctx, body: BodyInit): Promise<{ cid: string, size: number }> {
+  const res = await ctx.grid.api('/api/artifacts', { method: 'POST', body, headers: { authorization: `Bearer ${ctx.grid.token}` } })
+  assert.is(res.status, 201)
+  return await res.json()
+}
 
 ui('the home page lists a finished build, with its status, and capacity', async ctx => {
   const page = await open(ctx, '/')
@@ -388,19 +415,8 @@ ui('a build that ended on an error says why, on its page, its log and the home p
 
 ui('a lost attempt shows why it ended and its partial log stays reachable from the build page', async ctx => {
   // Two workers only this build can use: the first is stopped mid-step, the second runs the attempt after it.
-  const start = async (name: string): Promise<Awaited<ReturnType<typeof startWorkerNode>>> => {
-    const node = await startWorkerNode({
-      dataDir: join(ctx.dir, name),
-      join: ctx.grid.node.localJoin,
-      secret: ctx.grid.node.secret,
-      listen: [],
-      capabilities: { os: process.platform, pool: 'doomed' },
-      slots: 1
-    })
-    await node.worker.ready(AbortSignal.timeout(10_000))
-    return node
-  }
-  const running: Array<Awaited<ReturnType<typeof startWorkerNode>>> = []
+  const start = async (name: string): Promise<WorkerNode> => await startPoolWorker(ctx, name, 'doomed')
+  const running: WorkerNode[] = []
   try {
     running.push(await start('doomed-1'))
     const id = await ctx.grid.submit({ name: 'loses its worker', requires: { pool: 'doomed' }, retries: 1, steps: [{ name: 'work', run: 'echo partial-output-of-an-attempt; sleep 60' }] })
@@ -437,6 +453,171 @@ ui('a lost attempt shows why it ended and its partial log stays reachable from t
   } finally {
     for (const node of running) await node.stop()
   }
+})
+
+ui('a build with no name is called by what it runs: in the list, the timeline and on its page', async ctx => {
+  // What `grid submit --run CMD` makes: one step named "run".
+  const short = await ctx.grid.submit({ steps: [{ name: 'run', run: '\n  make -j8 test  \necho done' }] })
+  const long = await ctx.grid.submit({ steps: [{ name: 'run', run: `echo ${'a'.repeat(80)}` }] })
+  await Promise.all([ctx.grid.finished(short), ctx.grid.finished(long)])
+  const cut = `echo ${'a'.repeat(MAX_LABEL_CHARS - 6)}…`
+  assert.is(cut.length, MAX_LABEL_CHARS)
+  const page = await open(ctx, '/')
+  await row(page, long).waitFor()
+  assert.is(await row(page, short).locator('a').innerText(), 'make -j8 test')
+  assert.is(await row(page, long).locator('a').innerText(), cut)
+  await page.close()
+  const timeline = await open(ctx, '/timeline')
+  const tip = await timeline.locator(`#timeline rect[data-build="${short}"] title`).textContent()
+  assert.ok(tip?.startsWith('make -j8 test — succeeded, '), tip ?? '')
+  await timeline.close()
+  const build = await open(ctx, `/builds/${short}`)
+  await build.locator('#build-head .badge.succeeded').waitFor()
+  assert.is(await build.locator('#build-head h1').innerText(), 'make -j8 test')
+  assert.is(await build.title(), 'make -j8 test (succeeded) · nameless-grid')
+  // The browser's rule (web/ui/common.js) and the CLI's (grid/build.ts) give the same names.
+  const jobs = [
+    { name: 'named', steps: [{ run: 'make' }] },
+    { name: '  ', steps: [{ run: 'make' }] },
+    { steps: [{ run: '\n\n  cargo build --release\ncargo test' }, { run: 'other' }] },
+    { steps: [{ run: 'x'.repeat(MAX_LABEL_CHARS) }] },
+    { steps: [{ run: 'y'.repeat(MAX_LABEL_CHARS + 1) }] },
+    { steps: [{ run: '   ' }] }
+  ]
+  const inBrowser = await build.evaluate(async jobs => {
+    const { buildLabel } = await import('/ui/common.js' as string)
+    return jobs.map(buildLabel)
+  }, jobs)
+  assert.equal(inBrowser, jobs.map(buildLabel))
+  await build.close()
+})
+
+ui('the build page shows the job as submitted: src, inputs and where each came from, env names, requires, limits', async ctx => {
+  // A src tar of a known size: one 512-byte header, one block of content, the two end blocks.
+  const tree = join(ctx.dir, 'job-card-src')
+  await mkdir(tree, { recursive: true })
+  await writeFile(join(tree, 'hello.txt'), 'from the source tree\n')
+  const chunks: Buffer[] = []
+  for await (const chunk of tarCreate({ cwd: tree, portable: true }, ['hello.txt']) as unknown as AsyncIterable<Buffer>) chunks.push(chunk)
+  const src = await upload(ctx, Buffer.concat(chunks))
+  assert.is(src.size, 2048)
+  const data = await upload(ctx, Buffer.alloc(1536, 'x'))
+  const maker = await ctx.grid.submit({ name: 'makes the input', requires: { pool: 'cpu' }, steps: [{ run: 'echo made > out.txt' }], artifacts: ['out.txt'] })
+  const made = await ctx.grid.finished(maker)
+  assert.is(made.status, 'succeeded')
+  const out = made.artifacts[0]
+  const id = await ctx.grid.submit({
+    name: 'takes the input',
+    src: src.cid,
+    inputs: { 'in.txt': `build:${maker}/out.txt`, 'data/table.csv': data.cid },
+    env: { MODE: 'fast', SECRET_TOKEN: 'hunter2-not-shown' },
+    requires: { pool: 'cpu' },
+    steps: [{ name: 'read', run: 'cat hello.txt in.txt; wc -c < data/table.csv; echo $MODE > report.txt' }],
+    artifacts: ['report.txt'],
+    timeout: 120,
+    retries: 1,
+    killGrace: 5,
+    logLimit: 1048576,
+    priority: 3
+  })
+  assert.is((await ctx.grid.finished(id)).status, 'succeeded')
+  const page = await open(ctx, `/builds/${id}`)
+  const field = (name: string): ReturnType<Page['locator']> => page.locator(`#job tr[data-field="${name}"] td`)
+  // Sizes and the upstream build arrive after the card is first drawn.
+  await field('src').filter({ hasText: 'KiB' }).waitFor()
+  assert.is(await field('src').innerText(), `${src.cid} · 2.0 KiB`)
+  assert.is(await field('src').locator('a').getAttribute('href'), `/api/artifacts/${src.cid}`)
+  const input = page.locator('#job li[data-input="in.txt"]')
+  await input.filter({ hasText: '(makes the input)' }).waitFor()
+  assert.is(await input.innerText(), `in.txt ← out.txt from build ${maker} (makes the input) · 5 B`)
+  assert.is(await input.locator('a.build-ref').getAttribute('href'), `/builds/${maker}`)
+  assert.is(await input.locator('a.artifact').getAttribute('href'), `/api/artifacts/${out.cid}`)
+  const csv = page.locator('#job li[data-input="data/table.csv"]')
+  await csv.filter({ hasText: 'KiB' }).waitFor()
+  assert.is(await csv.innerText(), `data/table.csv ← ${data.cid} · 1.5 KiB`)
+  assert.is(await csv.locator('a').getAttribute('href'), `/api/artifacts/${data.cid}`)
+  assert.is(await field('env').innerText(), 'MODE, SECRET_TOKEN (values not shown)')
+  assert.not.match(await page.locator('main').innerText(), /hunter2/, 'no env value is on the page')
+  assert.is(await field('requires').innerText(), 'pool=cpu')
+  assert.is(await field('artifacts').innerText(), 'report.txt')
+  assert.is(await field('limits').innerText(), 'timeout 2 min · retries 1 · killGrace 5 s · logLimit 1.0 MiB · priority 3')
+  // Each attempt: its outcome, and why it ended.
+  assert.match(await page.locator('#attempts tr[data-outcome=succeeded]').innerText(), /succeeded/)
+  await page.locator('#job-card').screenshot({ path: join(SCREENSHOTS, 'job-card.png') })
+  // The upstream link leads to the build that made the input.
+  await input.locator('a.build-ref').click()
+  await page.waitForURL(`**/builds/${maker}`)
+  assert.is(await page.locator('#build-head h1').innerText(), 'makes the input')
+  // A job with none of those says what is left: the defaults it was given.
+  const plain = await open(ctx, `/builds/${ctx.first}`)
+  await plain.locator('#job tr[data-field="limits"]').waitFor()
+  assert.equal(await plain.locator('#job tr[data-field]').evaluateAll(rows => rows.map(r => r.getAttribute('data-field'))), ['requires', 'limits'])
+  assert.is(await plain.locator('#job tr[data-field="requires"] td').innerText(), 'any')
+  assert.is(await plain.locator('#job tr[data-field="limits"] td').innerText(), 'timeout 1 h · retries 2 · killGrace 10 s · priority 0')
+  await plain.close()
+  await page.close()
+})
+
+ui('a build that was lost and then succeeded is marked with its attempts in the list, the timeline and its page', async ctx => {
+  const gate = join(ctx.dir, 'gate-retry')
+  const running: WorkerNode[] = []
+  try {
+    running.push(await startPoolWorker(ctx, 'flaky-1', 'flaky'))
+    const id = await ctx.grid.submit({
+      name: 'survives a lost worker',
+      requires: { pool: 'flaky' },
+      retries: 1,
+      steps: [{ name: 'work', run: `echo attempt-$GRID_ATTEMPT; n=0; while [ ! -e '${gate}' ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; echo done` }]
+    })
+    await waitFor('the first attempt to run', async () => {
+      const b = await (await ctx.grid.api(`/api/builds/${id}`)).json()
+      return b.status === 'running' ? b : undefined
+    })
+    await running.shift()!.stop()
+    await waitFor('the build to be queued again', async () => {
+      const b = await (await ctx.grid.api(`/api/builds/${id}`)).json()
+      return b.status === 'queued' && b.attempts[0]?.outcome === 'lost' ? b : undefined
+    })
+    await writeFile(gate, '')
+    running.push(await startPoolWorker(ctx, 'flaky-2', 'flaky'))
+    const build = await ctx.grid.finished(id)
+    assert.is(build.status, 'succeeded')
+    assert.equal(build.attempts.map(a => a.outcome), ['lost', 'succeeded'])
+    const title = `attempt 1 lost: ${build.attempts[0].reason}\nattempt 2 succeeded`
+    const home = await open(ctx, '/')
+    const mark = row(home, id).locator('.tries')
+    await mark.waitFor()
+    assert.is(await row(home, id).locator('td').first().innerText(), 'succeeded\n2 attempts')
+    assert.is(await mark.getAttribute('title'), title)
+    // A build that ran once has no mark.
+    assert.is(await row(home, ctx.first).locator('.tries').count(), 0)
+    await home.close()
+    const timeline = await open(ctx, '/timeline')
+    const second = timeline.locator(`#timeline rect[data-build="${id}"][data-attempt="2"] title`)
+    await second.waitFor({ state: 'attached' })
+    assert.ok((await second.textContent())?.startsWith('survives a lost worker — attempt 2 of 2, succeeded, '))
+    assert.ok((await timeline.locator(`#timeline rect[data-build="${id}"][data-attempt="1"] title`).textContent())?.startsWith('survives a lost worker — attempt 1 of 2, lost, '))
+    await timeline.close()
+    const page = await open(ctx, `/builds/${id}`)
+    await page.locator('#build-head .tries').waitFor()
+    assert.is(await page.locator('#build-head .tries').innerText(), '2 attempts')
+    assert.is(await page.locator('#attempts tr[data-outcome=lost] .reason').innerText(), build.attempts[0].reason)
+    await page.close()
+  } finally {
+    for (const node of running) await node.stop()
+  }
+})
+
+ui('the home page shows the copies in force: min(replicas, stores), and what --replicas will give', async ctx => {
+  const capacity = await (await ctx.grid.api('/api/capacity')).json()
+  assert.is(capacity.storage.replicas, DEFAULT_REPLICAS)
+  assert.is(capacity.storage.stores.length, 1)
+  const page = await open(ctx, '/')
+  const copies = page.locator('#storage #copies')
+  await copies.waitFor()
+  assert.is(await copies.innerText(), '1 copy of everything stored (2 once there are 2 stores)')
+  assert.not.match(await page.locator('#storage').innerText(), /replica/)
+  await page.close()
 })
 
 ui('artifact modes read as ls shows them', async ctx => {

@@ -1,5 +1,5 @@
 // Build page: the job, its attempts and steps, and its log followed live while it runs.
-import { esc, badge, chips, buildLabel, buildDuration, buildWhy, linkBuilds, fileMode, duration, time, shortPeer, events, read, write, onToken, FINISHED } from './common.js'
+import { esc, badge, chips, buildLabel, attemptsNote, bytes, seconds, buildDuration, buildWhy, linkBuilds, fileMode, duration, time, shortPeer, events, read, write, onToken, FINISHED } from './common.js'
 import { LogView } from './log-view.js'
 
 const id = decodeURIComponent(location.pathname.split('/').pop())
@@ -31,7 +31,8 @@ function renderHead () {
   const warnings = (b.warnings ?? []).length > 0
     ? '<ul id="warnings" class="warnings">' + b.warnings.map(w => '<li>' + linkBuilds(w, b.id) + '</li>').join('') + '</ul>'
     : ''
-  head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b)) + '</h1><span class="grow"></span>' +
+  const note = attemptsNote(b)
+  head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b.job)) + '</h1><span class="grow"></span>' +
     (hasToken && !finished ? '<button type="button" class="danger" id="cancel">Cancel</button>' : '') +
     (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' + whyBox + warnings +
     '<div class="facts"><span>build <b class="mono">' + esc(b.id) + '</b></span>' +
@@ -39,6 +40,7 @@ function renderHead () {
     (b.started !== undefined ? '<span>started <b>' + esc(time(b.started)) + '</b></span>' : '') +
     (b.finished !== undefined ? '<span>finished <b>' + esc(time(b.finished)) + '</b></span>' : '') +
     '<span>duration <b id="duration">' + esc(buildDuration(b)) + '</b></span>' +
+    (note !== undefined ? '<span class="tries" title="' + esc(note.title) + '">' + esc(note.text) + '</span>' : '') +
     (b.reused !== undefined ? '<span>reused <b>' + linkBuilds(b.reused, b.id) + '</b></span>' : '') + '</div>' +
     '<p id="action-error" class="error" role="alert" hidden></p>' +
     (!hasToken ? '<p class="muted small">Enter the API token in the header to cancel or re-run.</p>' : '')
@@ -68,12 +70,86 @@ function attemptLogs (a) {
     esc(log) + '">' + esc(build.job.steps[i]?.name ?? 'step ' + (i + 1)) + '</a>').join(' ')
 }
 
+/** Sizes of content by CID, from a one-byte range of it (its Content-Range names the whole size), fetched once. */
+const sizes = new Map()
+function contentSize (cid) {
+  if (!sizes.has(cid)) {
+    sizes.set(cid, undefined)
+    fetch('/api/artifacts/' + encodeURIComponent(cid), { headers: { range: 'bytes=0-0' } }).then(async res => {
+      const total = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1]
+      await res.body?.cancel()
+      sizes.set(cid, total !== undefined ? bytes(Number(total)) : res.status === 410 ? 'evicted' : 'not on the grid')
+      renderJobCard()
+    }).catch(() => {})
+  }
+  return sizes.get(cid)
+}
+
+/** The builds this one takes artifacts from (`build:ID/PATH` inputs), read once, then kept current by events. */
+const upstream = new Map()
+function upstreamBuild (upId) {
+  if (!upstream.has(upId)) {
+    upstream.set(upId, undefined)
+    read('/api/builds/' + encodeURIComponent(upId)).then(b => {
+      // An event that arrived meanwhile is newer.
+      if (upstream.get(upId) === undefined) upstream.set(upId, b)
+      renderJobCard()
+    }).catch(() => {})
+  }
+  return upstream.get(upId)
+}
+
+/** Content by CID as a download link, with its size once known. */
+function contentLink (cid, name) {
+  const size = contentSize(cid)
+  return '<a class="content" href="/api/artifacts/' + encodeURIComponent(cid) + '"' + (name !== undefined ? ' download="' + esc(name) + '"' : '') +
+    '><code>' + esc(cid) + '</code></a>' + (size !== undefined ? ' · ' + esc(size) : '')
+}
+
+/** Where an input comes from: content by CID, or another build's artifact (`build:ID/PATH`), linked to that build. */
+function inputSource (path, from) {
+  if (!from.startsWith('build:')) return contentLink(from, path.split('/').pop())
+  const slash = from.indexOf('/')
+  const upId = from.slice('build:'.length, slash)
+  const artifactPath = from.slice(slash + 1)
+  const up = upstreamBuild(upId)
+  const made = up?.artifacts?.find(a => a.path === artifactPath)
+  const what = made !== undefined
+    ? '<a class="artifact" href="/api/artifacts/' + encodeURIComponent(made.cid) + '" download="' + esc(artifactPath.split('/').pop()) + '"><code>' + esc(artifactPath) + '</code></a>'
+    : '<code>' + esc(artifactPath) + '</code>'
+  // Its label, and its status while that is not (yet) the one this input needs.
+  const about = up === undefined ? '' : ' (' + esc(buildLabel(up.job)) + (up.status !== 'succeeded' ? ' · ' + esc(up.status) : made === undefined ? ' · kept no such artifact' : '') + ')'
+  return what + ' from build <a class="build-ref" href="/builds/' + esc(upId) + '">' + esc(upId) + '</a>' + about +
+    (made !== undefined ? ' · ' + esc(bytes(made.size)) : '')
+}
+
+/** The job as it was submitted: what it starts from, its inputs and where each comes from, env names, limits. */
+function renderJobCard () {
+  if (build === undefined) return
+  const job = build.job
+  const row = (field, title, html) => '<tr data-field="' + field + '"><th title="' + esc(title) + '">' + field + '</th><td>' + html + '</td></tr>'
+  const inputs = Object.entries(job.inputs ?? {})
+  const env = Object.keys(job.env ?? {})
+  const globs = job.artifacts ?? []
+  const limits = ['timeout ' + seconds(job.timeout), 'retries ' + job.retries, 'killGrace ' + seconds(job.killGrace ?? 10)]
+  if (job.logLimit !== undefined) limits.push('logLimit ' + bytes(job.logLimit))
+  limits.push('priority ' + (job.priority ?? 0))
+  document.getElementById('job').innerHTML = '<table class="kv">' +
+    (job.src !== undefined ? row('src', 'a tar unpacked into the work dir before the first step', contentLink(job.src)) : '') +
+    (inputs.length > 0
+      ? row('inputs', 'files placed in the work dir first', '<ul class="inputs">' + inputs.map(([path, from]) =>
+        '<li data-input="' + esc(path) + '"><code>' + esc(path) + '</code> ← ' + inputSource(path, from) + '</li>').join('') + '</ul>')
+      : '') +
+    (env.length > 0 ? row('env', 'environment variables of every step', env.map(n => '<code>' + esc(n) + '</code>').join(', ') + ' <span class="muted">(values not shown)</span>') : '') +
+    row('requires', 'capabilities a worker must have', chips(job.requires)) +
+    (globs.length > 0 ? row('artifacts', 'files kept after the steps', globs.map(g => '<code>' + esc(g) + '</code>').join(', ')) : '') +
+    row('limits', 'timeout for the whole build, re-runs after a lost worker, seconds between SIGTERM and SIGKILL, output kept per step, queue priority', esc(limits.join(' · '))) +
+    '</table>'
+}
+
 function renderJob () {
   const job = build.job
-  document.getElementById('job').innerHTML =
-    '<div class="facts"><span>requires <b>' + chips(job.requires) + '</b></span>' +
-    '<span>timeout <b>' + esc(duration(job.timeout * 1000)) + '</b></span><span>retries <b>' + esc(job.retries) + '</b></span>' +
-    (Object.keys(job.env ?? {}).length > 0 ? '<span>env <b>' + chips(job.env) + '</b></span>' : '') + '</div>'
+  renderJobCard()
   document.getElementById('steps').innerHTML = job.steps.map((step, i) => {
     const record = build.steps[i]
     const exit = record?.exitCode
@@ -110,7 +186,7 @@ function renderJob () {
 function render () {
   if (build === undefined) return
   if (!FINISHED.has(build.status)) view.setEmptyText(build.status === 'queued' ? 'No output yet: ' + (build.waiting ?? 'waiting for a worker') + '.' : 'No output yet.')
-  document.title = buildLabel(build) + ' (' + build.status + ') · nameless-grid'
+  document.title = buildLabel(build.job) + ' (' + build.status + ') · nameless-grid'
   renderHead()
   renderJob()
 }
@@ -161,9 +237,17 @@ async function followLog () {
   logState.textContent = '(' + view.lineCount + ' lines, complete)'
 }
 
-events({ build: b => { if (b.id === id) { build = b; render() } } }, (on, again) => {
+events({
+  build: b => {
+    if (b.id === id) { build = b; render() }
+    if (upstream.has(b.id)) { upstream.set(b.id, b); renderJobCard() }
+  }
+}, (on, again) => {
   // Changes made while the stream was down are not replayed: read the build again.
-  if (on && again) read('/api/builds/' + encodeURIComponent(id)).then(b => { build = b; render() }).catch(() => {})
+  if (on && again) {
+    read('/api/builds/' + encodeURIComponent(id)).then(b => { build = b; render() }).catch(() => {})
+    upstream.clear()
+  }
 })
 try {
   const fetched = await read('/api/builds/' + encodeURIComponent(id))

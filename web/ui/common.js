@@ -70,8 +70,49 @@ export function shortPeer (peer) {
   return peer === undefined ? '' : '…' + peer.slice(-8)
 }
 
-export function buildLabel (build) {
-  return build.job.name ?? build.job.steps.map(s => s.name).join(', ')
+/** Longest label a build gets from its command: MAX_LABEL_CHARS in grid/build.ts. */
+export const MAX_LABEL_CHARS = 60
+
+/**
+ * What to call a build (its `job`): the job's `name`, else what it runs, the first line of its first step's command
+ * shortened to MAX_LABEL_CHARS with an ellipsis, so builds from `grid submit --run` do not all read "run". The same
+ * rule as buildLabel in grid/build.ts, which the CLI uses; the browser tests hold the two to the same answers.
+ */
+export function buildLabel (job) {
+  if (typeof job.name === 'string' && job.name.trim() !== '') return job.name
+  const line = String(job.steps[0]?.run ?? '').split('\n').map(l => l.trim()).find(l => l !== '') ?? ''
+  return line.length > MAX_LABEL_CHARS ? line.slice(0, MAX_LABEL_CHARS - 1) + '…' : line
+}
+
+/**
+ * How many times a build was taken by a worker, when more than once (a lost worker's build is queued again):
+ * `{ text: '2 attempts', title }`, the title saying how each attempt ended and why; else undefined.
+ */
+export function attemptsNote (build) {
+  const attempts = build.attempts ?? []
+  if (attempts.length < 2) return undefined
+  return {
+    text: attempts.length + ' attempts',
+    title: attempts.map((a, i) => 'attempt ' + (i + 1) + ' ' + (a.outcome ?? 'running') + (a.reason !== undefined ? ': ' + a.reason : '')).join('\n')
+  }
+}
+
+/** A byte count as people read it: 512 B, 1.5 KiB, 12 KiB, 3.2 MiB. */
+export function bytes (n) {
+  if (!(n >= 0)) return ''
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  if (n < 1024) return n + ' B'
+  let value = n / 1024
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++ }
+  return (value < 10 ? value.toFixed(1) : String(Math.round(value))) + ' ' + units[unit]
+}
+
+/** A limit in whole seconds as it was most likely written: 1 h, 10 min, 90 s. */
+export function seconds (s) {
+  if (s >= 3600 && s % 3600 === 0) return s / 3600 + ' h'
+  if (s >= 60 && s % 60 === 0) return s / 60 + ' min'
+  return s + ' s'
 }
 
 export function duration (ms) {

@@ -1,5 +1,5 @@
 // Home page: what the grid can build and its newest builds, kept live over /api/events.
-import { esc, badge, chips, buildLabel, buildDuration, buildWhy, shortPeer, ago, time, events, read, FINISHED } from './common.js'
+import { esc, badge, chips, buildLabel, attemptsNote, bytes, buildDuration, buildWhy, shortPeer, ago, time, events, read, FINISHED } from './common.js'
 
 const SHOWN = 50
 const builds = new Map()
@@ -17,7 +17,15 @@ function renderCapacity (c) {
     : '<tr><td colspan="3" class="muted">No worker is connected: start one with <code>grid worker --join CODE</code>.</td></tr>'
 }
 
-const bytes = n => n >= 2 ** 30 ? (n / 2 ** 30).toFixed(1) + ' GiB' : n >= 2 ** 20 ? (n / 2 ** 20).toFixed(1) + ' MiB' : n >= 1024 ? (n / 1024).toFixed(0) + ' KiB' : n + ' B'
+/**
+ * How many copies of each piece of content the grid keeps now: `--replicas`, or every store when there are fewer
+ * (the coordinator's figure, min(replicas, stores)), and what it will be once enough stores join.
+ */
+function copiesText (replicas, stores) {
+  const now = Math.min(replicas, stores)
+  return now + (now === 1 ? ' copy' : ' copies') + ' of everything stored' +
+    (now < replicas ? ' (' + replicas + ' once there are ' + replicas + ' stores)' : '')
+}
 
 /** The stores and the bytes each holds, under the capacity line (from /api/capacity's `storage`). */
 function renderStorage (s) {
@@ -31,7 +39,8 @@ function renderStorage (s) {
   if (s === undefined || s.stores.length === 0) { el.innerHTML = ''; return }
   const stores = s.stores.map(x => '<code title="' + esc(x.peer) + '">' + esc(shortPeer(x.peer)) + '</code> ' + bytes(x.bytes) +
     (x.maxBytes !== undefined ? ' of ' + bytes(x.maxBytes) : '')).join(' · ')
-  el.innerHTML = 'stores: ' + stores + ' · ' + s.replicas + ' replica' + (s.replicas === 1 ? '' : 's') +
+  el.innerHTML = 'stores: ' + stores + ' · <span id="copies" title="--replicas ' + esc(s.replicas) +
+    ': each artifact, log and upload is kept on that many stores, or on every store while there are fewer">' + esc(copiesText(s.replicas, s.stores.length)) + '</span>' +
     (s.underReplicated > 0 ? ' · <b>' + s.underReplicated + '</b> under-replicated' : '') + (s.repairing > 0 ? ' · repairing ' + s.repairing : '')
 }
 
@@ -48,8 +57,11 @@ function renderBuilds () {
     // Why it waits, or why it ended other than succeeded: one line, cut short, the whole sentence on hover.
     const reason = buildWhy(b)
     const why = reason !== undefined ? '<div class="why-line small" title="' + esc(reason) + '">' + esc(reason) + '</div>' : ''
-    return '<tr class="link" data-id="' + esc(b.id) + '" data-status="' + esc(b.status) + '"><td>' + badge(b.status) + '</td>' +
-      '<td><a href="/builds/' + esc(b.id) + '">' + esc(buildLabel(b)) + '</a>' + why + '</td>' +
+    // More than one attempt (a lost worker's build queued again): said under the status, each attempt on hover.
+    const note = attemptsNote(b)
+    const tries = note !== undefined ? '<div class="tries small" title="' + esc(note.title) + '">' + esc(note.text) + '</div>' : ''
+    return '<tr class="link" data-id="' + esc(b.id) + '" data-status="' + esc(b.status) + '"><td>' + badge(b.status) + tries + '</td>' +
+      '<td><a href="/builds/' + esc(b.id) + '">' + esc(buildLabel(b.job)) + '</a>' + why + '</td>' +
       '<td>' + esc(buildDuration(b, now)) + '</td>' +
       '<td class="wide"><code title="' + esc(worker) + '">' + esc(shortPeer(worker)) + '</code></td>' +
       '<td class="wide" title="' + esc(time(b.created)) + '">' + esc(ago(b.created, now)) + '</td></tr>'

@@ -70,7 +70,7 @@ const TIMELINE = `<section class="card">
 </section>`
 
 const BUILD = `<section class="card" id="build-head"><p class="muted">Loading…</p></section>
-<section class="card"><h2>Job</h2><div id="job"></div></section>
+<section class="card" id="job-card"><h2>Job <span class="muted small">as submitted: what it starts from, where each input comes from, and its limits</span></h2><div id="job" class="scroll"></div></section>
 <section class="card"><h2>Steps</h2><div class="scroll"><table><thead><tr><th>#</th><th>step</th><th>command</th><th>exit code</th><th>duration</th><th>log</th></tr></thead>
  <tbody id="steps"></tbody></table></div></section>
 <section class="card"><h2>Attempts <span class="muted small">which worker ran it, how each attempt ended and why; a lost worker's build is queued again, and its partial logs stay here</span></h2>

@@ -23,9 +23,9 @@ function draw () {
   const now = Date.now()
   const bars = []
   for (const b of builds.values()) {
-    for (const a of b.attempts) {
-      bars.push({ build: b, worker: a.worker, start: Date.parse(a.started), end: a.finished !== undefined ? Date.parse(a.finished) : now, outcome: a.outcome ?? 'running' })
-    }
+    b.attempts.forEach((a, i) => {
+      bars.push({ build: b, attempt: i + 1, worker: a.worker, start: Date.parse(a.started), end: a.finished !== undefined ? Date.parse(a.finished) : now, outcome: a.outcome ?? 'running' })
+    })
   }
   const queued = [...builds.values()].filter(b => b.status === 'queued').length
   document.getElementById('queued-note').textContent = queued > 0 ? queued + ' queued (not on a worker yet)' : ''
@@ -58,9 +58,11 @@ function draw () {
     const y = AXIS + workers.indexOf(b.worker) * ROW + 4
     const left = x(b.start)
     const w = Math.max(3, x(b.end) - left)
-    const tip = buildLabel(b.build) + ' — ' + b.outcome + ', ' + duration(b.end - b.start) + ', started ' + time(new Date(b.start).toISOString())
+    // A build that needed more than one attempt says which one this bar is.
+    const tries = b.build.attempts.length > 1 ? 'attempt ' + b.attempt + ' of ' + b.build.attempts.length + ', ' : ''
+    const tip = buildLabel(b.build.job) + ' — ' + tries + b.outcome + ', ' + duration(b.end - b.start) + ', started ' + time(new Date(b.start).toISOString())
     svg += '<a href="/builds/' + esc(b.build.id) + '"><rect x="' + left.toFixed(1) + '" y="' + y + '" width="' + w.toFixed(1) + '" height="' + (ROW - 8) +
-      '" rx="2" stroke="#fff" fill="' + colour(b.outcome) + '" data-outcome="' + esc(b.outcome) + '"><title>' + esc(tip) + '</title></rect></a>'
+      '" rx="2" stroke="#fff" fill="' + colour(b.outcome) + '" data-outcome="' + esc(b.outcome) + '" data-build="' + esc(b.build.id) + '" data-attempt="' + b.attempt + '"><title>' + esc(tip) + '</title></rect></a>'
   }
   box.innerHTML = svg + '</svg>'
 }
