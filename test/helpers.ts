@@ -33,7 +33,8 @@ export interface TestGrid {
   token: string
   api (path: string, init?: RequestInit): Promise<Response>
   submit (job: unknown): Promise<string>
-  finished (id: string): Promise<Build>
+  /** The build once it finished; waits at most `timeoutMs` (30 s unless a test knows it takes longer). */
+  finished (id: string, timeoutMs?: number): Promise<Build>
   stop (): Promise<void>
 }
 
@@ -84,10 +85,10 @@ export async function startTestGrid (init: TestGridInit = {}): Promise<TestGrid>
       if (res.status !== 201 || body.id === undefined) throw new Error(`submit answered ${res.status}: ${body.error}`)
       return body.id
     },
-    finished: async (id) => await waitFor(`build ${id} to finish`, async () => {
+    finished: async (id, timeoutMs = 30_000) => await waitFor(`build ${id} to finish`, async () => {
       const build = await (await api(`/api/builds/${id}`)).json() as Build
       return FINISHED.has(build.status) ? build : undefined
-    }, 30_000),
+    }, timeoutMs),
     stop: async () => {
       for (const w of workers) await w.stop()
       await node.stop()

@@ -131,7 +131,7 @@ files(`over ${MAX_ARTIFACTS} files: the first ${MAX_ARTIFACTS} in path order are
   const done = await grid.finished(await grid.submit({
     steps: [{ run: `mkdir many && cd many && seq -w 0 ${MAX_ARTIFACTS} | while read n; do echo $n > f$n; done` }],
     artifacts: ['many/**']
-  }))
+  }), 240_000) // a thousand puts take about 15 s on an idle 2-core machine, several times that on a busy one
   assert.is(done.status, 'succeeded')
   assert.is(done.artifacts.length, MAX_ARTIFACTS)
   assert.is(done.artifacts[0].path, 'many/f0000')
