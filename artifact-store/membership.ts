@@ -85,7 +85,7 @@ export class StoreReporter {
 
 /** What a membership session uses of its store apart. */
 interface MembershipComponents {
-  host: Pick<GridHost, 'getMultiaddrs'>
+  host: Pick<GridHost, 'getMultiaddrs' | 'peerId'>
   store: Store
   /** Refuse these peers from now on (the grid's whole deny list). */
   deny: (peers: string[]) => Promise<void>
@@ -122,6 +122,8 @@ class MembershipSession implements OutboundHandler<CoordinatorToStore, StoreToCo
   }
 
   async joined (): Promise<void> {
+    // Said by the store at each welcome, as a worker says it: the coordinator does not log stores.
+    this.components.log(`store ${this.components.host.peerId.toString()} joined the grid`)
     await this.reporter.start()
   }
 

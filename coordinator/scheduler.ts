@@ -269,7 +269,7 @@ export class Scheduler {
         link.cancel(claim, 'stale')
       }
     }
-    this.log(`worker ${link.worker} joined with ${link.slots} slot(s)`)
+    this.log(`worker ${link.worker} joined the grid with ${link.slots} slot(s)`)
     this.capacityChanged()
     this.dispatch()
   }
@@ -290,7 +290,7 @@ export class Scheduler {
     if (seat === undefined) return
     this.seats.delete(seat)
     for (const [id, winding] of this.winding) if (winding.link === link) this.winding.delete(id)
-    this.log(`worker ${link.worker} left with ${seat.running.size} build(s) running`)
+    this.log(`worker ${link.worker} left the grid with ${seat.running.size} build(s) running`)
     for (const id of seat.running) {
       const running = this.attempts.get(id)
       if (running !== undefined) this.endAttempt(running.build, id, 'lost', reason)

@@ -67,27 +67,109 @@ export type JobInput = z.input<typeof jobSchema>
 /** A job as stored on a build: every default filled in, every step named. */
 export type Job = Omit<z.output<typeof jobSchema>, 'steps'> & { steps: Array<{ name: string, run: string }> }
 
+/** One problem of a job: where it is (`steps.0.run`, `job` for the whole) and what is wrong there. */
+export interface JobIssue {
+  where: string
+  message: string
+}
+
 export class InvalidJobError extends GridError {
   name = 'InvalidJobError'
+  /** Every problem, in the order the message lists them (`where: message; where: message`). */
+  readonly issues: JobIssue[]
+
+  constructor (issues: JobIssue[] | string) {
+    const one = typeof issues === 'string' ? /^([^\s:]+): ([^]*)$/.exec(issues) : null
+    const list = typeof issues !== 'string' ? issues : [{ where: one?.[1] ?? 'job', message: one?.[2] ?? issues }]
+    super(list.map(i => `${i.where}: ${i.message}`).join('; '))
+    this.issues = list
+  }
+}
+
+/** The edit distance of two short words, swapping two neighbours counting as one edit (Damerau-Levenshtein, OSA). */
+function editDistance (a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0][j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+    }
+  }
+  return d[a.length][b.length]
+}
+
+/** The one known key a typo most likely meant (at most 2 edits, as commander suggests commands and flags), if any. */
+function closest (word: string, known: string[]): string | undefined {
+  let best: string[] = []
+  let bestDistance = 3
+  for (const key of known) {
+    const distance = editDistance(word.toLowerCase(), key.toLowerCase())
+    if ((Math.max(word.length, key.length) - distance) / Math.max(word.length, key.length) <= 0.4) continue
+    if (distance < bestDistance) [best, bestDistance] = [[key], distance]
+    else if (distance === bestDistance) best.push(key)
+  }
+  return best.length === 1 ? best[0] : undefined
+}
+
+/** The keys a strict object of the job schema takes at `path` (the job's, a step's), if the path leads to one. */
+function keysAt (path: PropertyKey[]): string[] {
+  let schema: z.ZodType = jobSchema
+  for (const segment of path) {
+    while (schema instanceof z.ZodDefault || schema instanceof z.ZodOptional) schema = schema.unwrap() as z.ZodType
+    if (schema instanceof z.ZodObject) schema = (schema.shape as Record<string, z.ZodType>)[String(segment)]
+    else if (schema instanceof z.ZodArray) schema = schema.element as z.ZodType
+    else return []
+    if (schema === undefined) return []
+  }
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : []
+}
+
+/** A path as a problem names it; a key with a control character (a NUL in an env name) is quoted, so the line shows it instead of sending it to the terminal. */
+function pathText (path: PropertyKey[]): string {
+  return path.length > 0 ? path.map(p => typeof p === 'string' && /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : String(p)).join('.') : 'job'
+}
+
+/** Every problem zod found, one per field: an unknown key says which key it most likely meant. */
+function jobIssues (issues: z.core.$ZodIssue[]): JobIssue[] {
+  const list: JobIssue[] = []
+  /** Fields an unknown key is most likely a typo of: their "missing" problem is that typo, said once. */
+  const meant = new Set<string>()
+  for (const issue of issues) {
+    if (issue.code !== 'unrecognized_keys') continue
+    const known = keysAt(issue.path)
+    for (const key of issue.keys) {
+      const like = closest(key, known)
+      if (like !== undefined) meant.add(pathText([...issue.path, like]))
+    }
+  }
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      const known = keysAt(issue.path)
+      for (const key of issue.keys) {
+        const like = closest(key, known)
+        list.push({ where: pathText([...issue.path, key]), message: like !== undefined ? `unknown key (did you mean ${like}?)` : 'unknown key' })
+      }
+      continue
+    }
+    const where = pathText(issue.path)
+    if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message) && meant.has(where)) continue
+    // A bad record key carries our own message one level down.
+    list.push({ where, message: issue.code === 'invalid_key' ? issue.issues[0]?.message ?? issue.message : issue.message })
+  }
+  return list
 }
 
 /**
- * Validate a job, or throw InvalidJobError with one clear sentence naming the first problem. Every path a job
- * arrives by (HTTP, the CLI over libp2p) goes through here, so the size limit holds on each.
+ * Validate a job, or throw InvalidJobError naming every problem in one line, each field first (`steps.0.run: …;
+ * timout: unknown key (did you mean timeout?)`). Every path a job arrives by (HTTP, the CLI over libp2p) goes
+ * through here, so the size limit holds on each.
  */
 export function parseJob (input: unknown): Job {
   const bytes = Buffer.byteLength(JSON.stringify(input) ?? '')
-  if (bytes > MAX_JOB_BYTES) throw new InvalidJobError(`job: a job is at most ${MAX_JOB_BYTES} bytes (this one is ${bytes})`)
+  if (bytes > MAX_JOB_BYTES) throw new InvalidJobError([{ where: 'job', message: `a job is at most ${MAX_JOB_BYTES} bytes (this one is ${bytes})` }])
   const parsed = jobSchema.safeParse(input)
-  if (!parsed.success) {
-    // An unknown key is most likely a typo of the field zod also reports missing: name what the user typed.
-    const issue = parsed.error.issues.find(i => i.code === 'unrecognized_keys') ?? parsed.error.issues[0]
-    // A key with a control character (a NUL in an env name) is quoted, so the line shows it instead of sending it to the terminal.
-    const where = issue.path.length > 0 ? issue.path.map(p => typeof p === 'string' && /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : String(p)).join('.') : 'job'
-    // A bad record key carries our own message one level down.
-    const message = issue.code === 'invalid_key' ? issue.issues[0]?.message ?? issue.message : issue.message
-    throw new InvalidJobError(`${where}: ${message}`)
-  }
+  if (!parsed.success) throw new InvalidJobError(jobIssues(parsed.error.issues))
   const job = parsed.data
   return { ...job, steps: job.steps.map((s, i) => ({ name: s.name ?? `step ${i + 1}`, run: s.run })) }
 }

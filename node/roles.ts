@@ -228,6 +228,8 @@ export interface WorkerNodeInit {
   /** The cache's size cap. @default WORKER_CACHE_BYTES */
   cacheBytes?: number
   log?: Log
+  /** Whether it logs its own joining; a worker beside the coordinator leaves that to the coordinator. @default true */
+  announce?: boolean
 }
 
 export interface WorkerNode {
@@ -245,7 +247,7 @@ export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode
   // could not be reached for it, so it keeps nothing.
   const cache = init.listen.length > 0 ? new WorkerCache(host, init.dataDir, init.cacheBytes) : undefined
   await cache?.start()
-  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, cache, log: init.log })
+  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, cache, log: init.log, announce: init.announce })
   await worker.start()
   return {
     host,

@@ -36,6 +36,12 @@ export interface WorkerInit {
   /** Where it keeps and serves what it made and fetched (see cache.ts); none for a worker that keeps nothing. */
   cache?: WorkerCache
   log?: (line: string) => void
+  /**
+   * Whether `log` says so each time the coordinator welcomes it (`worker X joined the grid with N slot(s)`).
+   * `grid up`'s workers do not: the coordinator in their process says it, in the same words, for every worker.
+   * @default true
+   */
+  announce?: boolean
 }
 
 interface Running {
@@ -155,7 +161,7 @@ export class Worker {
       },
       joined: () => {
         this.post = send
-        this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
+        if (this.init.announce !== false) this.init.log?.(`worker ${this.peerId} joined the grid with ${this.init.slots} slot(s)`)
         if (this.draining) this.report({ t: 'drain' })
         // Resent reports are idempotent: the coordinator ignores what it already has (a finished attempt's result).
         this.sent = []

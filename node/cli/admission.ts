@@ -3,7 +3,7 @@
 // an operator needs only the data dir, not a place in the grid.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { TOKEN_FILE, WEB_URL_FILE } from '../roles.ts'
 import { dataOption, operatorListenOption } from './options.ts'
 import { UsageError, log } from './report.ts'
@@ -34,7 +34,7 @@ async function operatorRequest (dataDir: string, method: 'POST' | 'DELETE', path
 }
 
 /** Adds `grid rotate`, `grid deny` and `grid allow` to `grid`, in that order. */
-export function admissionCommands (grid: Command): void {
+export function admissionCommands (grid: GridCommand): void {
   grid.command('rotate')
     .description('make a new grid secret and join code; nodes holding only the old code are cut off (run beside the coordinator)')
     .addOption(dataOption())

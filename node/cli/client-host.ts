@@ -1,17 +1,16 @@
 // A client command (submit, tail, put, get) runs a throwaway libp2p node for as long as it talks to the grid. The
 // options every client command takes and the host they describe live together: --listen reaches the host from
-// the command's preAction hook.
+// the command's check, which runs before its action.
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Option } from 'commander'
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../../net/host.ts'
 import type { GridHost } from '../../net/host.ts'
 import type { JoinCode } from '../../net/join-code.ts'
 import { JOIN_FILE } from '../roles.ts'
 import { DEFAULT_DATA, listenOption } from './options.ts'
-import { UsageError } from './report.ts'
 
 /** --listen of the client command being run: set before its action runs (one command per process). */
 let clientListen: string[] = []
@@ -20,18 +19,18 @@ let clientListen: string[] = []
  * The options every client command (submit, tail, put, get) takes: --join may be left out where DATA/join exists
  * (beside `grid up`, or with --data pointing at a grid's data dir); --listen makes its throwaway node listen.
  */
-export function clientOptions (command: Command): Command {
+export function clientOptions (command: GridCommand): GridCommand {
   return command
     .addOption(new Option('--join <code-or-file>', 'the grid\'s join code, or a file holding it (default: DATA/join when that file exists)'))
     .addOption(new Option('--data <dir>', 'a grid\'s data dir, where --join defaults to DATA/join; a client keeps nothing there').default(DEFAULT_DATA))
     .addOption(listenOption('none by default: a client only dials out'))
-    .hook('preAction', async (_self, action) => {
-      const opts = action.opts()
+    .check(async command => {
+      const opts = command.opts()
       clientListen = opts.listen ?? []
       if (opts.join !== undefined) return
       const file = join(opts.data, JOIN_FILE)
-      if (!(await stat(file).catch(() => undefined))?.isFile()) throw new UsageError(`give --join CODE_OR_FILE (there is no ${file} to default to)`)
-      action.setOptionValue('join', file)
+      if ((await stat(file).catch(() => undefined))?.isFile() === true) command.setOptionValue('join', file)
+      else command.problem(`give --join CODE_OR_FILE (there is no ${file} to default to)`)
     })
 }
 

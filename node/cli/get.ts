@@ -6,7 +6,7 @@ import type { WriteStream } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { parseCid } from '../../grid/content.ts'
 import { rankFor } from '../../grid/placement.ts'
@@ -18,15 +18,25 @@ import { clientHost, clientOptions } from './client-host.ts'
 import { UsageError } from './report.ts'
 
 /** Adds `grid get` to `grid`. */
-export function getCommand (grid: Command): Command {
+export function getCommand (grid: GridCommand): GridCommand {
   return clientOptions(grid.command('get')
     .description('fetch content by CID from any node that holds it, checking every block; to stdout without -o or --extract')
     .argument('<cid>', 'what grid put or an artifact printed')
     .option('-o, --output <path>', 'write to this file (only once all of it arrived and checked out)')
     .option('-x, --extract <dir>', 'unpack the content, a tar (grid put of a directory), into this directory once all of it checked out: modes and symbolic links are kept (setuid, setgid and sticky bits are not); a tar with an entry that would land outside the directory (an absolute or climbing path, a link leading out, a device) is refused whole and nothing is written')
+    .check((command, [text]) => {
+      const opts = command.opts()
+      if (typeof text === 'string') {
+        try {
+          parseCid(text)
+        } catch (err: any) {
+          command.problem(err.message)
+        }
+      }
+      if (opts.output !== undefined && opts.extract !== undefined) command.problem('give -o or --extract, not both')
+    })
     .action(async (text: string, opts) => {
       const cid = parseCid(text)
-      if (opts.output !== undefined && opts.extract !== undefined) throw new UsageError('give -o or --extract, not both')
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
       // --extract: the tar goes to a temporary file first, so it is checked whole before anything is unpacked.

@@ -1,5 +1,6 @@
-// The options and argument parsers several commands share. A bad value is a commander InvalidArgumentError, so
-// it is reported as a flag error (exit 2) before any node starts.
+// The options and argument parsers several commands share. A bad value is a commander InvalidArgumentError (or a
+// GridError naming the flag itself), so it is a usage problem (node/cli/usage.ts), said with every other problem of
+// the command line before any node starts.
 import { InvalidArgumentError, Option } from 'commander'
 import { multiaddr } from '@multiformats/multiaddr'
 import { parseCapability } from '../../worker/capabilities.ts'
@@ -22,17 +23,21 @@ export function wholeNumber (min: number, max: number) {
   }
 }
 
-/** A `host:port` for --http, checked as the web server will read it. */
+/** A `host:port` for --http, checked as the web server will read it (a bad one names --http and the value). */
 export function httpAddress (text: string): string {
-  try {
-    parseHttpAddress(text)
-  } catch (err: any) {
-    throw new InvalidArgumentError(err.message.replace(/^--http [^:]*: /, ''))
-  }
+  parseHttpAddress(text)
   return text
 }
 
-/** `K=V` values of a repeatable flag; a bad one names `flag`, the option the user gave it with. */
+/** A repeatable `K=V` flag (`--cap`, `--require`), each checked as it is read; a bad one names `flag` and the value. */
+export function capability (flag: string) {
+  return (text: string, previous: string[] | undefined): string[] => {
+    parseCapability(text, flag)
+    return collect(text, previous)
+  }
+}
+
+/** `K=V` values of a repeatable flag, checked already by `capability(flag)`. */
 export function capabilities (texts: string[], flag = '--cap'): Record<string, string> {
   return Object.fromEntries(texts.map(text => parseCapability(text, flag)))
 }

@@ -1,7 +1,7 @@
 // `grid put`: a file, or a directory as a tar, into the grid's stores placed for its CID. The CID is printed only
 // once the content is on all of them, so a script that reads it can hand it on at once.
 import { stat } from 'node:fs/promises'
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { ContentChangedError } from '../../grid/content.ts'
 import { nameOf } from '../../client/content/name.ts'
@@ -14,7 +14,7 @@ import { tarDirectory } from './directory-tar.ts'
 import { UsageError, log } from './report.ts'
 
 /** Adds `grid put` to `grid`. */
-export function putCommand (grid: Command): Command {
+export function putCommand (grid: GridCommand): GridCommand {
   return clientOptions(grid.command('put')
     .description('put a file (a directory goes as a tar) into the grid\'s store; prints its CID once stored')
     .argument('<path>', 'a file or a directory')

@@ -21,10 +21,18 @@ export function stopOnSignal (stop: () => Promise<void>): void {
   process.on('SIGTERM', onSignal)
 }
 
-/** One worker node per data dir (each dir holds that worker's identity). */
+/**
+ * One worker node per data dir (each dir holds that worker's identity). Workers beside the coordinator (`secret`
+ * given: `grid up`) leave saying they joined to the coordinator, so each joining is said once.
+ */
 export async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = [], secret?: SecretHolder): Promise<WorkerNode[]> {
   const detected = { ...await detectCapabilities(), ...capabilities(caps) }
   const workers: WorkerNode[] = []
-  for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, secret, listen, capabilities: detected, slots, log }))
+  try {
+    for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, secret, listen, capabilities: detected, slots, log, announce: secret === undefined }))
+  } catch (err) {
+    for (const w of workers) await w.stop().catch(() => {})
+    throw err
+  }
   return workers
 }

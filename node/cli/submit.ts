@@ -2,7 +2,7 @@
 // --follow it streams the log and exits with how the build ended. A problem in what came from a flag names that
 // flag, as the user typed it, not the job key it became.
 import { readFile, stat } from 'node:fs/promises'
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { InvalidJobError, parseJob } from '../../grid/job.ts'
 import { ContentChangedError } from '../../grid/content.ts'
@@ -12,7 +12,7 @@ import { ask, expectBuild, gridPlacement } from './ask.ts'
 import { clientHost, clientOptions } from './client-host.ts'
 import { tarDirectory } from './directory-tar.ts'
 import { followBuild } from './follow-build.ts'
-import { capabilities, collect } from './options.ts'
+import { capabilities, capability, collect } from './options.ts'
 import { UsageError, log } from './report.ts'
 
 /** The flags that shape the job. */
@@ -22,8 +22,11 @@ interface JobFlags {
   artifact: string[]
 }
 
-/** The job a file or --run describes, with --require and --artifact merged in; checked, so a bad one never leaves. */
-async function jobFrom (file: string | undefined, opts: JobFlags): Promise<unknown> {
+/**
+ * The job a file or --run describes, with --require and --artifact merged in, checked: each of its problems is
+ * noted (`problem`), naming the flag where the value came from one, as the user typed it. Undefined if it has any.
+ */
+async function jobFrom (file: string | undefined, opts: JobFlags, problem: (text: string) => void): Promise<unknown> {
   /** Where in the job each flag's value went: a problem there names the flag, as the user typed it. */
   const fromFlags = new Map<string, string>()
   let job: unknown
@@ -32,12 +35,14 @@ async function jobFrom (file: string | undefined, opts: JobFlags): Promise<unkno
     try {
       text = await readFile(file, 'utf8')
     } catch (err: any) {
-      throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
+      problem(`cannot read ${file}: ${err.code ?? err.message}`)
+      return undefined
     }
     try {
       job = JSON.parse(text)
     } catch (err: any) {
-      throw new UsageError(`${file} is not JSON: ${err.message}`)
+      problem(`${file} is not JSON: ${err.message}`)
+      return undefined
     }
     if (opts.require.length > 0 && typeof job === 'object' && job !== null) {
       const j = job as { requires?: Record<string, string> }
@@ -56,30 +61,38 @@ async function jobFrom (file: string | undefined, opts: JobFlags): Promise<unkno
   }
   try {
     parseJob(job)
-  } catch (err: any) {
+  } catch (err) {
+    if (!(err instanceof InvalidJobError)) throw err
     // parseJob names the job's key ("artifacts.0: …"); a user who typed --artifact reads that flag instead.
-    const where = err instanceof InvalidJobError ? /^([^:]+): /.exec(err.message) : null
-    const flag = where !== null ? fromFlags.get(where[1]) : undefined
-    throw flag !== undefined ? new InvalidJobError(`${flag}: ${err.message.slice(where![0].length)}`) : err
+    for (const issue of err.issues) problem(`${fromFlags.get(issue.where) ?? issue.where}: ${issue.message}`)
+    return undefined
   }
   return job
 }
 
 /** Adds `grid submit` to `grid`. */
-export function submitCommand (grid: Command): Command {
+export function submitCommand (grid: GridCommand): GridCommand {
+  /** The job the command line describes, once its check found no problem in it. */
+  let job: unknown
   return clientOptions(grid.command('submit')
     .description('queue a build from a job file or a command; prints the build id (or, with --follow, its log)')
     .argument('[job.json]', 'a job file (see docs/job.md); or use --run')
     .option('--run <command>', 'a one-step job running this shell command')
-    .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', collect, [])
+    .option('--require <key=value>', 'a capability the worker must have (value * for any), repeatable', capability('--require'), [])
     .option('--src <dir>', 'send this directory (as a tar) and unpack it in the work dir first')
     .option('--artifact <glob>', 'keep files matching this glob (relative to the work dir) after the steps, repeatable', collect, [])
     .option('--follow', 'stream the build\'s log; exit 0 if it succeeded, 1 if not')
-    .action(async (file: string | undefined, opts) => {
-      if ((file === undefined) === (opts.run === undefined)) throw new UsageError('give either a job file or --run COMMAND')
-      if (opts.run === '') throw new UsageError('--run needs a command (it was empty)')
-      const job = await jobFrom(file, opts)
-      if (opts.src !== undefined && !(await stat(opts.src).catch(() => undefined))?.isDirectory()) throw new UsageError(`--src ${opts.src} is not a directory`)
+    .check(async (command, [file]) => {
+      const opts = command.opts()
+      const problem = (text: string): void => { command.problem(text) }
+      if (typeof file === 'string' && opts.run !== undefined) problem(`${file} and --run both describe the job: give one of them`)
+      else if (file === undefined && opts.run === undefined) problem('nothing to build: give a job file (see docs/job.md) or --run COMMAND')
+      else if (opts.run === '') {
+        if (!command.hasProblem('--run')) problem('--run needs a command (it was empty)')
+      } else job = await jobFrom(file as string | undefined, opts as JobFlags, problem)
+      if (opts.src !== undefined && !(await stat(opts.src).catch(() => undefined))?.isDirectory()) problem(`--src ${opts.src} is not a directory`)
+    })
+    .action(async (_file: string | undefined, opts) => {
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
       try {

@@ -1,6 +1,6 @@
 // `grid tail`: a build's log (with why it waits or ended on stderr) or one step's log, from any peer that holds
 // it, followed until it is sealed.
-import type { Command } from 'commander'
+import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { ID_PATTERN, buildOf, isLogId } from '../../grid/ids.ts'
 import { LogReader } from '../../client/log-reader.ts'
@@ -11,13 +11,15 @@ import { wholeNumber } from './options.ts'
 import { UsageError, log } from './report.ts'
 
 /** Adds `grid tail` to `grid`. */
-export function tailCommand (grid: Command): Command {
+export function tailCommand (grid: GridCommand): GridCommand {
   return clientOptions(grid.command('tail')
     .description('print a build\'s or a step\'s log from any peer that holds it, following it until it is sealed; why a build waits or ended goes to stderr')
     .argument('<id>', 'a build id or a log id')
     .option('--from <bytes>', 'start at this byte offset', wholeNumber(0, Number.MAX_SAFE_INTEGER), 0)
+    .check((command, [id]) => {
+      if (typeof id === 'string' && !ID_PATTERN.test(id)) command.problem(`${id} is neither a build id nor a log id`)
+    })
     .action(async (id: string, opts) => {
-      if (!ID_PATTERN.test(id)) throw new UsageError(`${id} is neither a build id nor a log id`)
       const code = await readJoinCode(opts.join)
       const host = await clientHost(code)
       try {

@@ -236,6 +236,21 @@ cli('grid tail says when an attempt is lost and why the build waits again', asyn
   assert.match(tail.stderr(), new RegExp(`^grid: build ${id} cancelled`, 'm'))
 })
 
+cli('a store apart says once that it joined the grid; its --pid-file names it until it stops', async (ctx) => {
+  const pidFile = join(ctx.dir, 'store.pid')
+  const store = grid(['store', '--join', ctx.joinFile, '--data', join(ctx.dir, 'apart'), '--listen', '/ip4/127.0.0.1/tcp/0', '--pid-file', pidFile])
+  ctx.children.push(store)
+  const peer = (await store.line(/^grid: store (12D3KooW\w+) joined the grid$/m, 30_000))[1]
+  assert.is(await waitFor('the pid file', async () => await readFile(pidFile, 'utf8').catch(() => undefined)), `${store.child.pid}\n`)
+  await waitFor('two stores in the grid', () => ctx.node.coordinator.stores.list().length === 2)
+  assert.is(store.stderr(), `grid: store ${peer} joined the grid\n`)
+  await store.stop()
+  assert.is(await store.exited, 0)
+  assert.is(store.stderr(), `grid: store ${peer} joined the grid\ngrid: SIGTERM: stopping\n`)
+  assert.is(await readFile(pidFile, 'utf8').catch((err: any) => err.code), 'ENOENT', 'a clean exit removes the pid file')
+  await waitFor('the store to leave the grid', () => ctx.node.coordinator.stores.list().length === 1)
+})
+
 // Last: it takes the grid's only store away.
 cli('a log or content whose only store is unreachable is one line from grid tail and grid get', async (ctx) => {
   const id = await submit(ctx, { steps: [{ run: 'echo kept' }] })

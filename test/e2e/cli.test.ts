@@ -1,12 +1,15 @@
 // The `grid` command as users run it: separate processes talking over TCP loopback.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
+import { spawn, spawnSync } from 'node:child_process'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { grid, gridRun, oneLineError, removeDir, tempDir, waitFor } from '../helpers.ts'
+import { ROOT, grid, gridRun, oneLineError, processGone, removeDir, tempDir, waitFor } from '../helpers.ts'
 import type { CliProcess } from '../helpers.ts'
+import { rejection } from '../wait.ts'
 import { decodeJoinCode, encodeJoinCode, newSecret } from '../../net/join-code.ts'
+import { loadIdentity } from '../../net/identity.ts'
 import type { Build } from '../../grid/build.ts'
 import { FINISHED } from '../../grid/build.ts'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -23,9 +26,12 @@ interface Ctx {
 
 const cli = suite<Ctx>('grid command')
 
+/** Where grid up notes its PID (--pid-file). */
+const upPidFile = (dir: string): string => join(dir, 'up.pid')
+
 cli.before(async ctx => {
   ctx.dir = await tempDir('cli')
-  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--max-size', '64M'])
+  ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--max-size', '64M', '--pid-file', upPidFile(ctx.dir)])
   ctx.url = (await ctx.up.line(/^web: (http:\/\/\S+)$/m, 30_000))[1]
   await ctx.up.line(/^join: grid1-\S+$/m)
   ctx.joinFile = join(ctx.dir, 'data', 'join')
@@ -51,6 +57,14 @@ async function finished (url: string, id: string): Promise<Build> {
 cli('grid up prints web: and join:, and keeps the join code and API token in DATA with mode 0600', async ({ up, dir, url }) => {
   const printed = /^join: (\S+)$/m.exec(up.stdout())![1]
   const data = join(dir, 'data')
+  // What it says at start, each thing once: the two lines the README shows on stdout, then on stderr its worker's
+  // joining, said by the coordinator alone (the worker beside it does not say it again).
+  const worker = peerIdFromPrivateKey(await loadIdentity(join(data, 'workers', '1'))).toString()
+  await up.line(/joined the grid/)
+  await waitFor('the pid file', async () => await readFile(upPidFile(dir), 'utf8').catch(() => undefined))
+  assert.is(up.stdout(), `web: ${url}\njoin: ${printed}\n`)
+  assert.is(up.stderr(), `grid: worker ${worker} joined the grid with 1 slot(s)\n`)
+  assert.is(await readFile(upPidFile(dir), 'utf8'), `${up.child.pid}\n`)
   assert.is((await readFile(join(data, 'join'), 'utf8')).trim(), printed)
   const token = (await readFile(join(data, 'api-token'), 'utf8')).trim()
   assert.ok(token.length >= 32)
@@ -126,8 +140,8 @@ cli('bad arguments end with one clear line and a non-zero exit', async ({ dir, j
   oneLineError(await gridRun(['up', '--workers', 'lots']), /workers/)
   oneLineError(await gridRun(['up', '--http', 'nowhere']), /HOST:PORT/)
   oneLineError(await gridRun(['up', '--max-size', 'lots']), /expected a size such as 500M/)
-  oneLineError(await gridRun(['frobnicate']), /unknown command/)
-  oneLineError(await gridRun(['submit', '--join', joinFile]), /job file or --run/)
+  oneLineError(await gridRun(['frobnicate']), /^grid: unknown command 'frobnicate'$/)
+  oneLineError(await gridRun(['submit', '--join', joinFile]), /^grid: nothing to build: give a job file/)
   oneLineError(await gridRun(['submit', '--join', joinFile, join(dir, 'nope.json')]), /cannot read/)
   const notJson = join(dir, 'bad.json')
   await writeFile(notJson, '{ nope')
@@ -148,6 +162,41 @@ cli('an unreachable grid is one line, not a hang', async () => {
   oneLineError(await gridRun(['submit', '--join', code, '--run', 'true']), /cannot reach/)
 })
 
+cli('a worker started through npx in the background stops by the PID in its --pid-file, and leaves the grid', async ({ dir, joinFile, up, url }) => {
+  const pidFile = join(dir, 'worker.pid')
+  const nodes = async (): Promise<number> => (await (await fetch(`${url}/api/capacity`)).json()).nodes
+  const before = await nodes()
+  // Left by a worker that is gone: replaced, not refused.
+  const gone = spawnSync('true').pid!
+  await writeFile(pidFile, `${gone}\n`)
+  // As `npx grid worker … &` runs it: npm's process stands between the shell's $! and the worker.
+  const npx = spawn('npx', ['grid', 'worker', '--join', joinFile, '--data', join(dir, 'npx-worker'), '--listen', 'none', '--pid-file', pidFile], { cwd: ROOT, env: { ...process.env, FORCE_COLOR: '0' } })
+  let stderr = ''
+  npx.stderr.on('data', d => { stderr += d })
+  const exited = new Promise<number | string>(resolve => npx.on('exit', (code, signal) => resolve(code ?? signal ?? -1)))
+  let pid: number | undefined
+  try {
+    const peer = (await waitFor('the worker to join', () => /^grid: worker (12D3KooW\w+) joined the grid with 1 slot\(s\)$/m.exec(stderr) ?? undefined, 60_000))[1]
+    pid = Number(await waitFor('the pid file', async () => {
+      const text = await readFile(pidFile, 'utf8').catch(() => '')
+      return text !== `${gone}\n` && /^\d+\n$/.test(text) ? text : undefined
+    }))
+    assert.ok(pid !== npx.pid, '$! (npm) is not the worker')
+    assert.match(await readFile(`/proc/${pid}/cmdline`, 'utf8'), /\bgrid(\.js)?\0worker\0/)
+    await up.line(new RegExp(`^grid: worker ${peer} joined the grid with 1 slot\\(s\\)$`, 'm'))
+
+    process.kill(pid, 'SIGTERM')
+    await waitFor('the worker process to exit', async () => await processGone(pid!), 30_000)
+    assert.is(await exited, 0, stderr)
+    await up.line(new RegExp(`^grid: worker ${peer} left the grid with 0 build\\(s\\) running$`, 'm'))
+    await waitFor('the grid to count the workers it had before', async () => await nodes() === before)
+    assert.is((await rejection(readFile(pidFile))).code, 'ENOENT', 'the pid file is removed when the worker exits')
+  } finally {
+    if (pid !== undefined && !await processGone(pid)) process.kill(pid, 'SIGKILL')
+    if (npx.exitCode === null && npx.signalCode === null) npx.kill('SIGKILL')
+  }
+})
+
 cli('a node without the grid\'s secret cannot get in', async ({ joinFile }) => {
   const real = decodeJoinCode(await readFile(joinFile, 'utf8'))
   const forged = encodeJoinCode({ ...real, secret: newSecret() })
@@ -160,6 +209,7 @@ cli('SIGTERM stops grid up cleanly, and its identity survives a restart', async 
   const before = decodeJoinCode(await readFile(ctx.joinFile, 'utf8')).coordinator.toString()
   await ctx.up.stop()
   assert.is(await ctx.up.exited, 0)
+  assert.is((await rejection(readFile(upPidFile(ctx.dir)))).code, 'ENOENT', 'a clean exit removes the pid file')
   ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--workers', '0'])
   await ctx.up.line(/^join: /m, 30_000)
   assert.is(decodeJoinCode(await readFile(ctx.joinFile, 'utf8')).coordinator.toString(), before)

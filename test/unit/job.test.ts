@@ -121,6 +121,14 @@ refusedJobs('the typo "step" for "steps" is named as the unknown key', () => {
   refusedNaming({ step: [{ run: 'make' }] }, /\bstep\b/)
 })
 
+refusedJobs('every problem is named in the one line, field first; an unknown key says which key it most likely meant', () => {
+  const err = refused({ steps: [{ run: '' }], timout: 60, enviroment: {} }) as InvalidJobError
+  assert.is(err.message, 'steps.0.run: a step needs a command in "run"; timout: unknown key (did you mean timeout?); enviroment: unknown key')
+  assert.equal(err.issues.map(i => i.where), ['steps.0.run', 'timout', 'enviroment'])
+  // A typo of a required key is said once, as the typo, not also as the key missing.
+  assert.is(refused({ stpes: one }).message, 'stpes: unknown key (did you mean steps?)')
+})
+
 refusedJobs('steps that is not an array', () => {
   refusedNaming({ steps: 'make' }, /steps/)
   refusedNaming({ steps: { run: 'make' } }, /steps/)
