@@ -59,8 +59,9 @@ putGet('a directory goes as a tar and comes back as one', async ({ dir, joinFile
 })
 
 putGet('bad and unknown CIDs are one line; a failed get leaves no file', async ({ dir, joinFile }) => {
+  // A malformed CID is a usage error (exit 2, as every bad argument); a CID nobody holds is a failure (exit 1).
   const bad = await gridRun(['get', '--join', joinFile, 'not-a-cid'])
-  assert.is(bad.code, 1)
+  assert.is(bad.code, 2)
   assert.match(bad.stderr.trim(), /^grid: not-a-cid is not a CID$/)
   const out = join(dir, 'never.bin')
   const unknown = await gridRun(['get', '--join', joinFile, 'bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am', '-o', out])
