@@ -1,4 +1,4 @@
-// A build as the coordinator records it and the HTTP API serves it (see CONTRACT.md).
+// A build as the coordinator records it and the HTTP API serves it (listed in the README and docs/job.md).
 import type { Job } from './job.ts'
 
 export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timeout', 'lost'] as const

@@ -1,4 +1,4 @@
-// The HTTP API (see CONTRACT.md). Reads are open; writes need the bearer token from DATA/api-token.
+// The HTTP API (listed in the README and docs/job.md). Reads are open; writes need the bearer token from DATA/api-token.
 // Every error is `{ "error": "one sentence" }` with a 4xx status; nothing a client sends reaches a stack trace.
 import { Hono } from 'hono'
 import type { Context } from 'hono'

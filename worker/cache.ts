@@ -1,7 +1,7 @@
 // A worker's own cache of what it made (and fetched): the blocks of its builds' artifacts and inputs, kept in a
 // LevelDB blockstore of bounded size and served to any peer of the grid over block-get (storage/held-content.ts,
 // as a store does). A downstream build that takes `build:ID/PATH` as input fetches straight from the worker that
-// made it (CONTRACT.md: "from the worker that made it or any other holder"), and stores are not in the path. Least
+// made it (docs/job.md: "from the worker that made it while it is connected, else from the stores"), and stores are not in the path. Least
 // recently used content goes first; a cache needs nobody's consent to evict (the stores hold the replicas that count).
 import { join } from 'node:path'
 import type { GridHost } from '../net/host.ts'

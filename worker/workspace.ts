@@ -206,7 +206,7 @@ export async function prepare (init: WorkspaceInit, src: string | undefined, inp
     } catch (err: any) {
       throw new WorkspaceError(`could not fetch input ${path} (${from}): ${err.message}`)
     }
-    // What it fetched, it caches and serves (CONTRACT.md): the next build that needs it may get it from here.
+    // What it fetched, it caches and serves (every node serves what it fetched): the next build that needs it may get it from here.
     await keep(init, target)
   }
 }

@@ -67,7 +67,7 @@ export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint
   }
   put.stores = [...holders]
   // Every other store failed us: they are gone, or going (a store killed mid-put is dropped from the grid's list
-  // only after its silence limit). The content is on all the stores there are, as CONTRACT.md asks ("or all there
+  // only after its silence limit). The content is on all the stores there are, as the grid promises ("or all there
   // are if fewer"); when a store joins, repair copies it there. Only content on no store at all is a failed put.
   if (holders.size < wanted) {
     const why = `${put.cid} reached only ${holders.size} of the ${wanted} stores it should be kept on${failures.length > 0 ? ` (${failures[0]})` : ''}`

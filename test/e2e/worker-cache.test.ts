@@ -1,6 +1,6 @@
 // A worker keeps what it made and serves it: a downstream build takes `build:ID/PATH` straight from the worker that
-// made it, even when no store holds the content any more (CONTRACT.md: "from the worker that made it or any other
-// holder"). Real libp2p nodes over TCP; the two workers are separate nodes, so the bytes cross a real stream.
+// made it, even when no store holds the content any more (docs/job.md: "from the worker that made it while it is
+// connected"). Real libp2p nodes over TCP; the two workers are separate nodes, so the bytes cross a real stream.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startTestGrid } from '../helpers.ts'
