@@ -1,6 +1,7 @@
 // Build history in LevelDB. Keys are build ids, which sort by creation time, so "newest first" is a reverse scan.
 // An `active` index lists queued and running builds so a restart reloads the queue without walking all history.
 import { Level } from 'level'
+import { openLevel } from '../storage/blockstore.ts'
 import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
 
@@ -34,7 +35,7 @@ export class LevelBuildHistory implements BuildHistory {
   }
 
   async open (): Promise<void> {
-    await this.db.open()
+    await openLevel(this.db)
   }
 
   async close (): Promise<void> {

@@ -110,6 +110,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   const denied = new DenyList(new Set(), join(init.dataDir, DENIED_FILE))
   await denied.load()
   const { host, identity } = await startHost(init.dataDir, secret, init.listen, false, denied.peers)
+  // Whatever fails from here (a data dir in use, a port taken) stops the host, so the process exits with its one line.
+  return await orStop(host, async () => {
   const addrs = shareableAddrs(host)
   if (addrs.length === 0) {
     await host.stop()
@@ -214,6 +216,7 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     }
   }
   return node
+  })
 }
 
 export interface WorkerNodeInit {
@@ -243,6 +246,8 @@ export interface WorkerNode {
 export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode> {
   const memory = init.join.addrs.some(a => a.toString().startsWith('/memory/'))
   const { host } = await startHost(init.dataDir, init.secret ?? init.join.secret, init.listen, memory)
+  // Whatever fails from here (a data dir in use, a port taken) stops the host, so the process exits with its one line.
+  return await orStop(host, async () => {
   // A worker that listens keeps what it makes and fetches, and serves it to the grid; one that only dials out
   // could not be reached for it, so it keeps nothing.
   const cache = init.listen.length > 0 ? new WorkerCache(host, init.dataDir, init.cacheBytes) : undefined
@@ -259,6 +264,7 @@ export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode
       await host.stop()
     }
   }
+  })
 }
 
 export interface StoreNodeInit {
@@ -282,6 +288,8 @@ export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
   // The store learns the grid's deny list from the coordinator with every welcome and change.
   const denied = new DenyList(new Set())
   const { host } = await startHost(init.dataDir, init.join.secret, init.listen, memory, denied.peers)
+  // Whatever fails from here (a data dir in use, a port taken) stops the host, so the process exits with its one line.
+  return await orStop(host, async () => {
   const store = new Store({ host, dataDir: init.dataDir, coordinator: init.join.coordinator, maxBytes: init.maxBytes })
   await store.start()
   const announcement = new StoreAnnouncement(host, init.join, store, denied, init.log)
@@ -295,5 +303,16 @@ export async function startStoreNode (init: StoreNodeInit): Promise<StoreNode> {
       await store.stop()
       await host.stop()
     }
+  }
+  })
+}
+
+/** Run the rest of a node's start; if it throws, the host it started is stopped before the error goes on. */
+async function orStop<T> (host: GridHost, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start()
+  } catch (err) {
+    await Promise.resolve(host.stop()).catch(() => {})
+    throw err
   }
 }

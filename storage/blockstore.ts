@@ -361,3 +361,25 @@ export class Blockstore {
     return bytes
   }
 }
+
+/** A LevelDB another process holds open: two nodes given the same data dir. */
+export class DataDirInUseError extends GridError {
+  name = 'DataDirInUseError'
+  readonly status = 409
+}
+
+/**
+ * Open a LevelDB, saying plainly when another process holds it (LevelDB's lock): two workers or stores started with
+ * the same --data, where classic-level says only "Database failed to open". Throws DataDirInUseError then; other
+ * failures as they come.
+ */
+export async function openLevel (db: { open: () => Promise<void>, location: string }): Promise<void> {
+  try {
+    await db.open()
+  } catch (err: any) {
+    if (err?.code === 'LEVEL_LOCKED' || err?.cause?.code === 'LEVEL_LOCKED') {
+      throw new DataDirInUseError(`${db.location} is in use by another grid process: give each worker, store and grid its own --data DIR`)
+    }
+    throw err
+  }
+}

@@ -5,7 +5,7 @@
 import { Level } from 'level'
 import type { Startable } from '@libp2p/interface'
 import type { GridHost } from '../net/host.ts'
-import { Blockstore } from './blockstore.ts'
+import { Blockstore, openLevel } from './blockstore.ts'
 import { RootCatalog } from './root-catalog.ts'
 
 /**
@@ -45,8 +45,8 @@ export class HeldContent {
   }
 
   async start (): Promise<void> {
-    await this.index.open()
-    await this.blockData.open()
+    await openLevel(this.index)
+    await openLevel(this.blockData)
     await this.blocks.bytesHeld()
     await this.roots.open()
     await this.service.start()

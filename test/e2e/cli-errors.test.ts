@@ -236,6 +236,16 @@ cli('grid tail says when an attempt is lost and why the build waits again', asyn
   assert.match(tail.stderr(), new RegExp(`^grid: build ${id} cancelled`, 'm'))
 })
 
+cli('a second worker on the same --data says the folder is in use, in one line, and exits (it used to hang)', async (ctx) => {
+  const data = join(ctx.dir, 'shared-worker')
+  const first = grid(['worker', '--join', ctx.joinFile, '--data', data, '--listen', '/ip4/127.0.0.1/tcp/0'])
+  ctx.children.push(first)
+  await first.line(/worker \S+ joined the grid/)
+  const second = await gridRun(['worker', '--join', ctx.joinFile, '--data', data, '--listen', '/ip4/127.0.0.1/tcp/0'], undefined, 30_000)
+  assert.is(second.code, 1)
+  assert.is(second.stderr, `grid: ${join(data, 'worker', 'cache.db')} is in use by another grid process: give each worker, store and grid its own --data DIR\n`)
+})
+
 cli('a store apart says once that it joined the grid; its --pid-file names it until it stops', async (ctx) => {
   const pidFile = join(ctx.dir, 'store.pid')
   const store = grid(['store', '--join', ctx.joinFile, '--data', join(ctx.dir, 'apart'), '--listen', '/ip4/127.0.0.1/tcp/0', '--pid-file', pidFile])
