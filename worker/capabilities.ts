@@ -33,6 +33,21 @@ export function parseCapability (text: string, flag = '--cap'): [string, string]
   return [key, text.slice(eq + 1)]
 }
 
+/**
+ * The machine's environment as a step sees it: `env` without what npm adds when the worker itself runs under
+ * `npx grid` or `npm start`, the `npm_*` variables and the `node_modules/.bin` folders (and npm's node-gyp shim) it
+ * puts first on PATH. Otherwise every step, and the `node` capability, would get the grid's own bundled Node and
+ * the project's package scripts instead of the host's tools, which is what a self-hosted CI agent promises.
+ */
+export function hostEnvironment (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const host: NodeJS.ProcessEnv = {}
+  for (const [key, value] of Object.entries(env)) if (!/^npm_/i.test(key)) host[key] = value
+  if (env.PATH !== undefined && env.npm_lifecycle_event !== undefined) {
+    host.PATH = env.PATH.split(delimiter).filter(dir => !/[\\/]node_modules[\\/]\.bin[\\/]?$/.test(dir) && !/[\\/]node-gyp-bin[\\/]?$/.test(dir)).join(delimiter)
+  }
+  return host
+}
+
 export async function detectCapabilities (): Promise<Capabilities> {
   const caps: Capabilities = {
     os: process.platform,
@@ -46,7 +61,7 @@ export async function detectCapabilities (): Promise<Capabilities> {
 }
 
 async function onPath (tool: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+  for (const dir of (hostEnvironment().PATH ?? '').split(delimiter)) {
     if (dir === '') continue
     const path = join(dir, tool)
     try {

@@ -14,6 +14,7 @@ import { WORK_PROTOCOL, toWorker } from '../protocols/work.ts'
 import type { ToCoordinator, ToWorker } from '../protocols/work.ts'
 import { HELLO_TIMEOUT_MS } from '../grid/constants.ts'
 import type { Capabilities } from '../grid/build.ts'
+import { hostEnvironment } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
 import { placeFor } from '../grid/placement.ts'
 import { DEFAULT_LOG_LIMIT_BYTES } from '../grid/constants.ts'
@@ -256,7 +257,7 @@ export class Worker {
         await mkdir(workDir)
       })
       const env = {
-        ...process.env,
+        ...hostEnvironment(),
         ...assign.job.env,
         GRID_BUILD_ID: assign.build,
         GRID_ATTEMPT: assign.attempt

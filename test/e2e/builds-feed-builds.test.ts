@@ -98,6 +98,14 @@ feed('a follower gets the log to its end: the lines keeping the artifacts writes
   assert.is(run.stdout, await (await grid.api(`/api/builds/${id}/log`)).text())
 })
 
+feed('a step sees the host\'s environment, not what npm gave the worker (npm_* variables, node_modules/.bin)', async ({ grid }) => {
+  // This test runs under npm (npm test, or npx node …): the worker in it inherited npm's environment.
+  assert.ok(process.env.npm_lifecycle_event !== undefined, 'run through npm, as npm test and npx do')
+  const done = await grid.finished(await grid.submit({ steps: [{ run: 'echo "pkg=$npm_package_json"; case ":$PATH:" in *node_modules/.bin*) echo npm-path;; *) echo host-path;; esac' }] }))
+  assert.is(done.status, 'succeeded')
+  assert.is(await (await grid.api(`/api/logs/${done.steps[0].log}`)).text(), 'pkg=\nhost-path\n')
+})
+
 const away = suite<{ dir: string }>('a cancel while the worker is away')
 away.before(async ctx => { ctx.dir = await tempDir('away') })
 away.after(async ctx => { await removeDir(ctx.dir) })
