@@ -45,6 +45,16 @@ export function admissionCommands (grid: GridCommand): void {
       log('secret rotated: give the new join code to the nodes that stay')
     })
 
+  grid.command('cancel')
+    .description('cancel a queued or running build (run beside the coordinator: uses DATA/web-url and DATA/api-token)')
+    .argument('<build-id>', 'what grid submit printed')
+    .addOption(dataOption())
+    .addOption(operatorListenOption())
+    .action(async (id: string, opts) => {
+      const build = await operatorRequest(opts.data, 'POST', `/api/builds/${encodeURIComponent(id)}/cancel`) as { status: string }
+      log(`build ${id} ${build.status}`)
+    })
+
   for (const [name, verb] of [['deny', 'shut a peer out of the grid now: dropped and refused by every node'], ['allow', 'let a denied peer back in']] as const) {
     grid.command(name)
       .description(`${verb} (run beside the coordinator: uses DATA/web-url and DATA/api-token)`)

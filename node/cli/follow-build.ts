@@ -74,8 +74,18 @@ export async function followBuild (host: GridHost, code: JoinCode, id: string, f
       })
     }
   }
-  for await (const chunk of buildLog(view, logs, id, { from, follow: true })) {
-    if (!process.stdout.write(chunk)) await new Promise(resolve => process.stdout.once('drain', resolve))
+  // Ctrl-C stops following, not the build: say so, and how to stop the build too.
+  const onInterrupt = (): void => {
+    log(`stopped following; build ${id} goes on (grid cancel ${id} beside the coordinator cancels it)`)
+    process.exit(130)
+  }
+  process.once('SIGINT', onInterrupt)
+  try {
+    for await (const chunk of buildLog(view, logs, id, { from, follow: true })) {
+      if (!process.stdout.write(chunk)) await new Promise(resolve => process.stdout.once('drain', resolve))
+    }
+  } finally {
+    process.removeListener('SIGINT', onInterrupt)
   }
   let build = await get(id)
   // The log ends when the last step's log is sealed; the final status may land a moment later.

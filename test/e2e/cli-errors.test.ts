@@ -236,6 +236,22 @@ cli('grid tail says when an attempt is lost and why the build waits again', asyn
   assert.match(tail.stderr(), new RegExp(`^grid: build ${id} cancelled`, 'm'))
 })
 
+cli('Ctrl-C stops following, not the build, and says how to cancel it; grid cancel does', async (ctx) => {
+  const follow = grid(['submit', '--join', ctx.joinFile, '--run', 'true', '--require', 'gpu=nowhere', '--follow'])
+  ctx.children.push(follow)
+  const id = (await follow.line(/^grid: build (\S+) queued$/m))[1]
+  await follow.line(/^grid: waiting: no worker has gpu=nowhere$/m)
+  follow.child.kill('SIGINT')
+  assert.is(await follow.exited, 130)
+  assert.ok(follow.stderr().split('\n').includes(`grid: stopped following; build ${id} goes on (grid cancel ${id} beside the coordinator cancels it)`), follow.stderr())
+  assert.is((await api(ctx, `/api/builds/${id}`) as Build).status, 'queued')
+  const cancelled = await gridRun(['cancel', id, '--data', ctx.data])
+  assert.is(cancelled.code, 0, cancelled.stderr)
+  assert.is(cancelled.stderr, `grid: build ${id} cancelled\n`)
+  assert.is((await api(ctx, `/api/builds/${id}`) as Build).status, 'cancelled')
+  oneLineError(await gridRun(['cancel', id, '--data', ctx.data]), new RegExp(`^grid: build ${id} already cancelled$`))
+})
+
 cli('a second worker on the same --data says the folder is in use, in one line, and exits (it used to hang)', async (ctx) => {
   const data = join(ctx.dir, 'shared-worker')
   const first = grid(['worker', '--join', ctx.joinFile, '--data', data, '--listen', '/ip4/127.0.0.1/tcp/0'])
