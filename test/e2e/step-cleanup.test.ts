@@ -158,7 +158,9 @@ function cleanup (tracking: StepTracking, cgroups: boolean): void {
     const report = join(ctx.dir, 'report')
     const out = capture()
     const controller = new AbortController()
-    const step = run(ctx, `trap 'sleep 2; echo written > ${report}; exit 143' TERM; echo armed; sleep 30; echo never`, out, {
+    // `armed` is printed once the sleep runs: a TERM that came while the shell was still forking it would miss the
+    // sleep, and the shell would hold its trap until the sleep ended (a race a busy machine can hit).
+    const step = run(ctx, `trap 'sleep 2; echo written > ${report}; exit 143' TERM; sleep 30 & echo armed; wait; echo never`, out, {
       // A grace far past the trap's 2 s: on a busy machine the cleanup can be scheduled late, and the step still ends
       // as soon as the trap exits.
       signal: controller.signal, killGraceMs: 30_000, stopping: () => 'cancelled by an API client'
