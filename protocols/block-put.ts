@@ -44,6 +44,12 @@ export class BlockRefusedError extends GridError {
   readonly status = 502
 }
 
+/** A store owed acknowledgements for ACK_TIMEOUT_MS and sent none: its host is likely gone without a word. */
+export class StoreSilentError extends GridError {
+  name = 'StoreSilentError'
+  readonly status = 504
+}
+
 export interface BlockPutComponents {
   host: GridHost
   blocks: Blockstore
@@ -166,9 +172,24 @@ export class BlockPutService extends ProtocolService<BlockPutComponents> {
   }
 }
 
-/** Sends blocks to one store with a window of acknowledgements outstanding. */
+/** How long a store may owe an acknowledgement before a writer gives it up (see BlockSender's ackTimeoutMs). */
+export const ACK_TIMEOUT_MS = REQUEST_TIMEOUT_MS * 3
+
+/**
+ * Sends blocks to one store with a window of acknowledgements outstanding. A store that owes an acknowledgement
+ * for `ackTimeoutMs` (ACK_TIMEOUT_MS by default) with none coming fails the sender with StoreSilentError: a store
+ * whose host died without closing the connection is given up after that long.
+ */
 export class BlockSender {
   private readonly channel: MessageChannel<Reply, Request>
+  private readonly ackTimeoutMs: number
+  /**
+   * When the store last made progress: its last acknowledgement, or the send that found nothing outstanding. The
+   * timeout counts from here, not from when the read began: a read begun while idle, long before the next send,
+   * would otherwise time out a store that was answering promptly (seen with a put resuming after its other store
+   * died).
+   */
+  private progressAt = Date.now()
   private readonly unacked: string[] = []
   private readonly waiters: Array<() => void> = []
   private failure: Error | undefined
@@ -177,22 +198,30 @@ export class BlockSender {
   private ackedCount = 0
   private marks: Array<{ at: number, resolve: () => void }> = []
 
-  private constructor (channel: MessageChannel<Reply, Request>) {
+  private constructor (channel: MessageChannel<Reply, Request>, ackTimeoutMs: number) {
     this.channel = channel
+    this.ackTimeoutMs = ackTimeoutMs
     // Acknowledgements are read for as long as the stream lives; failures land in `failure`.
     void this.readAcks()
   }
 
-  static async open (host: GridHost, store: PeerAddress): Promise<BlockSender> {
+  /** `ackTimeoutMs`: a test knob; production uses ACK_TIMEOUT_MS. */
+  static async open (host: GridHost, store: PeerAddress, options: { ackTimeoutMs?: number } = {}): Promise<BlockSender> {
     const stream = await openStream(host, store, BLOCK_PUT_PROTOCOL)
-    return new BlockSender(new MessageChannel<Reply, Request>(stream, putReply, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES }))
+    return new BlockSender(new MessageChannel<Reply, Request>(stream, putReply, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES }), options.ackTimeoutMs ?? ACK_TIMEOUT_MS)
+  }
+
+  /** Note an outstanding message: when none was owed before, the store's time to answer starts now. */
+  private owe (cid: string): void {
+    if (this.unacked.length === 0) this.progressAt = Date.now()
+    this.unacked.push(cid)
+    this.sentCount++
   }
 
   async send (block: Block): Promise<void> {
     while (this.unacked.length >= PUT_WINDOW && this.failure === undefined) await new Promise<void>(resolve => this.waiters.push(resolve))
     if (this.failure !== undefined) throw this.failure
-    this.unacked.push(block.cid.toString())
-    this.sentCount++
+    this.owe(block.cid.toString())
     await this.channel.send({ t: 'block', cid: block.cid.toString(), bytes: block.bytes })
   }
 
@@ -210,8 +239,7 @@ export class BlockSender {
   async sendRoot (cid: string): Promise<void> {
     while (this.unacked.length >= PUT_WINDOW && this.failure === undefined) await new Promise<void>(resolve => this.waiters.push(resolve))
     if (this.failure !== undefined) throw this.failure
-    this.unacked.push(cid)
-    this.sentCount++
+    this.owe(cid)
     await this.channel.send({ t: 'root', cid })
   }
 
@@ -229,10 +257,13 @@ export class BlockSender {
   private async readAcks (): Promise<void> {
     try {
       while (true) {
-        const reply = await this.channel.receive({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3) }).catch(err => {
-          // Idle with nothing outstanding is fine; the timeout only matters while acks are owed.
-          if (this.unacked.length === 0 && err?.name === 'TimeoutError') return 'idle' as const
-          throw err
+        // While acknowledgements are owed, wait only what is left of the store's time since its last progress.
+        const wait = this.unacked.length === 0 ? this.ackTimeoutMs : Math.max(1, this.progressAt + this.ackTimeoutMs - Date.now())
+        const reply = await this.channel.receive({ signal: AbortSignal.timeout(wait) }).catch(err => {
+          if (err?.name !== 'TimeoutError') throw err
+          // Idle with nothing outstanding is fine, and so is a store that answered within its time.
+          if (this.unacked.length === 0 || Date.now() - this.progressAt < this.ackTimeoutMs) return 'idle' as const
+          throw new StoreSilentError(`the store acknowledged nothing for ${Math.round(this.ackTimeoutMs / 1000)} s with ${this.unacked.length} message(s) outstanding`)
         })
         if (reply === 'idle') continue
         if (reply === undefined) {
@@ -247,6 +278,7 @@ export class BlockSender {
         }
         this.unacked.shift()
         this.ackedCount++
+        this.progressAt = Date.now()
         this.wake()
       }
     } catch (err: any) {

@@ -6,7 +6,7 @@
 import type { GridHost } from '../../net/host.ts'
 import type { PeerAddress } from '../../net/dial.ts'
 import type { BufferPool } from '../../net/buffer-pool.ts'
-import { GridError } from '../../net/errors.ts'
+import { GridError, isGridError } from '../../net/errors.ts'
 import { ContentChangedError, nameContent } from '../../grid/content.ts'
 import type { Block, Named } from '../../grid/content.ts'
 import { isBlockMismatch } from '../../storage/blockstore.ts'
@@ -65,7 +65,12 @@ export async function putContent (targets: PutTarget | PutTarget[], source: Asyn
   const explain = (err: Error): Error => options.named !== undefined && !(err instanceof ContentChangedError) && isBlockMismatch(err)
     ? new ContentChangedError(`the content changed after it was named ${options.named.cid} (${err.message}); nothing was named`)
     : err
-  const allFailed = (): never => { throw explain(lanes[0].failure!) }
+  // A connection's own failure (a reset, a timeout) says nothing a user can act on alone: it is said as no store
+  // taking the content, with the cause.
+  const allFailed = (): never => {
+    const err = explain(lanes[0].failure!)
+    throw isGridError(err) ? err : new ReplicasUnreachableError(`no store took the content (${lanes.map(l => `${l.name}: ${l.failure?.message ?? 'failed'}`).join('; ')})`)
+  }
 
   const each = async (work: (lane: Lane) => Promise<void>): Promise<void> => {
     await Promise.all(live().map(async lane => {

@@ -19,7 +19,11 @@ import { putPool, readFileBlocks } from '../../client/content/file-blocks.ts'
 import { nameOf } from '../../client/content/name.ts'
 import { readContent } from '../../client/content/read.ts'
 import { BLOCK_GET_PROTOCOL, fetchFrom } from '../../protocols/block-get.ts'
-import { BLOCK_PUT_PROTOCOL } from '../../protocols/block-put.ts'
+import { BLOCK_PUT_PROTOCOL, BlockSender, putRequest } from '../../protocols/block-put.ts'
+import { MessageChannel } from '../../net/wire.ts'
+import { BLOCK_MISSING_PROTOCOL, missingRequest } from '../../protocols/block-missing.ts'
+import { MAX_BLOCK_FRAME_BYTES } from '../../storage/constants.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { blockCid, parseCid } from '../../grid/content.ts'
 import { BLOCK_BYTES } from '../../grid/constants.ts'
 import { rejection } from '../wait.ts'
@@ -189,6 +193,71 @@ transfer('a put of content named by a first pass sends the same CID unhashed; co
   assert.not.ok(ctx.stores[1].roots.has(named.cid), 'nothing named')
   const err = await rejection(collect(readContent({ host: ctx.client, holders: () => [ctx.b] }, parseCid(named.cid))))
   assert.is(err.name, 'ContentUnavailableError')
+})
+
+/**
+ * A stand-in store that acknowledges each block after `delayMs(n)` (n counts from 1), or never when that is
+ * undefined.
+ */
+async function slowStore (ctx: Ctx, delayMs: (n: number) => number | undefined): Promise<PeerAddress> {
+  const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  ctx.hosts.push(host)
+  await host.handle(BLOCK_PUT_PROTOCOL, async stream => {
+    const channel = new MessageChannel<any, any>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
+    let n = 0
+    for await (const message of channel) {
+      const delay = delayMs(++n)
+      if (delay === undefined) continue
+      await sleep(delay)
+      await channel.send({ t: 'stored', cid: message.cid })
+    }
+    await channel.close().catch(() => {})
+  })
+  return address(host)
+}
+
+transfer('a store that answers every block in time is never timed out, however long the writer was idle before', async ctx => {
+  // The first block is acknowledged at once; the writer then idles for most of the timeout and sends a second,
+  // which the store acknowledges within its own time. The timeout counts from that send, not from the idle read.
+  const store = await slowStore(ctx, n => n === 1 ? 0 : 1000)
+  const sender = await BlockSender.open(ctx.client, store, { ackTimeoutMs: 2000 })
+  const blocks = [new Uint8Array(randomBytes(100)), new Uint8Array(randomBytes(100))].map(bytes => ({ cid: blockCid(bytes), bytes }))
+  await sender.send(blocks[0])
+  await sender.acknowledged()
+  await sleep(1800)
+  await sender.send(blocks[1])
+  await sender.finish()
+})
+
+transfer('a store that stops acknowledging is given up with one clear sentence, not a bare timeout', async ctx => {
+  const store = await slowStore(ctx, n => n === 1 ? 0 : undefined)
+  const sender = await BlockSender.open(ctx.client, store, { ackTimeoutMs: 500 })
+  const bytes = [new Uint8Array(randomBytes(100)), new Uint8Array(randomBytes(100))]
+  await sender.send({ cid: blockCid(bytes[0]), bytes: bytes[0] })
+  await sender.send({ cid: blockCid(bytes[1]), bytes: bytes[1] })
+  const err = await rejection(sender.finish())
+  assert.is(err.name, 'StoreSilentError', err.message)
+  assert.match(err.message, /acknowledged nothing for 1 s with 1 message\(s\) outstanding/)
+})
+
+transfer('a put whose only store resets the stream fails with a sentence naming the store, not a bare stream error', async ctx => {
+  const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: ctx.secret, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  ctx.hosts.push(host)
+  await host.handle(BLOCK_PUT_PROTOCOL, async stream => {
+    const channel = new MessageChannel<any, any>(stream, putRequest, { maxMessageBytes: MAX_BLOCK_FRAME_BYTES })
+    await channel.receive()
+    stream.abort(new Error('gone'))
+  })
+  // It lacks everything it is asked about.
+  await host.handle(BLOCK_MISSING_PROTOCOL, async stream => {
+    const channel = new MessageChannel<any, any>(stream, missingRequest)
+    const ask = await channel.expect()
+    await channel.send({ t: 'missing', cids: ask.cids })
+    await channel.close()
+  })
+  const err = await rejection(putContent({ host: ctx.client, store: address(host) }, pieces(new Uint8Array(randomBytes(3 * BLOCK_BYTES)))))
+  assert.is(err.name, 'ReplicasUnreachableError', `${err.name}: ${err.message}`)
+  assert.match(err.message, new RegExp(`no store took the content \\(${host.peerId.toString()}: `))
 })
 
 transfer.run()
