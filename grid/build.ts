@@ -1,7 +1,7 @@
 // A build as the coordinator records it and the HTTP API serves it (listed in the README and docs/job.md).
 import type { Job } from './job.ts'
 
-export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timeout', 'lost'] as const
+export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timeout', 'lost', 'skipped'] as const
 export type BuildStatus = typeof BUILD_STATUSES[number]
 export type AttemptOutcome = 'succeeded' | 'failed' | 'lost' | 'cancelled' | 'timeout'
 export type Capabilities = Record<string, string>
@@ -35,6 +35,9 @@ export interface Build {
   id: string
   status: BuildStatus
   job: Job
+  /** The pipeline this build belongs to, and its name there (`test (cflags=-O0)`); absent for a lone build. */
+  pipeline?: string
+  jobName?: string
   created: string
   started?: string
   finished?: string
@@ -64,7 +67,51 @@ export interface ArtifactRecord {
   evicted?: string
 }
 
-export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])
+/** `skipped`: a build that ran after others (job `after`) one of which did not succeed; it never took a slot. */
+export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost', 'skipped'])
+
+export const PIPELINE_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const
+export type PipelineStatus = typeof PIPELINE_STATUSES[number]
+export const PIPELINE_FINISHED: ReadonlySet<PipelineStatus> = new Set(['succeeded', 'failed', 'cancelled'])
+
+/** What started a pipeline (CONTRACT.md, Pipelines). `repo` is the registered repository's id, null for `grid run` and the API. */
+export interface PipelineSource {
+  repo: string | null
+  url: string
+  ref?: string
+  commit?: string
+  trigger: 'push' | 'poll' | 'run' | 'api'
+}
+
+/** One build of a pipeline: a job of the file, or one matrix combination of it. */
+export interface PipelineJob {
+  /** `build`, or `test (cflags=-O0)` for a matrix combination. */
+  name: string
+  /** The job's key in the file. */
+  job: string
+  /** Names (PipelineJob.name) of the builds this one runs after. */
+  needs: string[]
+  build?: string
+  status: BuildStatus
+}
+
+/**
+ * A pipeline: a DAG of builds from a `.grid.yml`. `checkout` is the build that fetched the commit and put its tree
+ * (pipelines from a repository); `error` says why a pipeline failed without its jobs deciding it (a bad file, a
+ * failed checkout).
+ */
+export interface Pipeline {
+  id: string
+  status: PipelineStatus
+  source: PipelineSource
+  src?: string
+  created: string
+  started?: string
+  finished?: string
+  checkout?: string
+  error?: string
+  jobs: PipelineJob[]
+}
 
 /** Longest label a build gets from its command (a list or a terminal line stays one line). */
 export const MAX_LABEL_CHARS = 60

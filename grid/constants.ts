@@ -43,6 +43,8 @@ export const MAX_JOB_BYTES = 256 * 1024
 /** Artifact globs and inputs per job; a job that needs more should tar them. */
 export const MAX_ARTIFACT_GLOBS = 100
 export const MAX_INPUTS = 100
+/** Builds one build may run after (job `after`, a pipeline job's `needs` once expanded): a matrix of 256 fanning in fits. */
+export const MAX_AFTER_BUILDS = 256
 /** Files one build may keep as artifacts. */
 export const MAX_ARTIFACTS = 1_000
 

@@ -11,6 +11,9 @@ const BUILD_ID = '[0-9a-z]{9,40}'
 /** Build ids, attempt ids and log ids: checked before they reach a database key or a protocol. */
 export const ID_PATTERN = new RegExp(`^${BUILD_ID}(\\.a[0-9]{1,4}(\\.s[0-9]{1,4})?)?$`)
 
+/** A build id alone (not an attempt's or a log's); pipeline ids have the same form. */
+export const BUILD_ID_PATTERN = new RegExp(`^${BUILD_ID}$`)
+
 /** Any id of the grid (build, attempt or log) in a protocol message. */
 export const idSchema = z.string().regex(ID_PATTERN)
 
@@ -70,4 +73,9 @@ export function parseArtifactRef (ref: string): ArtifactRef | undefined {
   if (!ref.startsWith(ARTIFACT_REF_PREFIX)) return undefined
   const slash = ref.indexOf('/')
   return { build: ref.slice(ARTIFACT_REF_PREFIX.length, slash), artifact: ref.slice(slash + 1) }
+}
+
+/** Pipeline ids are made like build ids: they sort by creation time and stay unguessable. */
+export function newPipelineId (now: number = Date.now()): string {
+  return newBuildId(now)
 }

@@ -2,9 +2,9 @@
 import { z } from 'zod'
 import {
   DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_CAPABILITY_VALUE_CHARS, MAX_COMMAND_BYTES, MAX_INPUTS, MAX_JOB_BYTES,
-  MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
+  MAX_AFTER_BUILDS, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
 } from './constants.ts'
-import { ARTIFACT_REF_PATTERN, parseArtifactRef } from './ids.ts'
+import { ARTIFACT_REF_PATTERN, BUILD_ID_PATTERN, parseArtifactRef } from './ids.ts'
 import type { ArtifactRef } from './ids.ts'
 import { GridError } from '../net/errors.ts'
 
@@ -51,6 +51,15 @@ export const jobSchema = z.strictObject({
   src: contentName.optional(),
   /** Files placed in the work dir first: content by CID, or another build's artifact (waiting for it to succeed). */
   inputs: z.record(insideWorkDir, inputSource).refine(i => Object.keys(i).length <= MAX_INPUTS, `at most ${MAX_INPUTS} inputs`).default({}),
+  /**
+   * Builds this one runs after: it is dispatched once each succeeded, with their artifacts placed in the work dir
+   * first unless `artifacts` is false; if one did not succeed, this build ends `skipped` without taking a slot.
+   * Pipelines fill it from `needs`.
+   */
+  after: z.array(z.strictObject({
+    build: z.string().regex(BUILD_ID_PATTERN, 'expected a build id'),
+    artifacts: z.boolean().default(true)
+  })).max(MAX_AFTER_BUILDS).optional(),
   /** Globs, relative to the work dir, of files to keep after the steps. */
   artifacts: z.array(insideWorkDir).max(MAX_ARTIFACT_GLOBS).default([]),
   /** Bytes of output kept per step (DEFAULT_LOG_LIMIT_BYTES when absent); past it one line says so and the rest is dropped. */
