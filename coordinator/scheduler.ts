@@ -128,6 +128,11 @@ export class Scheduler {
    * holds no slot: given a slot while its input's build still queued behind it, it would deadlock the grid.
    */
   private readonly dependents = new Map<string, Set<string>>()
+  /**
+   * The artifacts a queued build gets from the builds it runs after (job `after` with artifacts), by work-dir path:
+   * `build:ID/PATH` inputs added to its assignment, filled as each of those builds succeeds.
+   */
+  private readonly placed = new Map<string, Record<string, string>>()
 
   constructor (init: SchedulerInit) {
     this.history = init.history
@@ -183,20 +188,28 @@ export class Scheduler {
   }
 
   /**
-   * Queue a build. Throws InvalidJobError when a `build:` input names a build the grid never had. A build whose
-   * input build has not succeeded yet waits (not dispatched, holding no slot); one whose input build already
-   * failed, or succeeded without that artifact, ends `failed` at once with a reason naming it.
+   * Queue a build. Throws InvalidJobError when a `build:` input or an `after` entry names a build the grid never
+   * had. A build whose input builds (or `after` builds) have not succeeded yet waits (not dispatched, holding no
+   * slot); one whose input build already failed, or succeeded without that artifact, ends `failed` at once with a
+   * reason naming it, and one whose `after` build did not succeed ends `skipped`. `meta` ties it to a pipeline.
    */
-  async submit (job: Job): Promise<Build> {
+  async submit (job: Job, meta: { pipeline?: string, jobName?: string } = {}): Promise<Build> {
     for (const [path, ref] of Object.entries(inputBuilds(job))) {
       if (!this.live.has(ref.build) && await this.history.get(ref.build) === undefined) {
         throw new InvalidJobError(`inputs.${path}: there is no build ${ref.build}`)
+      }
+    }
+    for (const [i, after] of (job.after ?? []).entries()) {
+      if (!this.live.has(after.build) && await this.history.get(after.build) === undefined) {
+        throw new InvalidJobError(`after.${i}.build: there is no build ${after.build}`)
       }
     }
     const build: Build = {
       id: newBuildId(),
       status: 'queued',
       job,
+      ...(meta.pipeline !== undefined ? { pipeline: meta.pipeline } : {}),
+      ...(meta.jobName !== undefined ? { jobName: meta.jobName } : {}),
       created: new Date().toISOString(),
       attempts: [],
       steps: [],
@@ -477,7 +490,10 @@ export class Scheduler {
     seat.running.add(id)
     this.attempts.set(id, { build, seat })
     this.armTimeout(build, id)
-    seat.link.assign({ attempt: id, build: build.id, job: build.job, logs, stores: this.stores(), replicas: this.replicas })
+    // What the builds it ran after kept goes in first; its own inputs win a clash of paths.
+    const placed = this.placed.get(build.id)
+    const job = placed === undefined ? build.job : { ...build.job, inputs: { ...placed, ...build.job.inputs } }
+    seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas })
     this.changed(build)
     this.inputMoved(build)
   }
@@ -548,6 +564,7 @@ export class Scheduler {
     if (error !== undefined) build.error = error
     delete build.waiting
     this.live.delete(build.id)
+    this.placed.delete(build.id)
     this.changed(build)
     this.inputsSettled(build)
   }
@@ -557,12 +574,24 @@ export class Scheduler {
    * artifact, ends this build at once); the rest are waited for, and waitsForInputs() keeps it off the workers.
    */
   private async awaitInputs (build: Build): Promise<void> {
+    for (const after of build.job.after ?? []) {
+      const before = this.live.get(after.build) ?? await this.history.get(after.build)
+      if (before !== undefined && !FINISHED.has(before.status)) {
+        this.dependOn(build, after.build)
+        continue
+      }
+      if (build.status !== 'queued') return
+      if (before === undefined || before.status !== 'succeeded') {
+        this.queue = this.queue.filter(q => q !== build.id)
+        this.finish(build, 'skipped', before === undefined ? `build ${after.build}, which it runs after, is gone from the grid's history` : skippedFor(before))
+        return
+      }
+      this.place(build, before, after.artifacts)
+    }
     for (const [path, ref] of Object.entries(inputBuilds(build.job))) {
       const input = this.live.get(ref.build) ?? await this.history.get(ref.build)
       if (input !== undefined && !FINISHED.has(input.status)) {
-        let waiting = this.dependents.get(ref.build)
-        if (waiting === undefined) this.dependents.set(ref.build, waiting = new Set())
-        waiting.add(build.id)
+        this.dependOn(build, ref.build)
         continue
       }
       const failure = input === undefined ? `input ${path}: build ${ref.build} is gone from the grid's history` : inputFailure(path, ref, input)
@@ -575,9 +604,24 @@ export class Scheduler {
     this.waitsForInputs(build)
   }
 
-  /** True (and `waiting` says for what) while one of the build's input builds has not finished. */
+  private dependOn (build: Build, on: string): void {
+    let waiting = this.dependents.get(on)
+    if (waiting === undefined) this.dependents.set(on, waiting = new Set())
+    waiting.add(build.id)
+  }
+
+  /** `build` runs after `before`, which succeeded: its artifacts go into `build`'s work dir (unless not wanted). */
+  private place (build: Build, before: Build, artifacts: boolean): void {
+    if (!artifacts || before.artifacts.length === 0) return
+    const placed = this.placed.get(build.id) ?? {}
+    for (const artifact of before.artifacts) placed[artifact.path] = `build:${before.id}/${artifact.path}`
+    this.placed.set(build.id, placed)
+  }
+
+  /** True (and `waiting` says for what) while one of the build's input builds or `after` builds has not finished. */
   private waitsForInputs (build: Build): boolean {
-    const pending = Object.values(inputBuilds(build.job)).map(ref => this.live.get(ref.build)).filter(b => b !== undefined && !FINISHED.has(b.status)) as Build[]
+    const ids = [...Object.values(inputBuilds(build.job)).map(ref => ref.build), ...(build.job.after ?? []).map(a => a.build)]
+    const pending = ids.map(id => this.live.get(id)).filter(b => b !== undefined && !FINISHED.has(b.status)) as Build[]
     if (pending.length === 0) return false
     const unique = [...new Map(pending.map(b => [b.id, b])).values()]
     const waiting = waitingText(build, `waiting for build${unique.length > 1 ? 's' : ''} ${unique.map(b => `${b.id} (${b.status})`).join(', ')}`)
@@ -604,6 +648,14 @@ export class Scheduler {
     for (const id of waiting) {
       const build = this.live.get(id)
       if (build === undefined || build.status !== 'queued') continue
+      if ((build.job.after ?? []).some(a => a.build === finished.id)) {
+        if (finished.status !== 'succeeded') {
+          this.queue = this.queue.filter(q => q !== id)
+          this.finish(build, 'skipped', skippedFor(finished))
+          continue
+        }
+        this.place(build, finished, (build.job.after ?? []).some(a => a.build === finished.id && a.artifacts))
+      }
       const failure = Object.entries(inputBuilds(build.job))
         .filter(([, ref]) => ref.build === finished.id)
         .map(([path, ref]) => inputFailure(path, ref, finished))
@@ -645,6 +697,12 @@ function inputFailure (path: string, ref: { build: string, artifact: string }, i
     return `input ${path}: build ${input.id} succeeded but kept no artifact ${ref.artifact}${input.artifacts.length > 0 ? ` (it kept ${input.artifacts.slice(0, 5).map(a => a.path).join(', ')}${input.artifacts.length > 5 ? ', …' : ''})` : ' (it kept none)'}`
   }
   return undefined
+}
+
+/** Why a build that runs after `before` (which did not succeed) is skipped. */
+function skippedFor (before: Build): string {
+  const named = before.jobName !== undefined ? `${before.jobName} (build ${before.id})` : `build ${before.id}`
+  return `skipped: ${named}, which it runs after, ended ${before.status}${before.error !== undefined ? ` (${before.error})` : ''}`
 }
 
 /** The reason of an attempt that failed on a step's exit code. */
