@@ -16,6 +16,7 @@ import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { benchTransfer } from './transfer.ts'
 import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
+import { benchPipelines } from './pipelines.ts'
 import { cpuMsOf, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -212,6 +213,8 @@ try {
   // Many stores (issue #7): put throughput with 2 replicas as a ratio to a single-store put.
   process.stderr.write('bench: put with 2 replicas\n')
   rows.push(...(await benchReplicas()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
+  // Pipelines (issue #17): push to first step through a webhook, and a second `grid run` of an unchanged tree.
+  rows.push(...(await benchPipelines(line => process.stderr.write(line + '\n'))).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio, note: r.note })))
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM')
   await sleep(500)

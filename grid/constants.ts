@@ -100,3 +100,25 @@ export const MAX_MANIFEST_BLOCKS = 40_000
 export const GRANT_BYTES = 64
 /** Verified grants remembered per store, so a busy log costs one signature check, not one per append. */
 export const MAX_VERIFIED_GRANTS = 4_096
+
+/**
+ * Bytes of one pipeline file (`.grid.yml` as text, or the object `POST /api/pipelines` takes, as JSON): the same
+ * as one job, since a file is a handful of recipes. A larger file is refused whole, saying its size.
+ */
+export const MAX_PIPELINE_FILE_BYTES = 256 * 1024
+
+/**
+ * yaml's own guard against "billion laughs" (aliases of aliases expanding exponentially), made explicit: an
+ * anchor's uses times the aliases nested in what it names must stay under this, so one anchor of defaults can be
+ * merged into 99 jobs. Past it the file is refused in one sentence while it is being expanded.
+ */
+export const MAX_PIPELINE_ALIASES = 100
+
+/** Bytes of a pipeline file once its aliases are expanded (as JSON): past it the file is refused, saying so. */
+export const MAX_PIPELINE_EXPANDED_BYTES = 4 * 1024 * 1024
+
+/** Combinations of one matrix job (GitHub Actions caps a matrix at 256 jobs); a larger matrix is refused, saying its count. */
+export const MAX_MATRIX_COMBINATIONS = 256
+
+/** Builds one pipeline may plan (every job, every combination): a larger pipeline is refused, saying its count, and nothing is created. */
+export const MAX_PIPELINE_BUILDS = 1_000

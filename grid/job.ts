@@ -109,7 +109,7 @@ function editDistance (a: string, b: string): number {
 }
 
 /** The one known key a typo most likely meant (at most 2 edits, as commander suggests commands and flags), if any. */
-function closest (word: string, known: string[]): string | undefined {
+export function closest (word: string, known: string[]): string | undefined {
   let best: string[] = []
   let bestDistance = 3
   for (const key of known) {
