@@ -1,12 +1,12 @@
-// The coordinator's side of /nameless-grid/builds (protocols/builds.ts): what `grid submit`, `grid tail` and a
-// worker waiting for an input ask, one request per stream.
+// The coordinator's side of /nameless-grid/builds (protocols/builds.ts): what `grid submit`, `grid tail`, `grid run`
+// and a worker waiting for an input ask, one request per stream.
 import type { Stream } from '@libp2p/interface'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import { ProtocolService } from '../net/protocol-service.ts'
 import { isGridError } from '../net/errors.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
-import { ID_PATTERN } from '../grid/ids.ts'
+import { BUILD_ID_PATTERN, ID_PATTERN } from '../grid/ids.ts'
 import { parseJob } from '../grid/job.ts'
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
 import { BUILDS_PROTOCOL, buildsRequest } from '../protocols/builds.ts'
@@ -14,11 +14,14 @@ import type { BuildsReply, BuildsRequest } from '../protocols/builds.ts'
 import { MAX_REQUESTS_PER_CONNECTION } from '../protocols/constants.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { StoreDirectory } from './store-directory.ts'
+import type { Pipelines } from './pipelines.ts'
 
 export interface BuildsServiceComponents {
   host: GridHost
   scheduler: Scheduler
   stores: StoreDirectory
+  /** Answers `run-pipeline` and `get-pipeline`; without it they answer that this coordinator runs no pipelines. */
+  pipelines?: Pick<Pipelines, 'create' | 'get'>
 }
 
 export interface BuildsServiceInit {
@@ -36,7 +39,7 @@ export class BuildsService extends ProtocolService<BuildsServiceComponents> {
   }
 
   protected async serve (stream: Stream): Promise<void> {
-    const { scheduler, stores } = this.components
+    const { scheduler, stores, pipelines } = this.components
     const { replicas } = this
     const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
     try {
@@ -45,7 +48,17 @@ export class BuildsService extends ProtocolService<BuildsServiceComponents> {
       try {
         if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
         else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
-        else {
+        else if (request.t === 'run-pipeline' || request.t === 'get-pipeline') {
+          if (pipelines === undefined) reply = { t: 'error', error: 'this coordinator runs no pipelines' }
+          else if (request.t === 'run-pipeline') {
+            const { url, ref, commit } = request
+            const source = { repo: null, url: url ?? '', ...(ref !== undefined ? { ref } : {}), ...(commit !== undefined ? { commit } : {}), trigger: 'run' as const }
+            reply = { t: 'pipeline', pipeline: await pipelines.create({ file: request.pipeline, src: request.src, source }) }
+          } else {
+            const pipeline = BUILD_ID_PATTERN.test(request.id) ? await pipelines.get(request.id) : undefined
+            reply = pipeline === undefined ? { t: 'error', error: `no pipeline ${request.id}` } : { t: 'pipeline', pipeline }
+          }
+        } else {
           const build = ID_PATTERN.test(request.id) ? await scheduler.get(request.id) : undefined
           const maker = build?.attempts.at(-1)?.worker
           const where = maker !== undefined ? scheduler.workerAddress(maker) : undefined

@@ -15,7 +15,11 @@ export interface BuildHistory {
 }
 
 export class LevelBuildHistory implements BuildHistory {
-  private readonly db: Level<string, string>
+  /**
+   * The coordinator's database, for what it keeps beside builds (pipelines, repositories) in sublevels of their own:
+   * opened and closed with it, and no sublevel name of this file ('builds', 'active', 'artifact-builds', 'evicted').
+   */
+  readonly db: Level<string, string>
   private readonly builds
   private readonly activeIndex
   /** `${cid}!${buildId}` for every artifact a build recorded: which builds to mark when content is evicted. */

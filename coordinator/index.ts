@@ -15,7 +15,23 @@ import { WorkSessions } from './work-sessions.ts'
 import { StoreMemberships } from './store-memberships.ts'
 import { BuildsService } from './builds-service.ts'
 import { StoreContent } from './store-content.ts'
-import { DEFAULT_REPLICAS } from '../grid/placement.ts'
+import { DEFAULT_REPLICAS, rankFor } from '../grid/placement.ts'
+import { parseCid } from '../grid/content.ts'
+import type { Blockstore } from '../storage/blockstore.ts'
+import { readContent } from '../client/content/read.ts'
+import { LevelPipelineHistory } from './pipeline-history.ts'
+import { PipelineFileTooLargeError, Pipelines } from './pipelines.ts'
+import { Level } from 'level'
+import { Repos } from './repos.ts'
+import { Poller } from './poller.ts'
+import { CommitStatus } from './commit-status.ts'
+import { SECRETS_KEY_FILE, secretsKey } from './secret-box.ts'
+
+/**
+ * How long reading one small file (a checkout's `.grid.yml`) from the stores may take: it is at most a few hundred
+ * KiB from a store on the grid, so past this a store is stuck; the pipeline retries, then fails saying so.
+ */
+export const SMALL_READ_TIMEOUT_MS = 30_000
 
 export interface CoordinatorInit {
   host: GridHost
@@ -26,6 +42,8 @@ export interface CoordinatorInit {
   localStore?: PeerAddress
   /** Controls that local store (fencing logs; its host shares the coordinator's deny list). */
   localControl?: StoreControl
+  /** That local store's blocks: content the coordinator reads itself (a checkout's `.grid.yml`) comes from here first. */
+  localBlocks?: Blockstore
   /** The grid's deny list; its set is the one the host's gater reads. */
   denied: DenyList
   /** Test knobs; production uses the constants. */
@@ -34,6 +52,8 @@ export interface CoordinatorInit {
   reclaimWindowMs?: number
   /** Stores each piece of content is kept on (`--replicas`). @default DEFAULT_REPLICAS */
   replicas?: number
+  /** The web UI's URL once it serves (commit statuses link to the pipeline page); undefined without HTTP. */
+  webUrl?: () => string | undefined
   log?: (line: string) => void
 }
 
@@ -43,6 +63,12 @@ export class Coordinator {
   /** Which store holds which content; repair and eviction consent (store-content.ts). */
   readonly content: StoreContent
   readonly replicas: number
+  /** Pipelines from a `.grid.yml` or a commit of a repository (coordinator/pipelines.ts), kept beside the builds. */
+  readonly pipelines: Pipelines
+  /** Registered repositories (`grid repo add`), their webhooks' secrets and status targets sealed at rest. Set by start(). */
+  repos!: Repos
+  private poller: Poller | undefined
+  private statuses: CommitStatus | undefined
   private readonly init: CoordinatorInit
   private readonly history: LevelBuildHistory
   private readonly sessions: WorkSessions
@@ -77,7 +103,13 @@ export class Coordinator {
       host: init.host, scheduler: this.scheduler, identity: init.identity, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, log: init.log
     })
     this.memberships = new StoreMemberships(init.host, this.stores, () => init.denied.list(), this.content)
-    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores }, { replicas: this.replicas })
+    this.pipelines = new Pipelines({
+      scheduler: this.scheduler,
+      history: new LevelPipelineHistory(this.history.db),
+      readFile: async (cid, maxBytes, signal) => await this.readSmall(cid, maxBytes, signal),
+      log: init.log
+    })
+    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores, pipelines: this.pipelines }, { replicas: this.replicas })
   }
 
   async start (): Promise<void> {
@@ -87,6 +119,14 @@ export class Coordinator {
       this.content.joined(this.init.localStore.peer)
     }
     await this.scheduler.start()
+    await this.pipelines.start()
+    this.repos = new Repos({ db: new Level<string, any>(join(this.init.dataDir, 'repos.db')), key: await secretsKey(join(this.init.dataDir, SECRETS_KEY_FILE)) })
+    await this.repos.open()
+    // Statuses first: the first poll's pipelines post their `pending`.
+    this.statuses = new CommitStatus({ repos: this.repos, pipelines: this.pipelines, webUrl: () => this.init.webUrl?.(), log: this.init.log ?? (() => {}) })
+    this.statuses.start()
+    this.poller = new Poller({ repos: this.repos, pipelines: this.pipelines, log: this.init.log ?? (() => {}) })
+    await this.poller.start()
     this.stores.onChange(() => { this.scheduler.storesChanged() })
     await this.sessions.start()
     await this.memberships.start()
@@ -123,8 +163,29 @@ export class Coordinator {
     return await this.history.evictedAt(cid)
   }
 
+  /**
+   * The bytes of content `cid`, at most `maxBytes` (PipelineFileTooLargeError past that): from the local store
+   * (`grid up`), else from the grid's stores, the placed ones first.
+   */
+  private async readSmall (cid: string, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const sources = { host: this.init.host, local: this.init.localBlocks, holders: () => rankFor(cid, this.stores.list()) }
+    const timeout = AbortSignal.timeout(SMALL_READ_TIMEOUT_MS)
+    const chunks: Uint8Array[] = []
+    let size = 0
+    for await (const chunk of readContent(sources, parseCid(cid), { to: maxBytes + 1 }, signal !== undefined ? AbortSignal.any([signal, timeout]) : timeout)) {
+      size += chunk.length
+      if (size > maxBytes) throw new PipelineFileTooLargeError(`it is more than ${maxBytes} bytes`)
+      chunks.push(chunk)
+    }
+    return Buffer.concat(chunks)
+  }
+
   async stop (): Promise<void> {
     this.content.stop()
+    await this.poller?.stop()
+    await this.statuses?.stop()
+    await this.repos?.close()
+    await this.pipelines.stop()
     this.scheduler.stop()
     await this.builds.stop()
     await this.memberships.stop()

@@ -645,13 +645,15 @@ export class Scheduler {
     const waiting = this.dependents.get(finished.id)
     if (waiting === undefined) return
     this.dependents.delete(finished.id)
+    // Every build that ends now leaves the queue before any of them is finished: finishing one settles its own
+    // dependents and dispatches, which must not hand a worker a sibling that is about to be skipped.
+    const ending: Array<{ build: Build, status: BuildStatus, error: string }> = []
     for (const id of waiting) {
       const build = this.live.get(id)
       if (build === undefined || build.status !== 'queued') continue
       if ((build.job.after ?? []).some(a => a.build === finished.id)) {
         if (finished.status !== 'succeeded') {
-          this.queue = this.queue.filter(q => q !== id)
-          this.finish(build, 'skipped', skippedFor(finished))
+          ending.push({ build, status: 'skipped', error: skippedFor(finished) })
           continue
         }
         this.place(build, finished, (build.job.after ?? []).some(a => a.build === finished.id && a.artifacts))
@@ -660,14 +662,14 @@ export class Scheduler {
         .filter(([, ref]) => ref.build === finished.id)
         .map(([path, ref]) => inputFailure(path, ref, finished))
         .find(f => f !== undefined)
-      if (failure !== undefined) {
-        this.queue = this.queue.filter(q => q !== id)
-        this.finish(build, 'failed', failure)
-      } else {
-        // A queued build carries the reason it last waited for: the next dispatch says what it waits for now.
-        delete build.waiting
-      }
+      if (failure !== undefined) ending.push({ build, status: 'failed', error: failure })
+      // A queued build carries the reason it last waited for: the next dispatch says what it waits for now.
+      else delete build.waiting
     }
+    const leaving = new Set(ending.map(e => e.build.id))
+    this.queue = this.queue.filter(q => !leaving.has(q))
+    // One may have ended already, settled by a sibling that ended before it (it ran after both).
+    for (const { build, status, error } of ending) if (build.status === 'queued') this.finish(build, status, error)
     this.dispatch()
   }
 

@@ -122,6 +122,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     store = new Store({ host, dataDir: init.dataDir, coordinator: host.peerId, maxBytes: init.storeMaxBytes })
     await store.start()
   }
+  // Declared before the coordinator: its commit statuses ask for the web URL (undefined until it serves).
+  let web: WebServer | undefined
   const coordinator = new Coordinator({
     host,
     identity,
@@ -135,10 +137,12 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
           drop: roots => { store.roots.drop(roots).catch(err => init.log?.(`dropping roots failed: ${err.message}`)) }
         }
       : undefined,
+    localBlocks: store?.blocks,
     denied,
     heartbeatMs: init.heartbeatMs,
     silenceLimitMs: init.silenceLimitMs,
     replicas: init.replicas,
+    webUrl: () => web?.url,
     log: init.log
   })
   await coordinator.start()
@@ -156,7 +160,6 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     await localReports.start()
   }
   const logs = new LogReader({ host, local: store?.logs, stores: () => coordinator.stores.list() })
-  let web: WebServer | undefined
   if (init.http !== undefined) {
     const admission: Admission = {
       get denied () { return coordinator.denied },
@@ -177,7 +180,10 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       },
       evictedAt: async (cid: string) => await coordinator.evictedAt(cid)
     }
-    web = await startWebServer(createApp({ scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts, storage: () => coordinator.content.state() }), init.http)
+    web = await startWebServer(createApp({
+      scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts, storage: () => coordinator.content.state(), pipelines: coordinator.pipelines,
+      repos: { repos: coordinator.repos, pipelines: coordinator.pipelines, log: init.log }
+    }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
   const writeJoinCode = async (): Promise<string> => {

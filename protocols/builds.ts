@@ -1,20 +1,36 @@
-// /nameless-grid/builds: what a command-line client (`grid submit`, `grid tail`) asks the coordinator over
-// libp2p. One request per stream. Holding the grid's secret is what lets a node ask (see SECURITY in README).
+// /nameless-grid/builds: what a command-line client (`grid submit`, `grid tail`, `grid run`) asks the coordinator
+// over libp2p. One request per stream. Holding the grid's secret is what lets a node ask (see SECURITY in README).
 import { z } from 'zod'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream, peerAddress } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
-import type { Build } from '../grid/build.ts'
-import { MAX_REPLICAS } from '../grid/constants.ts'
+import type { Build, Pipeline } from '../grid/build.ts'
+import { MAX_PIPELINE_FILE_BYTES, MAX_REPLICAS } from '../grid/constants.ts'
 
 export const BUILDS_PROTOCOL = '/nameless-grid/builds/1.0.0'
+
+/** Characters of a pipeline's source URL or ref in a request: far more than any real one, and both end up in a step's environment. */
+export const MAX_SOURCE_CHARS = 2_000
 
 export const buildsRequest = z.discriminatedUnion('t', [
   z.object({ t: z.literal('submit'), job: z.unknown() }),
   z.object({ t: z.literal('get'), id: z.string().max(64) }),
-  z.object({ t: z.literal('stores') })
+  z.object({ t: z.literal('stores') }),
+  /**
+   * `grid run`: a pipeline file (YAML text; its byte size is checked when it is parsed) over a tree already put on
+   * the stores (`src`), with where it came from when it is a git work tree. Answered with the pipeline, its builds queued.
+   */
+  z.object({
+    t: z.literal('run-pipeline'),
+    pipeline: z.string().max(MAX_PIPELINE_FILE_BYTES),
+    src: z.string().max(200),
+    url: z.string().max(MAX_SOURCE_CHARS).optional(),
+    ref: z.string().max(MAX_SOURCE_CHARS).optional(),
+    commit: z.string().max(64).optional()
+  }),
+  z.object({ t: z.literal('get-pipeline'), id: z.string().max(64) })
 ])
 export type BuildsRequest = z.infer<typeof buildsRequest>
 
@@ -27,6 +43,10 @@ export const buildsReply = z.discriminatedUnion('t', [
   }),
   /** The grid's stores and how many of them each piece of content goes to (absent from an older coordinator: 1). */
   z.object({ t: z.literal('stores'), stores: z.array(peerAddress), replicas: z.number().int().min(1).max(MAX_REPLICAS).optional() }),
+  z.object({
+    t: z.literal('pipeline'),
+    pipeline: z.custom<Pipeline>(p => typeof p === 'object' && p !== null && typeof (p as any).id === 'string' && Array.isArray((p as any).jobs))
+  }),
   z.object({ t: z.literal('error'), error: z.string().max(1000) })
 ])
 export type BuildsReply = z.infer<typeof buildsReply>

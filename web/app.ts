@@ -26,6 +26,11 @@ import type { ArtifactsInit } from './artifacts.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
 import { isGridError } from '../net/errors.ts'
 import { MAX_EVENT_BACKLOG } from './constants.ts'
+import { pipelineRoutes } from './pipelines.ts'
+import { repoRoutes } from './repos.ts'
+import type { Repos, PipelineStarter } from '../coordinator/repos.ts'
+import type { PipelinesApi } from './pipelines.ts'
+import type { Pipelines } from '../coordinator/pipelines.ts'
 
 export interface ApiInit {
   scheduler: Scheduler
@@ -39,6 +44,10 @@ export interface ApiInit {
   artifacts?: ArtifactsInit
   /** The grid's storage: stores and bytes held, replicas, under-replicated content (`/api/capacity`, `/metrics`). */
   storage?: () => StorageState
+  /** Pipelines (`/api/pipelines`, and `pipeline` events on /api/events). */
+  pipelines?: PipelinesApi & Pick<Pipelines, 'onPipeline'>
+  /** Registered repositories and their webhooks (`/api/repos`, `/api/hooks/:id`). */
+  repos?: { repos: Repos, pipelines: PipelineStarter, log?: (line: string) => void }
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -136,7 +145,8 @@ export function createApp (init: ApiInit): Hono {
     }
     const offBuild = scheduler.onBuild(b => push('build', b))
     const offCapacity = scheduler.onCapacity(cap => push('capacity', cap))
-    sse.onAbort(() => { offBuild(); offCapacity(); wake?.() })
+    const offPipeline = init.pipelines?.onPipeline(p => push('pipeline', p)) ?? (() => {})
+    sse.onAbort(() => { offBuild(); offCapacity(); offPipeline(); wake?.() })
     push('capacity', scheduler.capacity())
     try {
       while (!sse.aborted && !overrun) {
@@ -151,11 +161,14 @@ export function createApp (init: ApiInit): Hono {
     } finally {
       offBuild()
       offCapacity()
+      offPipeline()
     }
   }))
 
   if (init.artifacts !== undefined) app.route('/api/artifacts', artifactRoutes(init.artifacts, auth))
   if (init.artifacts !== undefined) app.route('/api/builds', buildArtifactRoutes({ builds: scheduler, sources: init.artifacts.sources }))
+  if (init.pipelines !== undefined) app.route('/api/pipelines', pipelineRoutes(init.pipelines, auth))
+  if (init.repos !== undefined) app.route('/', repoRoutes({ ...init.repos, auth }))
   if (init.admission !== undefined) {
     app.route('/api/denied', admissionRoutes(init.admission, auth))
     app.route('/api/secret', rotationRoutes(init.admission, auth))

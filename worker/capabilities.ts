@@ -1,5 +1,6 @@
 // What a worker says it can do. Detected: os, arch, cpus, memory and the tools on its PATH (with versions),
-// so a job can require `{ "os": "linux", "python3": "*" }` without anyone configuring the worker.
+// so a job can require `{ "os": "linux", "python3": "*" }` without anyone configuring the worker. `git` is one of
+// them (`git: "2.39.5"`): a pipeline's checkout build requires `git: "*"`.
 import { execFile } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
 import { availableParallelism, totalmem } from 'node:os'
@@ -48,6 +49,11 @@ export function hostEnvironment (env: NodeJS.ProcessEnv = process.env): NodeJS.P
   return host
 }
 
+/**
+ * What this machine offers a job: os, arch, cpus, memory (`16GiB`), and each tool of TOOLS found on the host's PATH
+ * (hostEnvironment) with the version its `--version` prints (`git: "2.39.5"`), `yes` when it prints none. Each probe
+ * is bounded by TOOL_PROBE_TIMEOUT_MS; run once, when the worker starts.
+ */
 export async function detectCapabilities (): Promise<Capabilities> {
   const caps: Capabilities = {
     os: process.platform,
@@ -76,9 +82,13 @@ async function toolVersion (tool: string): Promise<string | undefined> {
   const path = await onPath(tool)
   if (path === undefined) return undefined
   const flag = tool === 'go' ? 'version' : tool === 'java' ? '-version' : '--version'
-  const output = await new Promise<string>(resolve => {
-    execFile(path, [flag], { timeout: TOOL_PROBE_TIMEOUT_MS }, (_err, stdout, stderr) => resolve(`${stdout}\n${stderr}`))
+  const probe = await new Promise<{ failed: boolean, output: string }>(resolve => {
+    execFile(path, [flag], { timeout: TOOL_PROBE_TIMEOUT_MS }, (err, stdout, stderr) => resolve({ failed: err !== null, output: `${stdout}\n${stderr}` }))
   })
-  // The first dotted number is the version in every tool above; "yes" when there is none to read.
-  return /(\d+\.\d+(?:\.\d+)?)/.exec(output)?.[1] ?? 'yes'
+  // The first dotted number is the version in every tool above; "yes" when there is none to read. A tool that
+  // failed without a word (a broken install, a probe past its timeout) is not there: a build requiring it (a
+  // pipeline's checkout requires git) would only fail on this worker.
+  const version = /(\d+\.\d+(?:\.\d+)?)/.exec(probe.output)?.[1]
+  if (version === undefined && probe.failed && probe.output.trim() === '') return undefined
+  return version ?? 'yes'
 }

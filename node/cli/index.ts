@@ -8,8 +8,10 @@ import { admissionCommands } from './admission.ts'
 import { coordinatorCommand } from './coordinator.ts'
 import { getCommand } from './get.ts'
 import { putCommand } from './put.ts'
+import { repoCommands } from './repo.ts'
 import { log } from './report.ts'
 import { storeCommand } from './store.ts'
+import { runCommand } from './run.ts'
 import { submitCommand } from './submit.ts'
 import { tailCommand } from './tail.ts'
 import { upCommand } from './up.ts'
@@ -32,10 +34,12 @@ export function program (): GridCommand {
   storeCommand(grid)
   workerCommand(grid)
   submitCommand(grid)
+  runCommand(grid)
   tailCommand(grid)
   putCommand(grid)
   getCommand(grid)
   admissionCommands(grid)
+  repoCommands(grid)
   return grid
 }
 

@@ -89,6 +89,19 @@ for (const [how, end] of [
   })
 }
 
+after('a failure skips every sibling, even when one of them has builds after it (no sibling slips out to a worker)', async () => {
+  const { scheduler: s } = scheduler()
+  const link = new StubLink(linux, 2)
+  s.workerJoined(link)
+  const a = await s.submit(oneStep(), { jobName: 'build' })
+  const b = await s.submit(oneStep({ after: [{ build: a.id }] }), { jobName: 'test (cc=gcc)' })
+  const c = await s.submit(oneStep({ after: [{ build: a.id }] }), { jobName: 'test (cc=clang)' })
+  const d = await s.submit(oneStep({ after: [{ build: b.id }, { build: c.id }] }), { jobName: 'package' })
+  finishAttempt(s, link, link.attempt(0), 'failed')
+  assert.equal([b, c, d].map(x => x.status), ['skipped', 'skipped', 'skipped'])
+  assert.equal(link.assigned.map(x => x.build), [a.id], 'nothing after the failure reached the worker')
+})
+
 after('a build submitted after one that already succeeded gets its artifacts; after one that already failed, it is skipped at once', async () => {
   const { scheduler: s } = scheduler()
   const link = new StubLink(linux, 1)
