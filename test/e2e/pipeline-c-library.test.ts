@@ -88,6 +88,16 @@ project('a push is built, tested over two flags and packaged; the package equals
   execFileSync('make', ['libmini.a'], { cwd: local, env: { ...process.env, CC: 'cc' } })
   execFileSync('sh', ['package.sh'], { cwd: local })
   assert.ok((await readFile(got)).equals(await readFile(join(local, 'pkg.tgz'))), 'the grid\'s pkg.tgz is byte-identical to a local make\'s')
+
+  // The repository as the operator sees it, then gone: nothing polls it any more.
+  const listed = await gridRun(['repo', 'ls', '--data', ctx.data])
+  assert.is(listed.code, 0, listed.stderr)
+  assert.match(listed.stdout, new RegExp(`^${repo}\t${bare}\tbranches main\tpolls every 10 s$`, 'm'))
+  const removed = await gridRun(['repo', 'rm', repo, '--data', ctx.data])
+  assert.is(removed.code, 0, removed.stderr)
+  assert.not.match((await gridRun(['repo', 'ls', '--data', ctx.data])).stdout, new RegExp(repo))
+  const again = await gridRun(['repo', 'rm', repo, '--data', ctx.data])
+  assert.ok(again.code !== 0 && /^grid: .*\n$/.test(again.stderr), `removing it twice is one line: ${again.stderr}`)
 })
 
 project.run()
