@@ -80,7 +80,7 @@ export function createApp (init: ApiInit): Hono {
   app.use(secureHeaders())
   app.use('/api/events', metrics.subscribers)
 
-  // The web UI: /, /timeline, /submit, /builds/:id and its browser modules under /ui/.
+  // The web UI: /, /timeline, /submit, /builds/:id, /pipelines, /pipelines/:id and its browser modules under /ui/.
   app.route('/', uiRoutes())
   app.get('/metrics', async c => {
     c.header('Content-Type', metrics.registry.contentType)

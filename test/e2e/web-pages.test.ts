@@ -11,7 +11,7 @@ pages.before(async ctx => { ctx.grid = await startTestGrid({ transport: 'memory'
 pages.after(async ctx => { await ctx.grid?.stop() })
 
 pages('every page is HTML with a content security policy and loads its module from /ui/', async ({ grid }) => {
-  for (const [path, script] of [['/', 'home.js'], ['/timeline', 'timeline.js'], ['/submit', 'submit.js'], ['/builds/0abc123456', 'build.js']]) {
+  for (const [path, script] of [['/', 'home.js'], ['/timeline', 'timeline.js'], ['/submit', 'submit.js'], ['/builds/0abc123456', 'build.js'], ['/pipelines', 'pipelines.js'], ['/pipelines/0abc123456', 'pipeline.js']]) {
     const res = await grid.api(path)
     assert.is(res.status, 200, path)
     assert.match(res.headers.get('content-type') ?? '', /^text\/html/)
@@ -38,7 +38,7 @@ pages('the build page has room for why: the job as submitted, each attempt\'s ou
 })
 
 pages('the browser modules and stylesheet are served; an unknown file is a 404', async ({ grid }) => {
-  for (const file of ['common.js', 'ansi.js', 'log-view.js', 'home.js', 'timeline.js', 'build.js', 'submit.js']) {
+  for (const file of ['common.js', 'ansi.js', 'log-view.js', 'home.js', 'timeline.js', 'build.js', 'submit.js', 'pipelines.js', 'pipeline.js', 'pipeline-graph.js']) {
     const res = await grid.api(`/ui/${file}`)
     assert.is(res.status, 200, file)
     assert.match(res.headers.get('content-type') ?? '', /^text\/javascript/)

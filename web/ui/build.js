@@ -18,7 +18,7 @@ followButton.addEventListener('click', () => view.setFollowing(!view.following))
 document.getElementById('raw-log').href = '/api/builds/' + encodeURIComponent(id) + '/log'
 
 /** What heads the explanation of where the build is: waiting, or how it ended. */
-const WHY_TITLE = { queued: 'Waiting', failed: 'Failed', cancelled: 'Cancelled', timeout: 'Timed out', lost: 'Lost' }
+const WHY_TITLE = { queued: 'Waiting', failed: 'Failed', cancelled: 'Cancelled', timeout: 'Timed out', lost: 'Lost', skipped: 'Skipped' }
 
 function renderHead () {
   const b = build
@@ -35,7 +35,7 @@ function renderHead () {
   head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b.job)) + '</h1><span class="grow"></span>' +
     (hasToken && !finished ? '<button type="button" class="danger" id="cancel">Cancel</button>' : '') +
     (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' + whyBox + warnings +
-    '<div class="facts"><span>build <b class="mono">' + esc(b.id) + '</b></span>' +
+    '<div class="facts">' + pipelineFact(b) + '<span>build <b class="mono">' + esc(b.id) + '</b></span>' +
     '<span>created <b>' + esc(time(b.created)) + '</b></span>' +
     (b.started !== undefined ? '<span>started <b>' + esc(time(b.started)) + '</b></span>' : '') +
     (b.finished !== undefined ? '<span>finished <b>' + esc(time(b.finished)) + '</b></span>' : '') +
@@ -46,6 +46,13 @@ function renderHead () {
     (!hasToken ? '<p class="muted small">Enter the API token in the header to cancel or re-run.</p>' : '')
   document.getElementById('cancel')?.addEventListener('click', cancel)
   document.getElementById('rerun')?.addEventListener('click', rerun)
+}
+
+/** The pipeline a build belongs to and its job's name there (`pipeline ID · job test (cflags=-O0)`), linked to the pipeline. */
+function pipelineFact (b) {
+  if (b.pipeline === undefined) return ''
+  return '<span id="pipeline-of">pipeline <a href="/pipelines/' + encodeURIComponent(b.pipeline) + '"><b class="mono">' + esc(b.pipeline) + '</b></a>' +
+    (b.jobName !== undefined ? ' · job <b>' + esc(b.jobName) + '</b>' : '') + '</span>'
 }
 
 /** The attempt a step record belongs to (by its log id). */
@@ -123,6 +130,14 @@ function inputSource (path, from) {
     (made !== undefined ? ' · ' + esc(bytes(made.size)) : '')
 }
 
+/** A build this one runs after (job `after`), linked, with its label and status, and whether its artifacts come along. */
+function afterSource (a) {
+  const up = upstreamBuild(a.build)
+  const about = up === undefined ? '' : ' (' + esc(buildLabel(up.job)) + ' · ' + esc(up.status) + ')'
+  return 'build <a class="build-ref" href="/builds/' + esc(a.build) + '">' + esc(a.build) + '</a>' + about +
+    (a.artifacts === false ? ' · <span class="muted">its artifacts left out</span>' : ' · its artifacts placed in the work dir first')
+}
+
 /** The job as it was submitted: what it starts from, its inputs and where each comes from, env names, limits. */
 function renderJobCard () {
   if (build === undefined) return
@@ -130,6 +145,7 @@ function renderJobCard () {
   const row = (field, title, html) => '<tr data-field="' + field + '"><th title="' + esc(title) + '">' + field + '</th><td>' + html + '</td></tr>'
   const inputs = Object.entries(job.inputs ?? {})
   const env = Object.keys(job.env ?? {})
+  const after = job.after ?? []
   const globs = job.artifacts ?? []
   const limits = ['timeout ' + seconds(job.timeout), 'retries ' + job.retries, 'killGrace ' + seconds(job.killGrace ?? 10)]
   if (job.logLimit !== undefined) limits.push('logLimit ' + bytes(job.logLimit))
@@ -139,6 +155,10 @@ function renderJobCard () {
     (inputs.length > 0
       ? row('inputs', 'files placed in the work dir first', '<ul class="inputs">' + inputs.map(([path, from]) =>
         '<li data-input="' + esc(path) + '"><code>' + esc(path) + '</code> ← ' + inputSource(path, from) + '</li>').join('') + '</ul>')
+      : '') +
+    (after.length > 0
+      ? row('after', 'builds this one runs after: it starts once each succeeded, and ends skipped if one did not', '<ul class="inputs">' + after.map(a =>
+        '<li data-after="' + esc(a.build) + '">' + afterSource(a) + '</li>').join('') + '</ul>')
       : '') +
     (env.length > 0 ? row('env', 'environment variables of every step', env.map(n => '<code>' + esc(n) + '</code>').join(', ') + ' <span class="muted">(values not shown)</span>') : '') +
     row('requires', 'capabilities a worker must have', chips(job.requires)) +

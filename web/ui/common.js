@@ -1,6 +1,9 @@
 // Shared by every page: escaping, formatting, the API token (localStorage only) and the live event stream.
 const TOKEN_KEY = 'nameless-grid.api-token'
-export const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost'])
+/** Build statuses that do not change any more (FINISHED in grid/build.ts); `skipped`: a need did not succeed. */
+export const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost', 'skipped'])
+/** Pipeline statuses that do not change any more (PIPELINE_FINISHED in grid/build.ts). */
+export const PIPELINE_FINISHED = new Set(['succeeded', 'failed', 'cancelled'])
 
 export const esc = s => String(s ?? '').replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
 
@@ -198,3 +201,83 @@ export function chips (record) {
   if (entries.length === 0) return '<span class="muted">any</span>'
   return entries.map(([k, v]) => '<span class="chip">' + esc(k) + '=' + esc(v) + '</span>').join('')
 }
+
+/** A git ref as people say it: `refs/heads/main` is `main`, `refs/tags/v1` is `v1`; anything else stays whole. */
+export function refName (ref) {
+  return typeof ref === 'string' ? ref.replace(/^refs\/(heads|tags)\//, '') : ''
+}
+
+/** A commit as git abbreviates it by default: its first 7 hex digits. */
+export function shortCommit (sha) {
+  return typeof sha === 'string' ? sha.slice(0, 7) : ''
+}
+
+/**
+ * A repository URL fit to show: a user name or password written into it (`https://user:token@host/…`) is left
+ * out, since a page is read by anyone who can reach the grid.
+ */
+export function displayUrl (url) {
+  const text = String(url ?? '')
+  try {
+    const parsed = new URL(text)
+    if (parsed.username === '' && parsed.password === '') return text
+    parsed.username = ''
+    parsed.password = ''
+    return parsed.toString()
+  } catch {
+    // scp-like `git@host:owner/repo.git` and local paths carry no password.
+    return text
+  }
+}
+
+/** The last path segment of a repository URL or directory without `.git`: `https://h/o/zlib.git` is `zlib`. */
+export function repoName (url) {
+  const path = String(url ?? '').replace(/[?#].*$/, '').replace(/[/\\]+$/, '')
+  return path.split(/[/\\:]/).pop().replace(/\.git$/, '')
+}
+
+/** What to call a pipeline: its repository, its branch or tag, and its commit (`zlib · main @ 1a2b3c4`). */
+export function pipelineTitle (p) {
+  const source = p.source ?? {}
+  const name = [repoName(source.url), refName(source.ref)].filter(s => s !== '').join(' · ')
+  const commit = shortCommit(source.commit)
+  return (name !== '' ? name : 'pipeline ' + p.id) + (commit !== '' ? ' @ ' + commit : '')
+}
+
+/** How long a pipeline ran (or has run so far, or has waited for its first build to start). */
+export function pipelineDuration (p, now = Date.now()) {
+  const end = p.finished !== undefined ? Date.parse(p.finished) : now
+  if (p.started !== undefined) return duration(end - Date.parse(p.started))
+  if (p.finished !== undefined) return duration(end - Date.parse(p.created))
+  return 'waiting ' + duration(now - Date.parse(p.created))
+}
+
+/** Statuses in the order a count of a pipeline's builds names them: how it went first, what is left after. */
+const COUNT_ORDER = ['succeeded', 'failed', 'timeout', 'lost', 'cancelled', 'skipped', 'running', 'queued']
+
+/** How many of a pipeline's builds are in each status: `3 succeeded · 1 running · 2 queued`. */
+export function jobCounts (p) {
+  const counts = new Map()
+  for (const job of p.jobs ?? []) counts.set(job.status, (counts.get(job.status) ?? 0) + 1)
+  const order = [...COUNT_ORDER, ...[...counts.keys()].filter(s => !COUNT_ORDER.includes(s))]
+  return order.filter(s => counts.has(s)).map(s => counts.get(s) + ' ' + s).join(' · ')
+}
+
+/**
+ * One row of a table of pipelines (the home page, /pipelines): status, what it built (linked), trigger, its builds
+ * by status, duration, created; its error, when it has one, under the title.
+ */
+export function pipelineRow (p, now = Date.now()) {
+  const source = p.source ?? {}
+  const error = p.error !== undefined ? '<div class="why-line small" title="' + esc(p.error) + '">' + esc(p.error) + '</div>' : ''
+  const counts = jobCounts(p)
+  return '<tr class="link" data-id="' + esc(p.id) + '" data-status="' + esc(p.status) + '"><td>' + badge(p.status) + '</td>' +
+    '<td><a href="/pipelines/' + encodeURIComponent(p.id) + '">' + esc(pipelineTitle(p)) + '</a>' + error + '</td>' +
+    '<td class="wide">' + esc(source.trigger) + '</td>' +
+    '<td class="wide small">' + (counts !== '' ? esc(counts) : '<span class="muted">none yet</span>') + '</td>' +
+    '<td>' + esc(pipelineDuration(p, now)) + '</td>' +
+    '<td class="wide" title="' + esc(time(p.created)) + '">' + esc(ago(p.created, now)) + '</td></tr>'
+}
+
+/** How many cells a pipelineRow has: the header row is in web/ui/pages.ts (PIPELINE_HEAD). */
+export const PIPELINE_COLUMNS = 6

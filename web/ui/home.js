@@ -1,8 +1,14 @@
-// Home page: what the grid can build and its newest builds, kept live over /api/events.
-import { esc, badge, chips, buildLabel, attemptsNote, bytes, buildDuration, buildWhy, shortPeer, ago, time, events, read, FINISHED } from './common.js'
+// Home page: what the grid can build, its newest pipelines and its newest builds, kept live over /api/events.
+import { esc, badge, chips, buildLabel, attemptsNote, bytes, buildDuration, buildWhy, shortPeer, ago, time, events, read, pipelineRow, FINISHED, PIPELINE_FINISHED, PIPELINE_COLUMNS } from './common.js'
 
 const SHOWN = 50
+/** A few pipelines: the home page is about the grid as a whole; /pipelines lists more. */
+const PIPELINES_SHOWN = 5
 const builds = new Map()
+const pipelines = new Map()
+/** Why the pipelines could not be read, until they are; before the first answer the card says it is loading. */
+let pipelinesError
+let pipelinesRead = false
 
 function renderCapacity (c) {
   const stores = c.stores === undefined ? '' : ' · <b>' + c.stores + '</b> store' + (c.stores === 1 ? '' : 's')
@@ -68,21 +74,40 @@ function renderBuilds () {
   }).join('')
 }
 
+function renderPipelines () {
+  const now = Date.now()
+  const rows = [...pipelines.values()].sort((a, b) => a.id < b.id ? 1 : -1).slice(0, PIPELINES_SHOWN)
+  const body = document.getElementById('pipelines')
+  if (rows.length === 0 && !pipelinesRead) return
+  if (rows.length === 0 && pipelinesError !== undefined) {
+    body.innerHTML = '<tr><td colspan="' + PIPELINE_COLUMNS + '" class="error">The pipelines could not be read: ' + esc(pipelinesError) + '</td></tr>'
+    return
+  }
+  body.innerHTML = rows.length > 0
+    ? rows.map(p => pipelineRow(p, now)).join('')
+    : '<tr><td colspan="' + PIPELINE_COLUMNS + '" class="muted">No pipelines yet: <code>grid run --join CODE</code> in a directory with a <code>.grid.yml</code> starts one.</td></tr>'
+}
+
 document.getElementById('builds').addEventListener('click', e => {
   const row = e.target.closest('tr[data-id]')
   if (row !== null && e.target.closest('a') === null) location.href = '/builds/' + row.dataset.id
+})
+document.getElementById('pipelines').addEventListener('click', e => {
+  const row = e.target.closest('tr[data-id]')
+  if (row !== null && e.target.closest('a') === null) location.href = '/pipelines/' + encodeURIComponent(row.dataset.id)
 })
 
 let pending = false
 const schedule = () => {
   if (pending) return
   pending = true
-  requestAnimationFrame(() => { pending = false; renderBuilds() })
+  requestAnimationFrame(() => { pending = false; renderBuilds(); renderPipelines() })
 }
 
 const live = document.getElementById('live')
 events({
   build: b => { builds.set(b.id, b); schedule() },
+  pipeline: p => { pipelines.set(p.id, p); schedule() },
   capacity: c => renderCapacity({ ...c, stores: lastStores })
 }, (on, again) => {
   live.textContent = on ? 'live' : 'reconnecting…'
@@ -95,12 +120,19 @@ let lastStores
 /** Events that arrived while the list loaded are newer than it and win, except after a reconnect, when it is fresh. */
 async function load (replace) {
   read('/api/capacity').then(c => { lastStores = c.stores; renderCapacity(c); renderStorage(c.storage) }).catch(() => {})
+  const readingPipelines = read('/api/pipelines?limit=' + PIPELINES_SHOWN).then(list => {
+    pipelinesError = undefined
+    for (const p of list) if (replace || !pipelines.has(p.id)) pipelines.set(p.id, p)
+  }, err => { pipelinesError = err.message }).then(() => { pipelinesRead = true; renderPipelines() })
   const list = await read('/api/builds?limit=' + SHOWN)
   for (const b of list) if (replace || !builds.has(b.id)) builds.set(b.id, b)
   renderBuilds()
+  await readingPipelines
 }
 await load(false)
 // Bytes held change without build events: look again now and then.
 setInterval(() => { read('/api/capacity').then(c => { lastStores = c.stores; renderStorage(c.storage) }).catch(() => {}) }, 5_000)
 // Running and queued durations tick.
-setInterval(() => { if ([...builds.values()].some(b => !FINISHED.has(b.status))) schedule() }, 1000)
+setInterval(() => {
+  if ([...builds.values()].some(b => !FINISHED.has(b.status)) || [...pipelines.values()].some(p => !PIPELINE_FINISHED.has(p.status))) schedule()
+}, 1000)

@@ -14,7 +14,10 @@ const ASSETS: Record<string, string> = {
   'home.js': 'text/javascript; charset=utf-8',
   'timeline.js': 'text/javascript; charset=utf-8',
   'build.js': 'text/javascript; charset=utf-8',
-  'submit.js': 'text/javascript; charset=utf-8'
+  'submit.js': 'text/javascript; charset=utf-8',
+  'pipelines.js': 'text/javascript; charset=utf-8',
+  'pipeline.js': 'text/javascript; charset=utf-8',
+  'pipeline-graph.js': 'text/javascript; charset=utf-8'
 }
 
 /**
@@ -39,7 +42,7 @@ function shell (title: string, nav: string, main: string, script: string): strin
 </head><body>
 <header class="top">
  <a class="brand" href="/">nameless-grid</a>
- <nav>${link('/', 'Builds')}${link('/timeline', 'Timeline')}${link('/submit', 'Submit')}<a href="/metrics">Metrics</a></nav>
+ <nav>${link('/', 'Builds')}${link('/pipelines', 'Pipelines')}${link('/timeline', 'Timeline')}${link('/submit', 'Submit')}<a href="/metrics">Metrics</a></nav>
  <label class="token" title="Needed to submit, cancel and re-run. Kept in this browser only (localStorage), never sent in a URL.">
   <span>API token</span><input id="token" type="password" autocomplete="off" spellcheck="false" placeholder="paste DATA/api-token">
   <span id="token-state" class="token-state"></span>
@@ -51,16 +54,39 @@ ${main}
 </body></html>`
 }
 
+/** The columns of a table of pipelines, whose rows pipelineRow in common.js makes (PIPELINE_COLUMNS cells each). */
+const PIPELINE_HEAD = '<tr><th>status</th><th>pipeline</th><th class="wide">trigger</th><th class="wide">builds</th><th>duration</th><th class="wide">created</th></tr>'
+
 const HOME = `<section class="card" id="capacity-card">
  <h2>What the grid can build</h2>
  <p id="capacity-summary" class="summary">Loading…</p>
  <div class="scroll"><table class="groups"><thead><tr><th>capabilities</th><th>workers</th><th>slots busy</th></tr></thead>
  <tbody id="groups"></tbody></table></div>
 </section>
+<section class="card" id="pipelines-card">
+ <h2>Newest pipelines <a class="small" href="/pipelines">all pipelines</a></h2>
+ <div class="scroll"><table class="pipelines"><thead>${PIPELINE_HEAD}</thead>
+ <tbody id="pipelines"><tr><td colspan="6" class="muted">Loading…</td></tr></tbody></table></div>
+</section>
 <section class="card">
  <h2>Newest builds <span id="live" class="live" title="Updates arrive over /api/events without reloading">connecting…</span></h2>
  <div class="scroll"><table class="builds"><thead><tr><th>status</th><th>build</th><th>duration</th><th class="wide">worker</th><th class="wide">created</th></tr></thead>
  <tbody id="builds"><tr><td colspan="5" class="muted">Loading…</td></tr></tbody></table></div>
+</section>`
+
+const PIPELINES = `<section class="card">
+ <h2>Pipelines <span id="live" class="live" title="Updates arrive over /api/events without reloading">connecting…</span></h2>
+ <p class="muted small">Each pipeline is a graph of builds from a <code>.grid.yml</code>: started by <code>grid run</code>, by a push to a
+ repository registered with <code>grid repo add</code>, or by <code>POST /api/pipelines</code>. The newest 50, newest first.</p>
+ <div class="scroll"><table class="pipelines"><thead>${PIPELINE_HEAD}</thead>
+ <tbody id="pipelines"><tr><td colspan="6" class="muted">Loading…</td></tr></tbody></table></div>
+</section>`
+
+const PIPELINE = `<section class="card" id="pipeline-head"><p class="muted">Loading…</p></section>
+<section class="card" id="graph-card" hidden>
+ <h2>Builds <span class="muted small">left to right: each job runs once the jobs it needs succeeded; a matrix job's builds are grouped;
+ click a build to open it</span> <span id="live" class="live" title="Updates arrive over /api/events without reloading">connecting…</span></h2>
+ <div class="scroll graph-scroll"><div id="graph" class="graph"></div></div>
 </section>`
 
 const TIMELINE = `<section class="card">
@@ -117,6 +143,8 @@ export function uiRoutes (): Hono {
   ui.get('/timeline', c => page(c, 'Timeline', '/timeline', TIMELINE, 'timeline.js'))
   ui.get('/submit', c => page(c, 'Submit', '/submit', SUBMIT, 'submit.js'))
   ui.get('/builds/:id', c => page(c, `Build ${c.req.param('id')}`, '', BUILD, 'build.js'))
+  ui.get('/pipelines', c => page(c, 'Pipelines', '/pipelines', PIPELINES, 'pipelines.js'))
+  ui.get('/pipelines/:id', c => page(c, `Pipeline ${c.req.param('id')}`, '/pipelines', PIPELINE, 'pipeline.js'))
   ui.get('/ui/:file', c => {
     const asset = assets.get(c.req.param('file'))
     if (asset === undefined) return c.json({ error: `no file /ui/${c.req.param('file')}` }, 404)
