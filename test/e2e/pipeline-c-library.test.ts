@@ -4,7 +4,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
-import { cp, readFile, rename } from 'node:fs/promises'
+import { cp, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ROOT, grid, gridRun, removeDir, tempDir, waitFor } from '../helpers.ts'
 import type { CliProcess } from '../helpers.ts'
@@ -88,6 +88,22 @@ project('a push is built, tested over two flags and packaged; the package equals
   execFileSync('make', ['libmini.a'], { cwd: local, env: { ...process.env, CC: 'cc' } })
   execFileSync('sh', ['package.sh'], { cwd: local })
   assert.ok((await readFile(got)).equals(await readFile(join(local, 'pkg.tgz'))), 'the grid\'s pkg.tgz is byte-identical to a local make\'s')
+
+  // A second push is picked up by the next poll, and only it: the first commit is not built again.
+  await writeFile(join(work, 'NEWS'), 'mini 1.1: faster\n')
+  git(work, 'add', '-A')
+  git(work, 'commit', '-q', '-m', 'mini 1.1')
+  git(work, 'push', '-q', bare, 'main')
+  const second = git(work, 'rev-parse', 'HEAD')
+  const next = await waitFor('the pipeline of the second push to end', async () => {
+    const list = await (await fetch(`${ctx.url}/api/pipelines?limit=10`)).json() as Pipeline[]
+    const p = list.find(x => x.source.commit === second)
+    return p !== undefined && PIPELINE_FINISHED.has(p.status) ? p : undefined
+  }, 120_000, 250)
+  assert.is(next.status, 'succeeded')
+  assert.is(next.source.trigger, 'poll')
+  const all = await (await fetch(`${ctx.url}/api/pipelines?limit=10`)).json() as Pipeline[]
+  assert.equal(all.filter(p => p.source.repo === repo).map(p => p.source.commit).sort(), [commit, second].sort(), 'each commit built once')
 
   // The repository as the operator sees it, then gone: nothing polls it any more.
   const listed = await gridRun(['repo', 'ls', '--data', ctx.data])
