@@ -181,12 +181,14 @@ export class Coordinator {
   }
 
   async stop (): Promise<void> {
+    // The scheduler first, before anything awaits: sessions closing around a stopping coordinator are it going
+    // away, not workers being lost (a build lost here would be queued again after a restart, not reclaimed).
+    this.scheduler.stop()
     this.content.stop()
     await this.poller?.stop()
     await this.statuses?.stop()
     await this.repos?.close()
     await this.pipelines.stop()
-    this.scheduler.stop()
     await this.builds.stop()
     await this.memberships.stop()
     await this.sessions.stop()

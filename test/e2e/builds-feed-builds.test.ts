@@ -126,7 +126,7 @@ away('seals the attempt\'s logs, so a follower of its log ends', async ({ dir })
     assert.is(res.status, 200)
     const cancelled = await res.json() as Build
     assert.is(cancelled.status, 'cancelled')
-    assert.match(cancelled.attempts[0].reason ?? '', /while its worker was away/)
+    assert.match(cancelled.attempts[0].reason ?? '', /while its worker was away/, JSON.stringify(cancelled.attempts))
     const text = await within(20_000, 'the log follower to end', (async () => await (await fetch(`${url}/api/logs/${running.steps[0].log}?follow=1`)).text())())
     // The worker, stopped mid-step, may have said so before its log was cut off.
     assert.match(text, /^started\n(grid: the worker is stopping: sent SIGTERM[^\n]*\n)?$/)
