@@ -3,9 +3,12 @@
 //   - tail latency p50/p99: a step prints a timestamped line, a tailer in another process receives it
 //     (baseline: a bare libp2p 1-byte round trip between two processes, same TCP + pnet + Noise + Yamux stack);
 //   - sustained lines/s of one build's ~80-byte lines with three tailers attached;
-//   - peak memory of the worker and the store while a step writes a 1 GiB log (and the rate it is written at).
+//   - peak memory of the worker and the store while a step writes a 1 GiB log (and the rate it is written at);
+//   - log throughput with 20 secrets set (issue 18: every byte through the redactor) as a ratio to none, through
+//     the worker's LogWriter in this process to the store process.
 // Every loop is bounded in count, every phase in time. `npx node bench/logs.ts` runs it alone.
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,13 +17,19 @@ import { fileURLToPath } from 'node:url'
 import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../net/host.ts'
-import { newSecret } from '../net/join-code.ts'
+import { coordinatorAddress, newSecret, readJoinCode } from '../net/join-code.ts'
+import { loadIdentity } from '../net/identity.ts'
+import { issueGrant } from '../grid/write-grant.ts'
+import { placeFor } from '../grid/placement.ts'
+import { askCoordinator } from '../protocols/builds.ts'
+import { AppendStreams } from '../worker/append-streams.ts'
+import { LogWriter } from '../worker/log-writer.ts'
 import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
-import { attemptId, logId } from '../grid/ids.ts'
+import { attemptId, logId, newBuildId } from '../grid/ids.ts'
 import { MAX_LOG_BYTES } from '../grid/constants.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
-import { MemorySampler, percentile, sleep, within as withinMs } from './measure.ts'
+import { MemorySampler, median, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bare round trips for the baseline. */
@@ -35,6 +44,16 @@ const LINE_BYTES = 80
 const TAILERS = 3
 /** The big log: 1 GiB less 1 MiB, under the hard ceiling with room for the limit's line. */
 export const BIG_LOG_BYTES = Number(process.env.GRID_BENCH_LOG_BYTES ?? MAX_LOG_BYTES - 1024 * 1024)
+/**
+ * The secrets figure: SECRETS values (SECRETS - 1 tokens and a PEM key of PEM_LINES lines, each line masked too), a
+ * log of SECRET_LOG_WRITES 64 KiB writes of compiler-like lines, one value printed in each write; SECRET_PAIRS
+ * pairs of logs written one way then the other right after (the order alternating), so a busy moment of the
+ * machine weighs on both sides of a pair: the ratio is the median pair's.
+ */
+const SECRETS = 20
+const PEM_LINES = 26
+const SECRET_LOG_WRITES = 400
+const SECRET_PAIRS = 9
 /** No phase may run longer than this; the bench fails rather than hang. */
 const PHASE_TIMEOUT_MS = 300_000
 
@@ -145,6 +164,10 @@ export async function benchLogs (report: (line: string) => void = line => { proc
     const slowest = Math.min(...rate.results.map(r => r.lines / ((r.last - firstByte) / 1000)))
     rows.push({ name: `log lines/s to ${TAILERS} tailers (one build, ${LINE_BYTES}-byte lines)`, value: slowest, unit: '/s', baseline: { name: 'the same step into a bare pipe', value: bareLines, unit: '/s' }, ratio: slowest / bareLines })
 
+    report(`bench: log throughput with ${SECRETS} secrets set, and with none`)
+    const secrets = await within('the secrets figure', async () => await secretsThroughput(joinFile, join(dir, 'c')))
+    rows.push({ name: `log throughput with ${SECRETS} secrets set (the worker's log writer to a store process, 80-byte lines)`, value: secrets.masked, unit: 'MiB/s', baseline: { name: 'the same log with no secrets', value: secrets.plain, unit: 'MiB/s' }, ratio: secrets.ratio })
+
     report(`bench: a ${(BIG_LOG_BYTES / 2 ** 20).toFixed(0)} MiB log: worker and store memory`)
     const workerMemory = new MemorySampler(worker.proc.pid!)
     const storeMemory = new MemorySampler(store.proc.pid!)
@@ -168,6 +191,69 @@ export async function benchLogs (report: (line: string) => void = line => { proc
     await sleep(500)
     for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL')
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * MiB/s of one log written by the worker's LogWriter (from a peer on the grid, with a write grant from the
+ * coordinator's key) to the grid's store in its own process, sealed and named: with SECRETS values as its mask,
+ * and with none. The same writes both ways, so the ratio is what masking costs the worker's log path.
+ */
+async function secretsThroughput (joinFile: string, coordinatorDir: string): Promise<{ plain: number, masked: number, ratio: number }> {
+  const code = await readJoinCode(joinFile)
+  const host = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
+  const streams = new AppendStreams(host)
+  try {
+    const reply = await askCoordinator(host, coordinatorAddress(code), { t: 'stores' })
+    if (reply.t !== 'stores' || reply.stores.length === 0) throw new Error('the coordinator named no store')
+    const key = await loadIdentity(coordinatorDir)
+    const random = (n: number): string => randomBytes(n).toString('base64url').slice(0, n)
+    const values = [
+      ...Array.from({ length: SECRETS - 1 }, (_, i) => `${['ghp_', 'npm_', 'AKIA', 'xoxb-'][i % 4]}${random(36)}`),
+      `-----BEGIN PRIVATE KEY-----\n${Array.from({ length: PEM_LINES - 2 }, () => random(64)).join('\n')}\n-----END PRIVATE KEY-----\n`
+    ]
+    // Each write holds whole lines and prints one value (the PEM key's second line for the key).
+    const writes = values.map((value, i) => {
+      const secretLine = `+ curl -H 'Authorization: Bearer ${value.includes('\n') ? value.split('\n')[1] : value}' https://deploy.example\n`
+      let text = secretLine
+      for (let n = 0; text.length + LINE_BYTES <= 64 * 1024; n++) {
+        const line = `[${i}:${n}] compiling src/module-${n % 97}/file-${n}.ts ... ok (${(n * 13) % 1000} ms)`
+        text += line.padEnd(LINE_BYTES - 1, '.').slice(0, LINE_BYTES - 1) + '\n'
+      }
+      return Buffer.from(text)
+    })
+    const bytes = writes.reduce((sum, w) => sum + w.length, 0) * SECRET_LOG_WRITES / writes.length
+    const once = async (mask: string[] | undefined): Promise<number> => {
+      const attempt = attemptId(newBuildId(), 1)
+      const log = logId(attempt, 0)
+      const writer = new LogWriter({
+        streams, log, grant: await issueGrant(key, attempt, host.peerId.toString()), stores: placeFor(log, reply.stores, 1), limit: MAX_LOG_BYTES, mask
+      })
+      const began = performance.now()
+      for (let i = 0; i < SECRET_LOG_WRITES; i++) if (!writer.write(writes[i % writes.length])) await writer.drain()
+      const sealed = await writer.seal()
+      if (sealed.cid === undefined) throw new Error(`log ${log} was not sealed as written`)
+      if (mask === undefined ? sealed.size !== bytes : sealed.size >= bytes) throw new Error(`log ${log} is ${sealed.size} bytes of the ${bytes} written${mask === undefined ? '' : ': nothing was masked'}`)
+      // Counted as output printed: the masked log is a little shorter (each value becomes 3 bytes).
+      return bytes / 2 ** 20 / ((performance.now() - began) / 1000)
+    }
+    await once(undefined)
+    await once(values)
+    const plain: number[] = []
+    const masked: number[] = []
+    for (let pair = 0; pair < SECRET_PAIRS; pair++) {
+      if (pair % 2 === 0) {
+        plain.push(await once(undefined))
+        masked.push(await once(values))
+      } else {
+        masked.push(await once(values))
+        plain.push(await once(undefined))
+      }
+    }
+    return { plain: median(plain), masked: median(masked), ratio: median(masked.map((rate, i) => rate / plain[i])) }
+  } finally {
+    streams.closeAll()
+    await host.stop()
   }
 }
 

@@ -1,6 +1,7 @@
 // The coordinator's side of /nameless-grid/builds (protocols/builds.ts): what `grid submit`, `grid tail`, `grid run`
-// and a worker waiting for an input ask, one request per stream.
-import type { Stream } from '@libp2p/interface'
+// and a worker waiting for an input ask, one request per stream. The builds a request queues are untrusted unless
+// it proves its sender holds the trusted join code (grid/trust.ts).
+import type { Connection, Stream } from '@libp2p/interface'
 import { MessageChannel } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import { ProtocolService } from '../net/protocol-service.ts'
@@ -15,6 +16,8 @@ import { MAX_REQUESTS_PER_CONNECTION } from '../protocols/constants.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { StoreDirectory } from './store-directory.ts'
 import type { Pipelines } from './pipelines.ts'
+import { verifyTrust } from '../grid/trust.ts'
+import type { TrustHolder } from '../grid/trust.ts'
 
 export interface BuildsServiceComponents {
   host: GridHost
@@ -22,6 +25,8 @@ export interface BuildsServiceComponents {
   stores: StoreDirectory
   /** Answers `run-pipeline` and `get-pipeline`; without it they answer that this coordinator runs no pipelines. */
   pipelines?: Pick<Pipelines, 'create' | 'get'>
+  /** The grid's trust key, which a client proves it holds; without one every build submitted here is untrusted. */
+  trust?: TrustHolder
 }
 
 export interface BuildsServiceInit {
@@ -38,22 +43,25 @@ export class BuildsService extends ProtocolService<BuildsServiceComponents> {
     this.replicas = init.replicas ?? DEFAULT_REPLICAS
   }
 
-  protected async serve (stream: Stream): Promise<void> {
-    const { scheduler, stores, pipelines } = this.components
+  protected async serve (stream: Stream, connection: Connection): Promise<void> {
+    const { scheduler, stores, pipelines, trust } = this.components
+    /** Whether a request's proof (bound to the peer Noise authenticated on this connection) fails to show trust. */
+    const untrusted = (proof: Uint8Array | undefined): boolean =>
+      trust === undefined || verifyTrust(trust.current, proof, connection.remotePeer.toString(), this.components.host.peerId.toString()) !== 'trusted'
     const { replicas } = this
     const channel = new MessageChannel<BuildsRequest, BuildsReply>(stream, buildsRequest)
     try {
       const request = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
       let reply: BuildsReply
       try {
-        if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job)) }
+        if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job), { untrusted: untrusted(request.trust) }) }
         else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
         else if (request.t === 'run-pipeline' || request.t === 'get-pipeline') {
           if (pipelines === undefined) reply = { t: 'error', error: 'this coordinator runs no pipelines' }
           else if (request.t === 'run-pipeline') {
             const { url, ref, commit } = request
             const source = { repo: null, url: url ?? '', ...(ref !== undefined ? { ref } : {}), ...(commit !== undefined ? { commit } : {}), trigger: 'run' as const }
-            reply = { t: 'pipeline', pipeline: await pipelines.create({ file: request.pipeline, src: request.src, source }) }
+            reply = { t: 'pipeline', pipeline: await pipelines.create({ file: request.pipeline, src: request.src, source, untrusted: untrusted(request.trust) }) }
           } else {
             const pipeline = BUILD_ID_PATTERN.test(request.id) ? await pipelines.get(request.id) : undefined
             reply = pipeline === undefined ? { t: 'error', error: `no pipeline ${request.id}` } : { t: 'pipeline', pipeline }

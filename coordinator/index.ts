@@ -6,6 +6,8 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { PeerAddress } from '../net/dial.ts'
 import { LevelBuildHistory } from './history.ts'
 import { Scheduler } from './scheduler.ts'
+import type { SecretResolver } from './scheduler.ts'
+import type { TrustHolder } from '../grid/trust.ts'
 import { StoreDirectory } from './store-directory.ts'
 import type { StoreControl } from './store-directory.ts'
 import type { DenyList } from '../grid/deny-list.ts'
@@ -26,6 +28,7 @@ import { Repos } from './repos.ts'
 import { Poller } from './poller.ts'
 import { CommitStatus } from './commit-status.ts'
 import { SECRETS_KEY_FILE, secretsKey } from './secret-box.ts'
+import { Secrets } from './secrets.ts'
 
 /**
  * How long reading one small file (a checkout's `.grid.yml`) from the stores may take: it is at most a few hundred
@@ -46,6 +49,13 @@ export interface CoordinatorInit {
   localBlocks?: Blockstore
   /** The grid's deny list; its set is the one the host's gater reads. */
   denied: DenyList
+  /**
+   * The grid's trust key (DATA/trust), which trusted workers and clients prove they hold; replaced in place by a
+   * rotation (then call trustRotated()). Without one, no worker is trusted and every client's build is untrusted.
+   */
+  trust?: TrustHolder
+  /** Jobs' `secrets`: checked at submit, their values given at dispatch to trusted workers. @default NO_SECRETS */
+  secrets?: SecretResolver
   /** Test knobs; production uses the constants. */
   heartbeatMs?: number
   silenceLimitMs?: number
@@ -65,6 +75,8 @@ export class Coordinator {
   readonly replicas: number
   /** Pipelines from a `.grid.yml` or a commit of a repository (coordinator/pipelines.ts), kept beside the builds. */
   readonly pipelines: Pipelines
+  /** The grid's secrets (`grid secret set`), values sealed at rest in DATA/secrets.db. Set by start(). */
+  secretStore!: Secrets
   /** Registered repositories (`grid repo add`), their webhooks' secrets and status targets sealed at rest. Set by start(). */
   repos!: Repos
   private poller: Poller | undefined
@@ -97,10 +109,12 @@ export class Coordinator {
       replicas: init.replicas,
       fenceLogs: logs => { this.stores.fence(logs) },
       reclaimWindowMs: init.reclaimWindowMs,
+      // The store is opened by start(), before the scheduler (a reclaimed build may be dispatched at once).
+      secrets: init.secrets ?? { check: (names, scope) => this.secretStore.check(names, scope), values: names => this.secretStore.values(names) },
       log: init.log
     })
     this.sessions = new WorkSessions({
-      host: init.host, scheduler: this.scheduler, identity: init.identity, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, log: init.log
+      host: init.host, scheduler: this.scheduler, identity: init.identity, trust: init.trust, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, log: init.log
     })
     this.memberships = new StoreMemberships(init.host, this.stores, () => init.denied.list(), this.content)
     this.pipelines = new Pipelines({
@@ -109,7 +123,7 @@ export class Coordinator {
       readFile: async (cid, maxBytes, signal) => await this.readSmall(cid, maxBytes, signal),
       log: init.log
     })
-    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores, pipelines: this.pipelines }, { replicas: this.replicas })
+    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores, pipelines: this.pipelines, trust: init.trust }, { replicas: this.replicas })
   }
 
   async start (): Promise<void> {
@@ -118,9 +132,12 @@ export class Coordinator {
       this.stores.add(this.init.localStore, this.init.localControl)
       this.content.joined(this.init.localStore.peer)
     }
+    const key = await secretsKey(join(this.init.dataDir, SECRETS_KEY_FILE))
+    this.secretStore = new Secrets({ db: new Level<string, any>(join(this.init.dataDir, 'secrets.db')), key })
+    await this.secretStore.open()
     await this.scheduler.start()
     await this.pipelines.start()
-    this.repos = new Repos({ db: new Level<string, any>(join(this.init.dataDir, 'repos.db')), key: await secretsKey(join(this.init.dataDir, SECRETS_KEY_FILE)) })
+    this.repos = new Repos({ db: new Level<string, any>(join(this.init.dataDir, 'repos.db')), key })
     await this.repos.open()
     // Statuses first: the first poll's pipelines post their `pending`.
     this.statuses = new CommitStatus({ repos: this.repos, pipelines: this.pipelines, webUrl: () => this.init.webUrl?.(), log: this.init.log ?? (() => {}) })
@@ -158,6 +175,18 @@ export class Coordinator {
     return this.init.denied.list()
   }
 
+  /**
+   * The trust key in `init.trust` was just replaced: every worker that proved trust with an older key is cut off
+   * (its builds are lost and queued again); with only the old code it comes back untrusted. Returns how many.
+   */
+  trustRotated (): number {
+    const current = this.init.trust?.current
+    if (current === undefined) return 0
+    const cut = this.sessions.cutStaleTrust(current)
+    this.init.log?.(`trusted join code rotated: ${cut} worker(s) that proved trust with the old one cut off`)
+    return cut
+  }
+
   /** When the grid's last copy of `cid` was evicted, if it was. */
   async evictedAt (cid: string): Promise<string | undefined> {
     return await this.history.evictedAt(cid)
@@ -188,6 +217,7 @@ export class Coordinator {
     await this.poller?.stop()
     await this.statuses?.stop()
     await this.repos?.close()
+    await this.secretStore?.close()
     await this.pipelines.stop()
     await this.builds.stop()
     await this.memberships.stop()

@@ -2,7 +2,7 @@
 // a commit of a repository, the checkout build that fetches it first. A pipeline keeps its builds' statuses from
 // the scheduler's build events and decides its own from them. It never touches a stream or a worker: the scheduler,
 // where pipelines are kept and how content is read all come in, so it is tested alone with a memory history.
-import type { Build, Pipeline, PipelineSource, PipelineStatus } from '../grid/build.ts'
+import type { Build, BuildSource, Pipeline, PipelineSource, PipelineStatus } from '../grid/build.ts'
 import { FINISHED, PIPELINE_FINISHED } from '../grid/build.ts'
 import { newPipelineId } from '../grid/ids.ts'
 import type { Job } from '../grid/job.ts'
@@ -84,6 +84,11 @@ export interface CreatePipeline {
   /** CID of the tree the builds get as `src`. */
   src?: string
   source: PipelineSource
+  /**
+   * Sent by a member without the trusted join code (`grid run` with the ordinary code): its builds never run on a
+   * trusted worker and get no secret.
+   */
+  untrusted?: boolean
 }
 
 /** A commit of a registered repository (a push, a poll): the grid fetches it from `url`, which it registered. */
@@ -181,7 +186,7 @@ export class Pipelines {
       jobs: []
     }
     this.live.set(pipeline.id, pipeline)
-    await this.submitAll(pipeline, planned)
+    await this.submitAll(pipeline, planned, init.untrusted === true)
     return pipeline
   }
 
@@ -241,8 +246,11 @@ export class Pipelines {
     return planned
   }
 
-  /** Submit the planned builds in order (needs first), each after the builds of its needs. */
-  private async submitAll (pipeline: Pipeline, planned: PlannedBuild[]): Promise<void> {
+  /**
+   * Submit the planned builds in order (needs first), each after the builds of its needs, with the pipeline's
+   * repository and ref as their source (what a secret's scope is checked against).
+   */
+  private async submitAll (pipeline: Pipeline, planned: PlannedBuild[], untrusted = false): Promise<void> {
     pipeline.jobs = planned.map(p => ({ name: p.name, job: p.job, needs: p.needs.map(n => n.name), status: 'queued' }))
     if (planned.length === 0) {
       // Every job was left out (`branches`): nothing to run, nothing failed.
@@ -272,7 +280,7 @@ export class Pipelines {
         if (after.length > 0) spec.after = [...(plan.spec.after ?? []), ...after]
         let build: Build
         try {
-          build = await this.scheduler.submit(spec, { pipeline: pipeline.id, jobName: plan.name })
+          build = await this.scheduler.submit(spec, { pipeline: pipeline.id, jobName: plan.name, source: buildSource(pipeline), ...(untrusted ? { untrusted } : {}) })
         } catch (err: any) {
           if (!isGridError(err)) throw err
           // Nothing a check before could catch should get here; if it does, the pipeline says so and stops.
@@ -296,7 +304,7 @@ export class Pipelines {
   }
 
   private async submitCheckout (pipeline: Pipeline, job: Job): Promise<void> {
-    const build = await this.scheduler.submit(job, { pipeline: pipeline.id, jobName: CHECKOUT_JOB })
+    const build = await this.scheduler.submit(job, { pipeline: pipeline.id, jobName: CHECKOUT_JOB, source: buildSource(pipeline) })
     pipeline.checkout = build.id
     // Cancelled while it was being queued: it goes too.
     if (PIPELINE_FINISHED.has(pipeline.status)) await this.cancelBuild(build.id, 'the cancel of its pipeline')
@@ -505,6 +513,17 @@ export function pipelineStatus (pipeline: Pick<Pipeline, 'jobs' | 'started'>): P
   const waiting = pipeline.started !== undefined ? 'running' : 'queued'
   if (pipeline.jobs.length === 0 || !pipeline.jobs.every(j => FINISHED.has(j.status))) return waiting
   return pipeline.jobs.every(j => j.status === 'succeeded') ? 'succeeded' : 'failed'
+}
+
+/**
+ * What a secret's scope is checked against for a pipeline's builds: its registered repository (or none) and its ref
+ * as the pipeline has it (`refs/heads/main`). Only a registered repository's ref counts: the grid fetched that commit
+ * from the registered URL for a signed push or its own poll, while the ref of `grid run` or the API is only what the
+ * client said, so a secret scoped to a branch is not theirs to claim.
+ */
+function buildSource (pipeline: Pipeline): BuildSource {
+  const { repo, ref } = pipeline.source
+  return repo !== null && ref !== undefined ? { repo, ref } : { repo }
 }
 
 /** A source a pipeline can be started from, or InvalidPipelineSourceError saying what is wrong with it. */

@@ -1,15 +1,15 @@
 // The coordinator's state machine: the queue, the connected workers, and every attempt's life.
 // It never touches a stream: workers reach it through the narrow WorkerLink, storage through BuildHistory,
 // so it is tested alone with a memory history and stub links.
-import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildStatus, Capabilities } from '../grid/build.ts'
+import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildSource, BuildStatus, Capabilities } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
 import { attemptId, logId, newBuildId } from '../grid/ids.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from '../grid/job.ts'
 import { InvalidJobError, inputBuilds, satisfies, unmetRequirement } from '../grid/job.ts'
-import { CANCEL_SEAL_MARGIN_MS, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from '../grid/constants.ts'
+import { CANCEL_SEAL_MARGIN_MS, MAX_ASSIGNED_SECRET_BYTES, RECLAIM_WINDOW_MS, TIMEOUT_GRACE_MS } from '../grid/constants.ts'
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
-import { GridError } from '../net/errors.ts'
+import { GridError, isGridError } from '../net/errors.ts'
 import type { PeerAddress } from '../net/dial.ts'
 
 export interface Assignment {
@@ -21,6 +21,11 @@ export interface Assignment {
   stores: PeerAddress[]
   /** How many of `stores` each log and artifact goes to (placed by grid/placement.ts). */
   replicas: number
+  /**
+   * The values of the job's `secrets`, by name, for a trusted worker only. Never kept: not in the build, its
+   * history, an event or a log line; the link sends it and forgets it.
+   */
+  secrets?: Record<string, string>
 }
 
 /** What the scheduler needs of a connected worker's session. */
@@ -30,6 +35,11 @@ export interface WorkerLink {
   readonly slots: number
   /** Where the worker serves the outputs it keeps (its cache); empty when it does not listen. */
   readonly addrs?: string[]
+  /**
+   * Whether the worker proved, when it joined, that it holds the trusted join code (grid/trust.ts): only a trusted
+   * worker gets builds with secrets, and never a build from a member without that code. Absent: not trusted.
+   */
+  readonly trusted?: boolean
   assign (assignment: Assignment): void
   /**
    * Tell the worker to stop an attempt: the user cancelled it, or it is no longer current (fenced). `why` is the
@@ -41,8 +51,39 @@ export interface WorkerLink {
 export interface CapacityGroup {
   capabilities: Capabilities
   nodes: number
+  /** How many of `nodes` are trusted workers. */
+  trusted: number
   slots: number
   busy: number
+}
+
+/**
+ * Where the scheduler learns about secrets (the grid's secret store implements it). Values are asked for only at
+ * the moment a build is handed to a trusted worker, and go nowhere but into that assignment.
+ */
+export interface SecretResolver {
+  /**
+   * Undefined when every name exists and the build's scope may use it, else the one sentence why not:
+   * `secret NAME is not available to this build (scope: repos X, branches main)`.
+   */
+  check (names: string[], scope: BuildSource): string | undefined
+  /** The values, for an assignment to a trusted worker; throws if one is gone. */
+  values (names: string[]): Record<string, string>
+}
+
+/** The resolver of a coordinator that keeps no secrets: every name is unknown. */
+export const NO_SECRETS: SecretResolver = {
+  check: names => names.length === 0 ? undefined : `secret ${names[0]} is not available to this build (this grid keeps no secret of that name)`,
+  values: names => {
+    if (names.length > 0) throw new SecretUnavailableError(`secret ${names[0]} is not available to this build (this grid keeps no secret of that name)`)
+    return {}
+  }
+}
+
+/** A build's secret cannot be given to it (out of scope, gone, too large to send): the build fails saying so. */
+export class SecretUnavailableError extends GridError {
+  name = 'SecretUnavailableError'
+  readonly status = 409
 }
 
 export interface Capacity {
@@ -87,8 +128,16 @@ export interface SchedulerInit {
   reclaimWindowMs?: number
   /** How long past a cancelled attempt's kill grace its logs are sealed from here if its worker has not. @default CANCEL_SEAL_MARGIN_MS */
   cancelSealMarginMs?: number
+  /** Checks jobs' `secrets` and gives their values at dispatch. @default NO_SECRETS */
+  secrets?: SecretResolver
   log?: (line: string) => void
 }
+
+/** Why a build from a member without the trusted join code waits while only trusted workers could take it. */
+export const ONLY_TRUSTED_CONNECTED = 'only trusted workers are connected, and this build came from a member without the trusted join code'
+export const ONLY_TRUSTED_CAPABLE = 'only trusted workers can run it, and this build came from a member without the trusted join code'
+/** Why a build with secrets waits: none of the workers that could take it is trusted. */
+export const NO_TRUSTED_WORKER = 'no trusted worker can run it'
 
 type Listener<T> = (value: T) => void
 
@@ -102,6 +151,7 @@ export class Scheduler {
   private readonly fenceLogs: (logs: string[]) => void
   private readonly reclaimWindowMs: number
   private readonly cancelSealMarginMs: number
+  private readonly secrets: SecretResolver
   private readonly log: (line: string) => void
   /** Builds not yet finished, by id; finished ones live only in history. */
   private readonly live = new Map<string, Build>()
@@ -141,6 +191,7 @@ export class Scheduler {
     this.fenceLogs = init.fenceLogs ?? (() => {})
     this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
     this.cancelSealMarginMs = init.cancelSealMarginMs ?? CANCEL_SEAL_MARGIN_MS
+    this.secrets = init.secrets ?? NO_SECRETS
     this.log = init.log ?? (() => {})
   }
 
@@ -191,9 +242,12 @@ export class Scheduler {
    * Queue a build. Throws InvalidJobError when a `build:` input or an `after` entry names a build the grid never
    * had. A build whose input builds (or `after` builds) have not succeeded yet waits (not dispatched, holding no
    * slot); one whose input build already failed, or succeeded without that artifact, ends `failed` at once with a
-   * reason naming it, and one whose `after` build did not succeed ends `skipped`. `meta` ties it to a pipeline.
+   * reason naming it, and one whose `after` build did not succeed ends `skipped`. `meta` ties it to a pipeline
+   * (`source`: its repository and ref, which secrets' scopes are checked against) and says whether it came from a
+   * member without the trusted join code (`untrusted`: it never runs on a trusted worker). A build naming a secret
+   * it may not have (out of scope, unknown, or untrusted) ends `failed` at once, saying which and why.
    */
-  async submit (job: Job, meta: { pipeline?: string, jobName?: string } = {}): Promise<Build> {
+  async submit (job: Job, meta: { pipeline?: string, jobName?: string, source?: BuildSource, untrusted?: boolean } = {}): Promise<Build> {
     for (const [path, ref] of Object.entries(inputBuilds(job))) {
       if (!this.live.has(ref.build) && await this.history.get(ref.build) === undefined) {
         throw new InvalidJobError(`inputs.${path}: there is no build ${ref.build}`)
@@ -210,14 +264,18 @@ export class Scheduler {
       job,
       ...(meta.pipeline !== undefined ? { pipeline: meta.pipeline } : {}),
       ...(meta.jobName !== undefined ? { jobName: meta.jobName } : {}),
+      ...(meta.source !== undefined ? { source: { ...meta.source } } : {}),
+      ...(meta.untrusted === true ? { untrusted: true as const } : {}),
       created: new Date().toISOString(),
       attempts: [],
       steps: [],
       artifacts: []
     }
     this.live.set(build.id, build)
+    const refused = this.secretsRefused(build)
+    if (refused !== undefined) this.finish(build, 'failed', refused)
     // Inputs first: a build whose input build already failed must not reach a worker in between.
-    await this.awaitInputs(build)
+    else await this.awaitInputs(build)
     if (build.status === 'queued') this.enqueue(build)
     await this.history.save(build)
     this.notify(build, true)
@@ -388,12 +446,13 @@ export class Scheduler {
       const key = JSON.stringify(Object.entries(caps).sort(([a], [b]) => a < b ? -1 : 1))
       let group = groups.get(key)
       if (group === undefined) {
-        group = { capabilities: caps, nodes: 0, slots: 0, busy: 0 }
+        group = { capabilities: caps, nodes: 0, trusted: 0, slots: 0, busy: 0 }
         groups.set(key, group)
       }
       // A draining worker offers only the slots it is still busy in.
       const offered = seat.draining ? seat.running.size : seat.link.slots
       group.nodes++
+      if (seat.link.trusted === true) group.trusted++
       group.slots += offered
       group.busy += seat.running.size
       slots += offered
@@ -429,8 +488,10 @@ export class Scheduler {
       }
       return
     }
-    const pool = [...this.seats].map(s => s.link.capabilities)
+    const links = [...this.seats].map(s => s.link)
     const remaining: string[] = []
+    /** Builds whose secrets cannot be given to them now: they end once the queue is settled. */
+    const refused: Array<{ build: Build, error: string }> = []
     for (const id of this.queue) {
       const build = this.live.get(id)
       if (build === undefined || build.status !== 'queued') continue
@@ -438,9 +499,9 @@ export class Scheduler {
         remaining.push(id)
         continue
       }
-      const seat = this.freestSeat(build.job.requires)
+      const seat = this.freestSeat(build)
       if (seat === undefined) {
-        const waiting = waitingText(build, unmetRequirement(build.job.requires, pool) ?? 'every capable worker is busy')
+        const waiting = waitingText(build, whyNoWorker(build, links))
         if (build.waiting !== waiting) {
           build.waiting = waiting
           this.changed(build, false)
@@ -448,9 +509,42 @@ export class Scheduler {
         remaining.push(id)
         continue
       }
-      this.startAttempt(build, seat)
+      let secrets: Record<string, string> | undefined
+      try {
+        secrets = this.secretValues(build)
+      } catch (err: any) {
+        refused.push({ build, error: isGridError(err) ? err.message : `the values of this build's secrets could not be read (${err.message})` })
+        continue
+      }
+      this.startAttempt(build, seat, secrets)
     }
     this.queue = remaining
+    for (const { build, error } of refused) this.finish(build, 'failed', error)
+  }
+
+  /** Why a build's secrets may not be given to it (asked at submit, and again at dispatch); undefined when they may, or it has none. */
+  private secretsRefused (build: Build): string | undefined {
+    const names = build.job.secrets ?? []
+    if (names.length === 0) return undefined
+    if (build.untrusted === true) return `secret ${names[0]} is not available to this build (it was submitted without the trusted join code)`
+    return this.secrets.check(names, build.source ?? { repo: null })
+  }
+
+  /**
+   * The values of a build's secrets as it is handed to a worker, checked again (a secret may have been removed or
+   * its scope changed while the build waited); throws SecretUnavailableError with the sentence the build fails with.
+   */
+  private secretValues (build: Build): Record<string, string> | undefined {
+    const names = build.job.secrets ?? []
+    if (names.length === 0) return undefined
+    const refused = this.secretsRefused(build)
+    if (refused !== undefined) throw new SecretUnavailableError(refused)
+    const values = this.secrets.values(names)
+    const bytes = Object.values(values).reduce((sum, v) => sum + Buffer.byteLength(v), 0)
+    if (bytes > MAX_ASSIGNED_SECRET_BYTES) {
+      throw new SecretUnavailableError(`the secrets of this build are ${bytes} bytes together; a worker is sent at most ${MAX_ASSIGNED_SECRET_BYTES}`)
+    }
+    return values
   }
 
   /** Keep the queue in the order builds should start: higher priority first, then oldest (ids sort by age). */
@@ -462,12 +556,12 @@ export class Scheduler {
     else this.queue.splice(at, 0, build.id)
   }
 
-  private freestSeat (requires: Record<string, string>): Seat | undefined {
+  private freestSeat (build: Build): Seat | undefined {
     let best: Seat | undefined
     let bestFree = 0
     for (const seat of this.seats) {
       const free = seat.draining ? 0 : seat.link.slots - seat.running.size
-      if (free > bestFree && satisfies(requires, seat.link.capabilities)) {
+      if (free > bestFree && trustAllows(build, seat.link) && satisfies(build.job.requires, seat.link.capabilities)) {
         best = seat
         bestFree = free
       }
@@ -475,12 +569,13 @@ export class Scheduler {
     return best
   }
 
-  private startAttempt (build: Build, seat: Seat): void {
+  /** Hand `build` to `seat`; `secrets` (the job's values, for a trusted seat) go into the assignment and nowhere else. */
+  private startAttempt (build: Build, seat: Seat, secrets?: Record<string, string>): void {
     const id = attemptId(build.id, build.attempts.length + 1)
     const now = new Date().toISOString()
     const logs = build.job.steps.map((_, i) => logId(id, i))
     const attempt: Attempt = {
-      id, worker: seat.link.worker, capabilities: seat.link.capabilities, started: now, logs
+      id, worker: seat.link.worker, trusted: seat.link.trusted === true, capabilities: seat.link.capabilities, started: now, logs
     }
     build.attempts.push(attempt)
     build.status = 'running'
@@ -493,7 +588,7 @@ export class Scheduler {
     // What the builds it ran after kept goes in first; its own inputs win a clash of paths.
     const placed = this.placed.get(build.id)
     const job = placed === undefined ? build.job : { ...build.job, inputs: { ...placed, ...build.job.inputs } }
-    seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas })
+    seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas, ...(secrets !== undefined ? { secrets } : {}) })
     this.changed(build)
     this.inputMoved(build)
   }
@@ -688,6 +783,32 @@ export class Scheduler {
     const capacity = this.capacity()
     for (const listener of this.capacityListeners) listener(capacity)
   }
+}
+
+/**
+ * Whether trust lets `link` take `build`: a build with secrets goes only to a trusted worker, and a build from a
+ * member without the trusted join code never goes to one (else the ordinary code would run code where secrets are).
+ */
+function trustAllows (build: Build, link: WorkerLink): boolean {
+  const trusted = link.trusted === true
+  if (build.untrusted === true && trusted) return false
+  return trusted || (build.job.secrets ?? []).length === 0
+}
+
+/** Why no connected worker takes a queued build now, in one phrase (`links`: every connected worker). */
+function whyNoWorker (build: Build, links: WorkerLink[]): string {
+  const { requires } = build.job
+  const allowed = links.filter(l => trustAllows(build, l))
+  const unmet = unmetRequirement(requires, allowed.map(l => l.capabilities))
+  if (unmet === undefined) return 'every capable worker is busy'
+  if ((build.job.secrets ?? []).length > 0) {
+    // "no worker has gpu=a100" would be wrong where an untrusted worker has it: say what the trusted ones lack.
+    return allowed.length === 0 ? NO_TRUSTED_WORKER : `${NO_TRUSTED_WORKER} (${unmet.replace(/^no (single )?worker/, 'none')})`
+  }
+  if (build.untrusted === true && links.some(l => satisfies(requires, l.capabilities))) {
+    return allowed.length === 0 ? ONLY_TRUSTED_CONNECTED : ONLY_TRUSTED_CAPABLE
+  }
+  return unmetRequirement(requires, links.map(l => l.capabilities)) ?? unmet
 }
 
 /** Why a finished input build cannot feed `path`: it did not succeed, or has no such artifact. Undefined when it can. */

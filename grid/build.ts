@@ -11,6 +11,11 @@ export interface Attempt {
   id: string
   /** The worker's peer ID: the only place a worker's identity is kept. */
   worker: string
+  /**
+   * Whether that worker proved, when it joined, that it holds the trusted join code (grid/trust.ts): only such a
+   * worker is given secrets. Absent from records made before trust existed.
+   */
+  trusted?: boolean
   capabilities: Capabilities
   started: string
   finished?: string
@@ -38,6 +43,17 @@ export interface Build {
   /** The pipeline this build belongs to, and its name there (`test (cflags=-O0)`); absent for a lone build. */
   pipeline?: string
   jobName?: string
+  /**
+   * Where the build's code came from, which a secret's scope is checked against: the registered repository (null
+   * for none) and the ref, from its pipeline. Absent for a lone build (`{ repo: null }`).
+   */
+  source?: BuildSource
+  /**
+   * True when it was submitted by a member holding only the ordinary join code: it never runs on a trusted worker
+   * and gets no secret. Builds from the HTTP API (with the token), from registered repositories and from holders
+   * of the trusted join code are trusted (the field is absent).
+   */
+  untrusted?: true
   created: string
   started?: string
   finished?: string
@@ -50,6 +66,12 @@ export interface Build {
   attempts: Attempt[]
   steps: StepRecord[]
   artifacts: ArtifactRecord[]
+}
+
+/** What a secret's scope is checked against: a registered repository's id (null for none) and a ref. */
+export interface BuildSource {
+  repo: string | null
+  ref?: string
 }
 
 /**

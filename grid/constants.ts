@@ -122,3 +122,19 @@ export const MAX_MATRIX_COMBINATIONS = 256
 
 /** Builds one pipeline may plan (every job, every combination): a larger pipeline is refused, saying its count, and nothing is created. */
 export const MAX_PIPELINE_BUILDS = 1_000
+
+/** Secrets one job may name: a deploy needs a handful; past this the job is refused, naming the field. */
+export const MAX_JOB_SECRETS = 50
+/** Characters of a secret's name (an environment variable's name): far more than any real one. */
+export const MAX_SECRET_NAME_CHARS = 128
+/**
+ * Bytes (UTF-8) of one secret's value: it becomes an environment variable of each step, and Linux refuses one
+ * environment string over 128 KiB (E2BIG), so the same cap as a job's own env values.
+ */
+export const MAX_SECRET_VALUE_BYTES = MAX_COMMAND_BYTES
+/**
+ * Bytes of every secret value one assignment carries, together: an assignment is one wire message (at most
+ * MAX_MESSAGE_BYTES, with the job of up to MAX_JOB_BYTES beside it). A build whose secrets add up to more fails
+ * at dispatch, saying so, rather than being sent in pieces.
+ */
+export const MAX_ASSIGNED_SECRET_BYTES = 512 * 1024

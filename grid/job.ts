@@ -2,7 +2,8 @@
 import { z } from 'zod'
 import {
   DEFAULT_KILL_GRACE_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, MAX_ARTIFACT_GLOBS, MAX_CAPABILITY_VALUE_CHARS, MAX_COMMAND_BYTES, MAX_INPUTS, MAX_JOB_BYTES,
-  MAX_AFTER_BUILDS, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_PRIORITY, MAX_RETRIES, MAX_STEPS, MAX_TIMEOUT_S, MIN_PRIORITY
+  MAX_AFTER_BUILDS, MAX_JOB_SECRETS, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_PRIORITY, MAX_RETRIES, MAX_SECRET_NAME_CHARS, MAX_STEPS, MAX_TIMEOUT_S,
+  MIN_PRIORITY
 } from './constants.ts'
 import { ARTIFACT_REF_PATTERN, BUILD_ID_PATTERN, parseArtifactRef } from './ids.ts'
 import type { ArtifactRef } from './ids.ts'
@@ -21,6 +22,15 @@ const osString = (max: number = MAX_COMMAND_BYTES) => z.string()
 export const CAPABILITY_KEY_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
 export const capabilityKey = z.string().regex(CAPABILITY_KEY_PATTERN, 'capability names are 1-64 letters, digits or _.:-')
 export const capabilityValue = z.string().max(MAX_CAPABILITY_VALUE_CHARS)
+
+/**
+ * A secret's name, in a job's `secrets` and the grid's secret store alike: it becomes the name of an environment
+ * variable of the job's steps, so it is spelled like one, upper case (GitHub's and GitLab's rule).
+ */
+export const SECRET_NAME_PATTERN = /^[A-Z_][A-Z0-9_]*$/
+export const secretName = z.string()
+  .max(MAX_SECRET_NAME_CHARS, `a secret's name is at most ${MAX_SECRET_NAME_CHARS} characters`)
+  .regex(SECRET_NAME_PATTERN, 'secret names are upper-case letters, digits and _, not starting with a digit')
 
 export const stepSchema = z.strictObject({
   name: osString(200).pipe(z.string().min(1)).optional(),
@@ -65,6 +75,12 @@ export const jobSchema = z.strictObject({
   /** Bytes of output kept per step (DEFAULT_LOG_LIMIT_BYTES when absent); past it one line says so and the rest is dropped. */
   logLimit: z.number({ error: 'must be a number of bytes' }).int('must be a whole number of bytes')
     .positive('must be at least 1 byte').max(MAX_LOG_BYTES, `must be at most ${MAX_LOG_BYTES} bytes (1 GiB, the grid's ceiling on one log)`).optional(),
+  /**
+   * Secrets from the grid's secret store, by name: each becomes an environment variable of every step (a secret
+   * wins over `env`). A job that names one runs only on a trusted worker, and only if its scope lets this build use it.
+   */
+  secrets: z.array(secretName).max(MAX_JOB_SECRETS, `at most ${MAX_JOB_SECRETS} secrets`)
+    .refine(names => new Set(names).size === names.length, 'each secret is named once').default([]),
   /** Higher runs first; equal priorities run oldest first. */
   priority: z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY).default(0),
   /** Seconds between SIGTERM and SIGKILL when a step is cancelled, times out or leaves processes behind (Buildkite gives 10 s). */

@@ -20,6 +20,8 @@ export const MAX_PEER_ADDRS = 64
 
 /** The grid's secret is libp2p pnet's pre-shared key, which is 32 bytes. */
 export const SECRET_BYTES = 32
+/** The grid's trust key (a trusted join code's `t`): an HMAC-SHA256 key, as long as the hash it keys. */
+export const TRUST_KEY_BYTES = 32
 /** A join code longer than this is not ours; checked before any decoding. */
 export const MAX_JOIN_CODE_CHARS = 8_192
 

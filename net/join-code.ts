@@ -1,5 +1,8 @@
 // The join code: everything a node needs to enter a grid, in one pasteable line.
-// It carries the grid's 32-byte secret (the libp2p pnet key) and the coordinator's addresses with its peer ID.
+// It carries the grid's 32-byte secret (the libp2p pnet key) and the coordinator's addresses with its peer ID; a
+// trusted join code (DATA/join-trusted) carries the grid's trust key too, with which its holder proves trust to the
+// coordinator on each connection (grid/trust.ts). A code without one (every code made before trust existed) is an
+// ordinary one.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { encode, decode } from 'cborg'
@@ -9,7 +12,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { z } from 'zod'
 import { GridError } from './errors.ts'
-import { MAX_JOIN_CODE_CHARS, SECRET_BYTES } from './constants.ts'
+import { MAX_JOIN_CODE_CHARS, SECRET_BYTES, TRUST_KEY_BYTES } from './constants.ts'
 import type { PeerAddress } from './dial.ts'
 
 
@@ -23,13 +26,16 @@ export interface JoinCode {
   secret: Uint8Array
   coordinator: PeerId
   addrs: Multiaddr[]
+  /** The grid's trust key (TRUST_KEY_BYTES), in a trusted join code only. */
+  trust?: Uint8Array
 }
 
 const payload = z.object({
   v: z.literal(1),
   k: z.instanceof(Uint8Array).refine(k => k.length === SECRET_BYTES, 'secret must be 32 bytes'),
   p: z.string(),
-  a: z.array(z.string()).min(1)
+  a: z.array(z.string()).min(1),
+  t: z.instanceof(Uint8Array).refine(t => t.length === TRUST_KEY_BYTES, 'trust key must be 32 bytes').optional()
 })
 
 export function newSecret (): Uint8Array {
@@ -38,7 +44,8 @@ export function newSecret (): Uint8Array {
 
 export function encodeJoinCode (code: JoinCode): string {
   const a = code.addrs.map(ma => ma.decapsulateCode(421).toString())
-  return PREFIX + Buffer.from(encode({ v: 1, k: code.secret, p: code.coordinator.toString(), a })).toString('base64url')
+  const trust = code.trust !== undefined ? { t: code.trust } : {}
+  return PREFIX + Buffer.from(encode({ v: 1, k: code.secret, p: code.coordinator.toString(), a, ...trust })).toString('base64url')
 }
 
 export function decodeJoinCode (text: string): JoinCode {
@@ -60,7 +67,7 @@ export function decodeJoinCode (text: string): JoinCode {
   } catch {
     throw new BadJoinCodeError('join code holds a bad address or peer ID')
   }
-  return { secret: parsed.k, coordinator, addrs }
+  return { secret: parsed.k, coordinator, addrs, ...(parsed.t !== undefined ? { trust: parsed.t } : {}) }
 }
 
 /** `--join` takes the code itself or a file holding it. */

@@ -78,6 +78,14 @@ export interface OutboundHandler<In, Out> extends SessionHandler<In> {
   hello: () => Out | Promise<Out>
   /** A message that came before the welcome (the store's deny list): false refuses it and ends the session. */
   beforeWelcome?: (message: In) => Promise<boolean>
+  /** The welcome, as the protocol's schema read it (with whatever that protocol adds to it); runs before `joined`. */
+  welcomed?: (welcome: In) => void
+}
+
+/** The coordinator's side of one session: its handler, and what its welcome adds to the heartbeat. */
+export interface InboundHandler<In> extends SessionHandler<In> {
+  /** Fields the welcome carries besides `t` and the heartbeat (the work protocol's trust verdict). */
+  welcome?: Record<string, unknown>
 }
 
 const BEAT = { t: 'beat' } as const
@@ -147,13 +155,14 @@ export interface InboundSessionsInit<In extends SessionMessage, Out extends Sess
    * A hello arrived from `peer`: the session's handler, or a throw to refuse it. What it sends goes out before the
    * welcome (the store's deny list); it sets nothing up that `ended` would have to undo (`joined` does that).
    */
-  open: (hello: Hello<In>, peer: string, send: Send<Out>) => Promise<SessionHandler<In>> | SessionHandler<In>
+  open: (hello: Hello<In>, peer: string, send: Send<Out>) => Promise<InboundHandler<In>> | InboundHandler<In>
 }
 
 /** The coordinator's end of a session protocol: every session a node opens, each with its handler. */
 export class InboundSessions<In extends SessionMessage, Out extends SessionMessage> {
   private readonly init: InboundSessionsInit<In, Out>
-  private readonly open = new Set<Stream>()
+  /** Every open stream, with its handler once its hello was taken. */
+  private readonly open = new Map<Stream, InboundHandler<In> | undefined>()
   private stopping = false
 
   constructor (init: InboundSessionsInit<In, Out>) {
@@ -171,20 +180,35 @@ export class InboundSessions<In extends SessionMessage, Out extends SessionMessa
   async stop (): Promise<void> {
     this.stopping = true
     await this.init.host.unhandle(this.init.protocol)
-    for (const stream of this.open) stream.abort(new Error('stopping'))
+    for (const stream of this.open.keys()) stream.abort(new Error('stopping'))
+  }
+
+  /**
+   * End every session (past its hello) whose handler `which` picks: a welcomed one's handler hears `closed`, and the
+   * node may dial again. Returns how many were ended.
+   */
+  protected endSessions (which: (handler: InboundHandler<In>) => boolean, why: string): number {
+    let ended = 0
+    for (const [stream, handler] of this.open) {
+      if (handler === undefined || !which(handler)) continue
+      stream.abort(new Error(why))
+      ended++
+    }
+    return ended
   }
 
   private async serve (stream: Stream, peer: string): Promise<void> {
     const { helloTimeoutMs, heartbeatMs, silenceLimitMs } = this.init
     const channel = new MessageChannel<In, Out>(stream, this.init.schema)
     const send: Send<Out> = async message => { await channel.send(message) }
-    this.open.add(stream)
+    this.open.set(stream, undefined)
     try {
       const hello = await channel.expect({ signal: AbortSignal.timeout(helloTimeoutMs) })
       if (hello.t !== 'hello') throw new SessionProtocolError(`a session starts with hello, not ${hello.t}`)
       const handler = await this.init.open(hello as Hello<In>, peer, send)
+      this.open.set(stream, handler)
       const welcome: Welcome = { t: 'welcome', heartbeatMs, silenceLimitMs }
-      await send(welcome as unknown as Out)
+      await send({ ...handler.welcome, ...welcome } as unknown as Out)
       await converse(channel, handler, welcome, () => this.stopping)
       await endStream(stream)
     } catch (err) {
@@ -257,8 +281,10 @@ export class OutboundSession<In extends SessionMessage, Out extends SessionMessa
     let welcome: Welcome | undefined
     while (welcome === undefined) {
       const message = await channel.expect({ signal: deadline })
-      if (message.t === 'welcome') welcome = message as unknown as Welcome
-      else if (handler.beforeWelcome === undefined || !(await handler.beforeWelcome(message))) {
+      if (message.t === 'welcome') {
+        welcome = message as unknown as Welcome
+        handler.welcomed?.(message)
+      } else if (handler.beforeWelcome === undefined || !(await handler.beforeWelcome(message))) {
         throw new SessionProtocolError(`the coordinator sent ${message.t} before its welcome`)
       }
     }

@@ -8,12 +8,15 @@ import type { GridHost, SecretHolder } from '../net/host.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import { loadIdentity } from '../net/identity.ts'
 import { encodeJoinCode, newSecret } from '../net/join-code.ts'
-import { SECRET_BYTES } from '../net/constants.ts'
+import { SECRET_BYTES, TRUST_KEY_BYTES } from '../net/constants.ts'
+import { newTrustKey } from '../grid/trust.ts'
+import type { TrustHolder } from '../grid/trust.ts'
 import type { JoinCode } from '../net/join-code.ts'
 import { Worker } from '../worker/index.ts'
 import { WorkerCache } from '../worker/cache.ts'
 import type { Capabilities } from '../grid/build.ts'
 import { Coordinator } from '../coordinator/index.ts'
+import type { SecretResolver } from '../coordinator/scheduler.ts'
 import { DenyList } from '../grid/deny-list.ts'
 import { Store } from '../artifact-store/index.ts'
 import { StoreAnnouncement, StoreReporter } from '../artifact-store/membership.ts'
@@ -28,6 +31,10 @@ import { GridError } from '../net/errors.ts'
 
 export const SECRET_FILE = 'secret'
 export const JOIN_FILE = 'join'
+/** The grid's trust key (mode 0600): what the trusted join code carries beside the secret. */
+export const TRUST_FILE = 'trust'
+/** The trusted join code (mode 0600), beside DATA/join: workers that join with it get secrets. */
+export const JOIN_TRUSTED_FILE = 'join-trusted'
 export const TOKEN_FILE = 'api-token'
 /** Where `grid up`/`grid coordinator` note their HTTP URL, for operator commands run beside them (`grid deny`). */
 export const WEB_URL_FILE = 'web-url'
@@ -78,6 +85,8 @@ export interface CoordinatorNodeInit {
   silenceLimitMs?: number
   /** Stores each piece of content is kept on. @default DEFAULT_REPLICAS */
   replicas?: number
+  /** Where jobs' secrets come from instead of the coordinator's own (tests). */
+  secrets?: SecretResolver
   log?: Log
 }
 
@@ -88,16 +97,28 @@ export interface CoordinatorNode {
   logs: LogReader
   web?: WebServer
   joinCode: string
-  /** The join code with only loopback addresses: what workers in this same process dial. */
+  /** The trusted join code (DATA/join-trusted): the ordinary one plus the trust key. */
+  trustedJoinCode: string
+  /**
+   * The trusted join code with only loopback addresses: what workers in this same process dial (they are the
+   * operator's own, so they are trusted).
+   */
   localJoin: JoinCode
   /** The grid's secret as this node's host uses it; workers in this process share it, so they follow a rotation. */
   secret: SecretHolder
+  /** The grid's trust key as the coordinator checks it; workers in this process share it, so they follow a rotation. */
+  trust: TrustHolder
   token: string
   /**
-   * Make a new secret and join code, and drop every connection (all were made with the old secret): nodes that
-   * hold only the old code are cut off; nodes given the new one come back.
+   * Make a new secret and both join codes, and drop every connection (all were made with the old secret): nodes that
+   * hold only the old codes are cut off; nodes given a new one come back.
    */
   rotate (): Promise<string>
+  /**
+   * Make a new trust key and trusted join code (the ordinary code stays), and cut the workers that proved trust with
+   * the old key: with only the old code they come back untrusted. Resolves with the new trusted code.
+   */
+  rotateTrusted (): Promise<string>
   stop (): Promise<void>
 }
 
@@ -105,6 +126,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
   await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
   const secretFile = join(init.dataDir, SECRET_FILE)
   const secret: SecretHolder = { current: await keptSecret(secretFile, newSecret, b => b.length === SECRET_BYTES) }
+  const trustFile = join(init.dataDir, TRUST_FILE)
+  const trust: TrustHolder = { current: await keptSecret(trustFile, newTrustKey, b => b.length === TRUST_KEY_BYTES) }
   const token = Buffer.from(await keptSecret(join(init.dataDir, TOKEN_FILE),
     () => new TextEncoder().encode(randomBytes(32).toString('base64url')), b => b.length >= 16)).toString('utf8').trim()
   const denied = new DenyList(new Set(), join(init.dataDir, DENIED_FILE))
@@ -139,6 +162,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       : undefined,
     localBlocks: store?.blocks,
     denied,
+    trust,
+    secrets: init.secrets,
     heartbeatMs: init.heartbeatMs,
     silenceLimitMs: init.silenceLimitMs,
     replicas: init.replicas,
@@ -166,7 +191,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       deny: async peer => await coordinator.deny(peer),
       allow: async peer => await coordinator.allow(peer),
       // `node` exists by the time anyone can call this over HTTP.
-      rotate: async () => await node.rotate()
+      rotate: async () => await node.rotate(),
+      rotateTrusted: async () => await node.rotateTrusted()
     }
     const localStore = store
     const artifacts = {
@@ -182,14 +208,22 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     }
     web = await startWebServer(createApp({
       scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts, storage: () => coordinator.content.state(), pipelines: coordinator.pipelines,
-      repos: { repos: coordinator.repos, pipelines: coordinator.pipelines, log: init.log }
+      repos: { repos: coordinator.repos, pipelines: coordinator.pipelines, log: init.log },
+      secrets: coordinator.secretStore
     }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })
-  const writeJoinCode = async (): Promise<string> => {
-    const code = encodeJoinCode({ secret: secret.current, coordinator: host.peerId, addrs })
-    await writeFile(join(init.dataDir, JOIN_FILE), code + '\n', { mode: 0o600 })
-    return code
+  /** Write both join codes (each 0600) from the secret and trust key held now. */
+  const writeJoinCodes = async (): Promise<void> => {
+    node.joinCode = encodeJoinCode({ secret: secret.current, coordinator: host.peerId, addrs })
+    node.trustedJoinCode = encodeJoinCode({ secret: secret.current, coordinator: host.peerId, addrs, trust: trust.current })
+    await writeFile(join(init.dataDir, JOIN_FILE), node.joinCode + '\n', { mode: 0o600 })
+    await writeFile(join(init.dataDir, JOIN_TRUSTED_FILE), node.trustedJoinCode + '\n', { mode: 0o600 })
+  }
+  /** Replace a key file whole (a crash leaves the old key or the new one, never half of one). */
+  const replaceKey = async (file: string, key: Uint8Array): Promise<void> => {
+    await writeFile(`${file}.tmp`, key, { mode: 0o600 })
+    await rename(`${file}.tmp`, file)
   }
   const loopback = addrs.filter(a => /^\/(ip4\/127\.|ip6\/::1\/|memory\/)/.test(a.toString()))
   const node: CoordinatorNode = {
@@ -198,20 +232,30 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     store,
     logs,
     web,
-    joinCode: await writeJoinCode(),
-    localJoin: { secret: secret.current, coordinator: host.peerId, addrs: loopback.length > 0 ? loopback : addrs },
+    joinCode: '',
+    trustedJoinCode: '',
+    localJoin: { secret: secret.current, coordinator: host.peerId, addrs: loopback.length > 0 ? loopback : addrs, trust: trust.current },
     secret,
+    trust,
     token,
     rotate: async () => {
       const next = newSecret()
-      await writeFile(`${secretFile}.tmp`, next, { mode: 0o600 })
-      await rename(`${secretFile}.tmp`, secretFile)
+      await replaceKey(secretFile, next)
       secret.current = next
       node.localJoin = { ...node.localJoin, secret: next }
-      node.joinCode = await writeJoinCode()
+      await writeJoinCodes()
       await Promise.all(host.getConnections().map(async c => { await c.close().catch(() => c.abort(new Error('secret rotated'))) }))
       init.log?.('secret rotated: connections made with the old join code are closed')
       return node.joinCode
+    },
+    rotateTrusted: async () => {
+      const next = newTrustKey()
+      await replaceKey(trustFile, next)
+      trust.current = next
+      node.localJoin = { ...node.localJoin, trust: next }
+      await writeJoinCodes()
+      coordinator.trustRotated()
+      return node.trustedJoinCode
     },
     stop: async () => {
       await web?.close()
@@ -221,15 +265,19 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
       await host.stop()
     }
   }
+  await writeJoinCodes()
   return node
   })
 }
 
 export interface WorkerNodeInit {
   dataDir: string
+  /** With a trust key (a trusted join code), the worker proves it holds it each time it joins, and is trusted. */
   join: JoinCode
   /** A worker in the coordinator's own process shares its secret holder, so it follows a rotation. */
   secret?: SecretHolder
+  /** Likewise its trust key holder (instead of the join code's key), so it stays trusted across a rotation of it. */
+  trust?: TrustHolder
   /** Addresses to listen on; a worker that listens also keeps and serves a cache of its outputs. */
   listen: string[]
   capabilities: Capabilities
@@ -258,7 +306,8 @@ export async function startWorkerNode (init: WorkerNodeInit): Promise<WorkerNode
   // could not be reached for it, so it keeps nothing.
   const cache = init.listen.length > 0 ? new WorkerCache(host, init.dataDir, init.cacheBytes) : undefined
   await cache?.start()
-  const worker = new Worker({ host, join: init.join, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, cache, log: init.log, announce: init.announce })
+  const trust = init.trust ?? (init.join.trust !== undefined ? { current: init.join.trust } : undefined)
+  const worker = new Worker({ host, join: init.join, trust, capabilities: init.capabilities, slots: init.slots, dataDir: init.dataDir, cache, log: init.log, announce: init.announce })
   await worker.start()
   return {
     host,

@@ -1,21 +1,29 @@
 // /nameless-grid/builds: what a command-line client (`grid submit`, `grid tail`, `grid run`) asks the coordinator
-// over libp2p. One request per stream. Holding the grid's secret is what lets a node ask (see SECURITY in README).
+// over libp2p. One request per stream. Holding the grid's secret is what lets a node ask (see SECURITY in README);
+// a build submitted without a proof of the trusted join code (grid/trust.ts) never runs on a trusted worker.
 import { z } from 'zod'
-import { MessageChannel } from '../net/wire.ts'
+import { MessageChannel, bytesField } from '../net/wire.ts'
 import type { GridHost } from '../net/host.ts'
 import type { PeerAddress } from '../net/dial.ts'
 import { openStream, peerAddress } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import type { Build, Pipeline } from '../grid/build.ts'
 import { MAX_PIPELINE_FILE_BYTES, MAX_REPLICAS } from '../grid/constants.ts'
+import { TRUST_PROOF_BYTES } from '../grid/trust.ts'
 
 export const BUILDS_PROTOCOL = '/nameless-grid/builds/1.0.0'
 
 /** Characters of a pipeline's source URL or ref in a request: far more than any real one, and both end up in a step's environment. */
 export const MAX_SOURCE_CHARS = 2_000
 
+/**
+ * A client holding the trusted join code proves it with each request that queues builds: HMAC of its own peer ID
+ * (grid/trust.ts). Without it, or with a stale one, the builds are untrusted.
+ */
+const trustProof = bytesField(TRUST_PROOF_BYTES).optional()
+
 export const buildsRequest = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('submit'), job: z.unknown() }),
+  z.object({ t: z.literal('submit'), job: z.unknown(), trust: trustProof }),
   z.object({ t: z.literal('get'), id: z.string().max(64) }),
   z.object({ t: z.literal('stores') }),
   /**
@@ -28,7 +36,8 @@ export const buildsRequest = z.discriminatedUnion('t', [
     src: z.string().max(200),
     url: z.string().max(MAX_SOURCE_CHARS).optional(),
     ref: z.string().max(MAX_SOURCE_CHARS).optional(),
-    commit: z.string().max(64).optional()
+    commit: z.string().max(64).optional(),
+    trust: trustProof
   }),
   z.object({ t: z.literal('get-pipeline'), id: z.string().max(64) })
 ])

@@ -6,11 +6,12 @@ import { beatMessage, welcomeMessage } from '../net/session.ts'
 import { bytesField } from '../net/wire.ts'
 import { listenAddrs, peerAddress } from '../net/dial.ts'
 import {
-  GRANT_BYTES, MAX_ARTIFACTS, MAX_CAPABILITIES, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_REASON_CHARS, MAX_REPLICAS, MAX_SLOTS, MAX_WARNINGS,
-  WORKER_SILENCE_LIMIT_MS
+  GRANT_BYTES, MAX_ARTIFACTS, MAX_ASSIGNED_SECRET_BYTES, MAX_CAPABILITIES, MAX_JOB_SECRETS, MAX_KILL_GRACE_S, MAX_LOG_BYTES, MAX_REASON_CHARS,
+  MAX_REPLICAS, MAX_SECRET_VALUE_BYTES, MAX_SLOTS, MAX_WARNINGS, WORKER_SILENCE_LIMIT_MS
 } from '../grid/constants.ts'
 import { idSchema } from '../grid/ids.ts'
-import { capabilityKey, capabilityValue } from '../grid/job.ts'
+import { capabilityKey, capabilityValue, secretName } from '../grid/job.ts'
+import { TRUST_PROOF_BYTES } from '../grid/trust.ts'
 import { MAX_CLAIMS } from './constants.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
@@ -25,7 +26,12 @@ export const toCoordinator = z.discriminatedUnion('t', [
     slots: z.number().int().min(1).max(MAX_SLOTS),
     running: z.array(idSchema).max(MAX_CLAIMS),
     /** Where the worker serves its cache of what it made (none when it does not listen). */
-    addrs: listenAddrs.default([])
+    addrs: listenAddrs.default([]),
+    /**
+     * With a trusted join code: the proof that it holds the trust key, bound to this worker's peer ID (grid/trust.ts).
+     * Trust is this proof, checked on every session, never a capability the worker announces.
+     */
+    trust: bytesField(TRUST_PROOF_BYTES).optional()
   }),
   beatMessage,
   /** The worker is shutting down: finish what runs, send nothing new. */
@@ -55,8 +61,19 @@ export const toCoordinator = z.discriminatedUnion('t', [
 ])
 export type ToCoordinator = z.infer<typeof toCoordinator>
 
+/** The values of a job's secrets, by name, in an assignment to a trusted worker: never kept, never logged. */
+const secretValues = z.record(secretName, z.string().refine(v => Buffer.byteLength(v) <= MAX_SECRET_VALUE_BYTES, `a secret's value is at most ${MAX_SECRET_VALUE_BYTES} bytes`))
+  .refine(s => Object.keys(s).length <= MAX_JOB_SECRETS, `at most ${MAX_JOB_SECRETS} secrets`)
+  .refine(s => Object.values(s).reduce((sum, v) => sum + Buffer.byteLength(v), 0) <= MAX_ASSIGNED_SECRET_BYTES, `at most ${MAX_ASSIGNED_SECRET_BYTES} bytes of secrets`)
+
 export const toWorker = z.discriminatedUnion('t', [
-  welcomeMessage,
+  welcomeMessage.extend({
+    /**
+     * What the worker's hello proved (grid/trust.ts): `stale` tells a worker whose trusted join code was rotated
+     * away that it joined untrusted. An older coordinator says nothing.
+     */
+    trust: z.enum(['trusted', 'untrusted', 'stale']).optional()
+  }),
   beatMessage,
   z.object({
     t: z.literal('assign'),
@@ -84,7 +101,9 @@ export const toWorker = z.discriminatedUnion('t', [
     /** Each log and artifact goes to this many of `stores`, chosen by placeFor (an older coordinator said nothing: 1). */
     replicas: z.number().int().min(1).max(MAX_REPLICAS).default(1),
     /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
-    grant: bytesField(GRANT_BYTES)
+    grant: bytesField(GRANT_BYTES),
+    /** The values of the job's `secrets`, sent only to a trusted worker: environment variables of its steps, masked in its logs. */
+    secrets: secretValues.optional()
   }),
   z.object({
     t: z.literal('cancel'),

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { startCoordinatorNode, startWorkerNode } from '../node/roles.ts'
 import type { CoordinatorNode, WorkerNode } from '../node/roles.ts'
 import type { Build } from '../grid/build.ts'
+import type { SecretResolver } from '../coordinator/scheduler.ts'
 import { FINISHED } from '../grid/build.ts'
 import { waitFor } from './wait.ts'
 
@@ -39,13 +40,18 @@ export interface TestGrid {
 }
 
 export interface TestGridInit {
-  /** `listen`: the worker listens on loopback and so keeps and serves a cache of its outputs. */
-  workers?: Array<{ capabilities?: Record<string, string>, slots?: number, listen?: boolean }>
+  /**
+   * `listen`: the worker listens on loopback and so keeps and serves a cache of its outputs. `trusted` (default true,
+   * as `grid up`'s own workers): false joins it with the ordinary join code.
+   */
+  workers?: Array<{ capabilities?: Record<string, string>, slots?: number, listen?: boolean, trusted?: boolean }>
   /** 'tcp' (default) listens on 127.0.0.1; 'memory' uses the in-process transport. */
   transport?: 'tcp' | 'memory'
   dir?: string
   heartbeatMs?: number
   silenceLimitMs?: number
+  /** Where jobs' secrets come from (a stub standing in for the grid's secret store). */
+  secrets?: SecretResolver
 }
 
 let memoryCounter = 0
@@ -55,14 +61,17 @@ export async function startTestGrid (init: TestGridInit = {}): Promise<TestGrid>
   const dir = init.dir ?? await tempDir('grid')
   const listen = init.transport === 'memory' ? [`/memory/grid-${process.pid}-${memoryCounter++}`] : ['/ip4/127.0.0.1/tcp/0']
   const node = await startCoordinatorNode({
-    dataDir: dir, listen, http: '127.0.0.1:0', withStore: true, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs
+    dataDir: dir, listen, http: '127.0.0.1:0', withStore: true, heartbeatMs: init.heartbeatMs, silenceLimitMs: init.silenceLimitMs, secrets: init.secrets
   })
   const workers: WorkerNode[] = []
   for (const [i, w] of (init.workers ?? [{}]).entries()) {
+    const { trust, ...ordinary } = node.localJoin
+    const trusted = w.trusted !== false
     const worker = await startWorkerNode({
       dataDir: join(dir, 'workers', String(i + 1)),
-      join: node.localJoin,
+      join: trusted ? node.localJoin : ordinary,
       secret: node.secret,
+      ...(trusted ? { trust: node.trust } : {}),
       listen: w.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
       capabilities: { os: process.platform, ...w.capabilities },
       slots: w.slots ?? 1

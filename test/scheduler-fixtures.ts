@@ -2,12 +2,13 @@
 import * as assert from 'uvu/assert'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { FINISHED } from '../grid/build.ts'
-import type { AttemptOutcome, Build, Capabilities } from '../grid/build.ts'
+import type { AttemptOutcome, Build, BuildSource, Capabilities } from '../grid/build.ts'
 import type { BuildHistory } from '../coordinator/history.ts'
 import { parseJob } from '../grid/job.ts'
 import type { Job, JobInput } from '../grid/job.ts'
 import { Scheduler } from '../coordinator/scheduler.ts'
-import type { Assignment, SchedulerInit, WorkerLink } from '../coordinator/scheduler.ts'
+import type { Assignment, SchedulerInit, SecretResolver, WorkerLink } from '../coordinator/scheduler.ts'
+import { SecretUnavailableError } from '../coordinator/scheduler.ts'
 import type { PeerAddress } from '../net/dial.ts'
 
 /** Build history in a Map: what the scheduler needs of LevelDB, minus the disk. */
@@ -45,6 +46,8 @@ export class StubLink implements WorkerLink {
   readonly worker: string
   readonly capabilities: Capabilities
   readonly slots: number
+  /** Set before it joins for a worker that proved trust. */
+  trusted = false
   readonly assigned: Assignment[] = []
   readonly cancelled: Array<{ attempt: string, reason: 'cancelled' | 'stale', why?: string }> = []
 
@@ -67,6 +70,43 @@ export class StubLink implements WorkerLink {
     const a = this.assigned[n]
     assert.ok(a !== undefined, `${this.worker} has assignment #${n}`)
     return a.attempt
+  }
+}
+
+/**
+ * A secret store in a Map, standing in for the grid's: each secret has a value and, optionally, the repositories
+ * whose builds may use it. Every check and every values() call is recorded.
+ */
+export class StubSecrets implements SecretResolver {
+  readonly secrets = new Map<string, { value: string, repos?: string[] }>()
+  readonly checked: Array<{ names: string[], scope: BuildSource }> = []
+  readonly given: string[][] = []
+
+  constructor (secrets: Record<string, string | { value: string, repos?: string[] }> = {}) {
+    for (const [name, s] of Object.entries(secrets)) this.secrets.set(name, typeof s === 'string' ? { value: s } : s)
+  }
+
+  check (names: string[], scope: BuildSource): string | undefined {
+    this.checked.push({ names: [...names], scope: structuredClone(scope) })
+    for (const name of names) {
+      const secret = this.secrets.get(name)
+      if (secret === undefined) return `secret ${name} is not available to this build (no such secret)`
+      if (secret.repos !== undefined && (scope.repo === null || !secret.repos.includes(scope.repo))) {
+        return `secret ${name} is not available to this build (scope: repos ${secret.repos.join(', ')})`
+      }
+    }
+    return undefined
+  }
+
+  values (names: string[]): Record<string, string> {
+    this.given.push([...names])
+    const values: Record<string, string> = {}
+    for (const name of names) {
+      const secret = this.secrets.get(name)
+      if (secret === undefined) throw new SecretUnavailableError(`secret ${name} is not available to this build (it was removed)`)
+      values[name] = secret.value
+    }
+    return values
   }
 }
 

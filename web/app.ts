@@ -28,6 +28,8 @@ import { isGridError } from '../net/errors.ts'
 import { MAX_EVENT_BACKLOG } from './constants.ts'
 import { pipelineRoutes } from './pipelines.ts'
 import { repoRoutes } from './repos.ts'
+import { secretRoutes } from './secrets.ts'
+import type { Secrets } from '../coordinator/secrets.ts'
 import type { Repos, PipelineStarter } from '../coordinator/repos.ts'
 import type { PipelinesApi } from './pipelines.ts'
 import type { Pipelines } from '../coordinator/pipelines.ts'
@@ -48,6 +50,8 @@ export interface ApiInit {
   pipelines?: PipelinesApi & Pick<Pipelines, 'onPipeline'>
   /** Registered repositories and their webhooks (`/api/repos`, `/api/hooks/:id`). */
   repos?: { repos: Repos, pipelines: PipelineStarter, log?: (line: string) => void }
+  /** The grid's secrets (`/api/secrets`, all behind the token): names, scopes and times; values are write-only. */
+  secrets?: Pick<Secrets, 'set' | 'list' | 'remove'>
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -169,6 +173,7 @@ export function createApp (init: ApiInit): Hono {
   if (init.artifacts !== undefined) app.route('/api/builds', buildArtifactRoutes({ builds: scheduler, sources: init.artifacts.sources }))
   if (init.pipelines !== undefined) app.route('/api/pipelines', pipelineRoutes(init.pipelines, auth))
   if (init.repos !== undefined) app.route('/', repoRoutes({ ...init.repos, auth }))
+  if (init.secrets !== undefined) app.route('/', secretRoutes({ secrets: init.secrets, auth }))
   if (init.admission !== undefined) {
     app.route('/api/denied', admissionRoutes(init.admission, auth))
     app.route('/api/secret', rotationRoutes(init.admission, auth))

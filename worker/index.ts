@@ -14,6 +14,8 @@ import { WORK_PROTOCOL, toWorker } from '../protocols/work.ts'
 import type { ToCoordinator, ToWorker } from '../protocols/work.ts'
 import { HELLO_TIMEOUT_MS } from '../grid/constants.ts'
 import type { Capabilities } from '../grid/build.ts'
+import { trustProof } from '../grid/trust.ts'
+import type { TrustHolder, TrustVerdict } from '../grid/trust.ts'
 import { hostEnvironment } from './capabilities.ts'
 import { LogWriter } from './log-writer.ts'
 import { placeFor } from '../grid/placement.ts'
@@ -30,6 +32,11 @@ type StopReason = 'cancelled' | 'stale' | 'timeout' | 'stopping'
 export interface WorkerInit {
   host: GridHost
   join: JoinCode
+  /**
+   * The grid's trust key, from a trusted join code (or shared with the coordinator in its own process, so a rotation
+   * is followed): the worker proves it holds it each time it joins, and is then given builds with secrets.
+   */
+  trust?: TrustHolder
   capabilities: Capabilities
   slots: number
   /** Work dirs live under `DATA/work/ATTEMPT`. */
@@ -81,6 +88,8 @@ export class Worker {
   private sent: Array<{ message: ToCoordinator, at: number }> = []
   /** Sends on the welcomed session, while there is one. */
   private post: Send<ToCoordinator> | undefined
+  /** What the coordinator's last welcome said of this worker's trust proof. */
+  private trust: TrustVerdict | undefined
   private stopped = false
   private draining = false
   private idle: Array<() => void> = []
@@ -158,7 +167,21 @@ export class Worker {
     return {
       hello: () => {
         const claims = new Set([...this.running.keys(), ...[...resend, ...this.pending].flatMap(r => 'attempt' in r ? [r.attempt] : [])])
-        return { t: 'hello', capabilities: this.init.capabilities, slots: this.init.slots, running: [...claims], addrs: this.init.cache !== undefined ? shareableAddrs(this.init.host).map(String) : [] }
+        const key = this.init.trust?.current
+        return {
+          t: 'hello',
+          capabilities: this.init.capabilities,
+          slots: this.init.slots,
+          running: [...claims],
+          addrs: this.init.cache !== undefined ? shareableAddrs(this.init.host).map(String) : [],
+          ...(key !== undefined ? { trust: trustProof(key, this.peerId, this.init.join.coordinator.toString()) } : {})
+        }
+      },
+      welcomed: welcome => {
+        if (welcome.t !== 'welcome') return
+        // Said once each time it becomes so, not at every reconnect.
+        if (welcome.trust === 'stale' && this.trust !== 'stale') this.init.log?.('this worker\'s trusted join code is not current: it joined untrusted')
+        this.trust = welcome.trust
       },
       joined: () => {
         this.post = send
@@ -206,8 +229,11 @@ export class Worker {
     while (this.sent.length > 0 && (this.sent[0].at < horizon || this.sent.length > MAX_PENDING_REPORTS)) this.sent.shift()
   }
 
-  /** A step's log, written to the stores placeFor names for it (the same ones its readers try first). */
-  private logWriter (assign: Assign, step: number): LogWriter {
+  /**
+   * A step's log, written to the stores placeFor names for it (the same ones its readers try first); `mask`: the
+   * attempt's secret values, replaced by `***` before a byte leaves the worker.
+   */
+  private logWriter (assign: Assign, step: number, mask: string[]): LogWriter {
     const log = assign.logs[step]
     return new LogWriter({
       streams: this.appendStreams,
@@ -215,7 +241,8 @@ export class Worker {
       grant: assign.grant,
       stores: placeFor(log, assign.stores, assign.replicas),
       limit: assign.job.logLimit ?? DEFAULT_LOG_LIMIT_BYTES,
-      report: this.init.log
+      report: this.init.log,
+      mask
     })
   }
 
@@ -226,15 +253,20 @@ export class Worker {
   }
 
   /** Put a setup failure in the first step's log and report that step as never run (exit code -1). */
-  private async failSetup (assign: Assign, reason: string): Promise<void> {
+  private async failSetup (assign: Assign, reason: string, mask: string[]): Promise<void> {
     this.report({ t: 'step-started', attempt: assign.attempt, step: 0 })
-    const writer = this.logWriter(assign, 0)
+    const writer = this.logWriter(assign, 0, mask)
     writer.write(new TextEncoder().encode(`grid: ${reason}\n`))
     const sealed = await writer.seal().catch(() => undefined)
     this.report({ t: 'step', attempt: assign.attempt, step: 0, exitCode: -1, logCid: sealed?.cid })
   }
 
   private async runAttempt (assign: Assign): Promise<void> {
+    // The secrets live in this call's locals only (the steps' environment, the logs' masks) and are gone with it:
+    // the message keeps no copy, and nothing of an assignment is written to disk or logged.
+    const secrets = assign.secrets ?? {}
+    delete assign.secrets
+    const mask = Object.values(secrets)
     if (this.running.has(assign.attempt)) return
     const stop = new AbortController()
     const run: Running = { stop }
@@ -259,6 +291,8 @@ export class Worker {
       const env = {
         ...hostEnvironment(),
         ...assign.job.env,
+        // A secret wins over the job's env of the same name; the grid's own names win over both.
+        ...secrets,
         GRID_BUILD_ID: assign.build,
         GRID_ATTEMPT: assign.attempt
       }
@@ -268,13 +302,13 @@ export class Worker {
       } catch (err: any) {
         // Nothing ran: say why in the first step's log, where the user looks, and in the record.
         error = err.message
-        await this.failSetup(assign, err.message)
+        await this.failSetup(assign, err.message, mask)
         throw err
       }
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
-        const writer = this.logWriter(assign, index)
+        const writer = this.logWriter(assign, index, mask)
         const exitCode = await runStep({
           run: step.run,
           cwd: workDir,

@@ -4,7 +4,8 @@
 // byte. Output stays buffered until every live replica holds it; a replica that fails past its retries is dropped
 // and the log goes on with the others. The worker cuts the bytes into blocks as it writes them (one block at a
 // time, never kept) so it knows the log's CID itself and checks each store's answer to the seal against it.
-// The coordinator never sees these bytes.
+// The coordinator never sees these bytes. With secrets (`mask`), every byte passes through a Redactor first, so a
+// value is replaced by `***` before it is batched, counted against the limit, named or sent.
 import type { PeerAddress } from '../net/dial.ts'
 import type { AppendReply, AppendRequest } from '../protocols/log-append.ts'
 import { ContentNamer } from '../grid/content.ts'
@@ -14,6 +15,7 @@ import {
   LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_PIECE_BYTES, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS
 } from '../net/constants.ts'
 import { GridError } from '../net/errors.ts'
+import { Redactor } from './redact.ts'
 
 export class LogUnwritableError extends GridError {
   name = 'LogUnwritableError'
@@ -36,6 +38,12 @@ export interface LogWriterInit {
   flushMs?: number
   /** Where a dropped replica or a disagreeing store is reported. */
   report?: (line: string) => void
+  /**
+   * Secret values the step was given: each (and each line of a multi-line one) is replaced by `***` in everything
+   * written, the worker's own `grid:` lines included. A tail that may be the start of a value is held back until
+   * it cannot be (at most the longest value's length less one byte) or the seal. @default none
+   */
+  mask?: string[]
 }
 
 export interface SealedLog {
@@ -83,11 +91,15 @@ export class LogWriter {
   private sealed = false
   /** Names the log as it is written: the stores keep its blocks, the worker only their CIDs. */
   private readonly namer = new ContentNamer()
+  /** Only when there is something to mask: without secrets the bytes go through untouched, with no copy. */
+  private readonly redactor: Redactor | undefined
 
   constructor (init: LogWriterInit) {
     this.init = init
     this.batchBytes = init.batchBytes ?? LOG_BATCH_BYTES
     this.limit = Math.min(init.limit ?? DEFAULT_LOG_LIMIT_BYTES, MAX_LOG_BYTES - LOG_LIMIT_LINE_ROOM)
+    const redactor = new Redactor(init.mask ?? [])
+    this.redactor = redactor.size > 0 ? redactor : undefined
     this.replicas = init.stores.map(store => ({
       store,
       channel: undefined,
@@ -100,7 +112,7 @@ export class LogWriter {
     if (this.replicas.length === 0) this.failure = new LogUnwritableError(`no store to write log ${init.log} to`)
   }
 
-  /** Bytes written so far (acknowledged or not). */
+  /** Bytes taken into the log so far (acknowledged or not; after masking, without a tail the redactor holds). */
   get size (): number {
     return this.written
   }
@@ -114,7 +126,13 @@ export class LogWriter {
   write (bytes: Uint8Array): boolean {
     if (this.sealed) throw new LogUnwritableError(`log ${this.init.log} is sealed`)
     // Past the limit the output is read and dropped: the step must not block on a full pipe.
-    if (bytes.length === 0 || this.capped) return true
+    if (this.capped) return true
+    return this.take(this.redactor === undefined ? bytes : this.redactor.push(bytes))
+  }
+
+  /** Take (masked) output into the log, within the limit. */
+  private take (bytes: Uint8Array): boolean {
+    if (bytes.length === 0 || this.capped) return this.buffered() < LOG_BUFFER_LIMIT || this.failure !== undefined
     if (this.written + bytes.length > this.limit) {
       this.keep(bytes.subarray(0, this.limit - this.written))
       this.keep(encoder.encode(`${this.lastByte === undefined || this.lastByte === 0x0a ? '' : '\n'}grid: log limit of ${this.limit} bytes reached; further output of this step is dropped\n`))
@@ -138,6 +156,8 @@ export class LogWriter {
    * at least one store named it as the worker did; throws if no store could be written.
    */
   async seal (): Promise<SealedLog> {
+    // The step has ended: a tail held back as a possible secret is now known not to be one (or is masked).
+    if (!this.sealed && this.redactor !== undefined) this.take(this.redactor.flush())
     this.sealed = true
     clearTimeout(this.timer)
     this.timer = undefined

@@ -9,6 +9,7 @@ import { PeerUnreachableError } from '../../net/dial.ts'
 import { askCoordinator } from '../../protocols/builds.ts'
 import type { BuildsReply, BuildsRequest } from '../../protocols/builds.ts'
 import type { Build } from '../../grid/build.ts'
+import { trustProof } from '../../grid/trust.ts'
 import { UsageError } from './report.ts'
 
 /** The multiaddr code of `/p2p/PEER_ID`: left out where an address is shown (the peer ID says nothing to a user). */
@@ -22,10 +23,14 @@ export class GridUnreachableError extends GridError {
 
 /**
  * One request to the grid's coordinator. Failing to reach it (a refused dial, a wrong secret, a reset stream, no
- * answer) is said in words a user can act on; the protocol's own message stays in `cause`.
+ * answer) is said in words a user can act on; the protocol's own message stays in `cause`. A request that queues
+ * builds carries the proof of a trusted join code when `code` is one, so its builds may run on trusted workers.
  */
 export async function ask (host: GridHost, code: JoinCode, request: BuildsRequest): Promise<BuildsReply> {
   const coordinator = coordinatorAddress(code)
+  if ((request.t === 'submit' || request.t === 'run-pipeline') && code.trust !== undefined) {
+    request = { ...request, trust: trustProof(code.trust, host.peerId.toString(), code.coordinator.toString()) }
+  }
   try {
     return await askCoordinator(host, coordinator, request)
   } catch (err: any) {

@@ -9,6 +9,7 @@ import { coordinatorCommand } from './coordinator.ts'
 import { getCommand } from './get.ts'
 import { putCommand } from './put.ts'
 import { repoCommands } from './repo.ts'
+import { secretCommands } from './secret.ts'
 import { log } from './report.ts'
 import { storeCommand } from './store.ts'
 import { runCommand } from './run.ts'
@@ -40,6 +41,7 @@ export function program (): GridCommand {
   getCommand(grid)
   admissionCommands(grid)
   repoCommands(grid)
+  secretCommands(grid)
   return grid
 }
 

@@ -2,6 +2,7 @@
 // capabilities, and stopping on a signal. The nodes themselves are wired in node/roles.ts.
 import type { JoinCode } from '../../net/join-code.ts'
 import type { SecretHolder } from '../../net/host.ts'
+import type { TrustHolder } from '../../grid/trust.ts'
 import { detectCapabilities } from '../../worker/capabilities.ts'
 import { startWorkerNode } from '../roles.ts'
 import type { WorkerNode } from '../roles.ts'
@@ -23,13 +24,15 @@ export function stopOnSignal (stop: () => Promise<void>): void {
 
 /**
  * One worker node per data dir (each dir holds that worker's identity). Workers beside the coordinator (`secret`
- * given: `grid up`) leave saying they joined to the coordinator, so each joining is said once.
+ * given: `grid up`) leave saying they joined to the coordinator, so each joining is said once; they share its
+ * `trust` key holder too, so they are trusted (the operator's own machine) across rotations. A worker apart is
+ * trusted when `code` is the trusted join code.
  */
-export async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = [], secret?: SecretHolder): Promise<WorkerNode[]> {
+export async function startWorkers (dataDirs: string[], code: JoinCode, caps: string[], slots: number, listen: string[] = [], secret?: SecretHolder, trust?: TrustHolder): Promise<WorkerNode[]> {
   const detected = { ...await detectCapabilities(), ...capabilities(caps) }
   const workers: WorkerNode[] = []
   try {
-    for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, secret, listen, capabilities: detected, slots, log, announce: secret === undefined }))
+    for (const dataDir of dataDirs) workers.push(await startWorkerNode({ dataDir, join: code, secret, trust, listen, capabilities: detected, slots, log, announce: secret === undefined }))
   } catch (err) {
     for (const w of workers) await w.stop().catch(() => {})
     throw err

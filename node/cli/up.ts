@@ -46,7 +46,7 @@ export function upCommand (grid: GridCommand): GridCommand {
       if (node.web !== undefined) process.stdout.write(`web: ${node.web.url}\n`)
       process.stdout.write(`join: ${node.joinCode}\n`)
       try {
-        workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, opts.cap, opts.slots, [], node.secret)
+        workers = await startWorkers(Array.from({ length: opts.workers }, (_, i) => join(opts.data, 'workers', String(i + 1))), node.localJoin, opts.cap, opts.slots, [], node.secret, node.trust)
         await Promise.all(workers.map(async w => { await w.worker.ready() }))
       } catch (err) {
         await node.stop()

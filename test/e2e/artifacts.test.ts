@@ -76,7 +76,7 @@ artifacts('grid submit --src DIR --artifact GLOB --follow', async ({ grid, dir }
   const tree = join(dir, 'project')
   await mkdir(tree, { recursive: true })
   await writeFile(join(tree, 'Makefile'), 'all:\n\tmkdir -p dist && cp Makefile dist/copied\n')
-  const joinFile = join(grid.dir, 'join')
+  const joinFile = join(grid.dir, 'join-trusted')
   const run = await gridRun(['submit', '--join', joinFile, '--src', tree, '--run', 'make -s && ls dist', '--artifact', 'dist/*', '--follow'])
   assert.is(run.code, 0, run.stderr)
   assert.match(run.stdout, /copied\n/)

@@ -49,7 +49,7 @@ feed('grid submit --follow of a build whose input build failed exits 1 at once, 
   await grid.finished(a)
   const job = join(grid.dir, 'b.json')
   await writeFile(job, JSON.stringify({ inputs: { o: `build:${a}/o` }, steps: [{ run: 'cat o' }] }))
-  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join'), '--follow'], undefined, 30_000)
+  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join-trusted'), '--follow'], undefined, 30_000)
   assert.is(run.code, 1)
   assert.match(run.stderr, `build ${a} ended failed`)
 })
@@ -71,7 +71,7 @@ feed('a NUL byte the worker could not pass to the OS: 400 over HTTP naming the f
 feed('the same job through grid submit (libp2p): one line on stderr naming the field, exit non-zero', async ({ grid }) => {
   const job = join(grid.dir, 'nul.json')
   await writeFile(job, JSON.stringify({ env: { BAD: 'a\u0000b' }, steps: [{ run: 'echo hi' }] }))
-  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join')])
+  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join-trusted')])
   assert.is.not(run.code, 0)
   assert.match(run.stderr, /^grid: env\.BAD: .*NUL/)
   assert.is(run.stderr.trim().split('\n').length, 1)
@@ -90,7 +90,7 @@ feed('a follower gets the log to its end: the lines keeping the artifacts writes
   // code (or 2 s after it) lost the last line.
   const job = join(grid.dir, 'many.json')
   await writeFile(job, JSON.stringify({ steps: [{ run: 'mkdir m; for i in $(seq 1 300); do echo $i > m/$i; done' }], artifacts: ['m/*'] }))
-  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join'), '--follow'], undefined, 120_000)
+  const run = await gridRun(['submit', job, '--join', join(grid.dir, 'join-trusted'), '--follow'], undefined, 120_000)
   assert.is(run.code, 0, run.stderr)
   assert.match(run.stdout, /\ngrid: kept 300 artifacts \(/)
   const id = /build (\w+) succeeded/.exec(run.stderr)?.[1]

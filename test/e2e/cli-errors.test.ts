@@ -73,7 +73,7 @@ cli.before(async ctx => {
   ctx.data = join(ctx.dir, 'data')
   ctx.children = []
   ctx.node = await startCoordinatorNode({ dataDir: ctx.data, listen: ['/ip4/127.0.0.1/tcp/0'], http: '127.0.0.1:0', withStore: false })
-  ctx.joinFile = join(ctx.data, 'join')
+  ctx.joinFile = join(ctx.data, 'join-trusted')
   ctx.store = await startStoreNode({ dataDir: join(ctx.dir, 'store'), join: ctx.node.localJoin, listen: ['/ip4/127.0.0.1/tcp/0'] })
   await ctx.store.announcement.ready()
   ctx.worker = await startWorkerNode({ dataDir: join(ctx.dir, 'worker'), join: ctx.node.localJoin, listen: [], capabilities: { os: process.platform }, slots: 1 })

@@ -34,7 +34,7 @@ cli.before(async ctx => {
   ctx.up = grid(['up', '--data', join(ctx.dir, 'data'), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--max-size', '64M', '--pid-file', upPidFile(ctx.dir)])
   ctx.url = (await ctx.up.line(/^web: (http:\/\/\S+)$/m, 30_000))[1]
   await ctx.up.line(/^join: grid1-\S+$/m)
-  ctx.joinFile = join(ctx.dir, 'data', 'join')
+  ctx.joinFile = join(ctx.dir, 'data', 'join-trusted')
 })
 
 cli.after(async ctx => {
@@ -68,7 +68,11 @@ cli('grid up prints web: and join:, and keeps the join code and API token in DAT
   assert.is((await readFile(join(data, 'join'), 'utf8')).trim(), printed)
   const token = (await readFile(join(data, 'api-token'), 'utf8')).trim()
   assert.ok(token.length >= 32)
-  for (const file of ['join', 'api-token', 'identity.key', 'secret']) {
+  // Only the ordinary code is printed; the trusted one (the same grid, plus the trust key) sits beside it.
+  const trusted = decodeJoinCode(await readFile(join(data, 'join-trusted'), 'utf8'))
+  assert.ok(trusted.trust !== undefined)
+  assert.equal(trusted.secret, decodeJoinCode(printed).secret)
+  for (const file of ['join', 'join-trusted', 'trust', 'api-token', 'identity.key', 'secret']) {
     assert.is((await stat(join(data, file))).mode & 0o777, 0o600, `${file} is private`)
   }
   assert.equal(await (await fetch(`${url}/api/health`)).json(), { ok: true })

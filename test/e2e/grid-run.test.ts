@@ -181,7 +181,7 @@ const run = suite<Ctx>('grid run')
 run.before(async ctx => {
   ctx.grid = await startTestGrid({ workers: [{ capabilities: { git: '2.39.5' }, slots: 3 }] })
   ctx.dir = await tempDir('run')
-  ctx.joinFile = join(ctx.grid.dir, 'join')
+  ctx.joinFile = join(ctx.grid.dir, 'join-trusted')
 })
 run.after(async ctx => {
   await ctx.grid?.stop()

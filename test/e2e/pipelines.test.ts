@@ -18,6 +18,7 @@ import { MAX_LIST_LIMIT } from '../../grid/constants.ts'
 import { createHost } from '../../net/host.ts'
 import { coordinatorAddress } from '../../net/join-code.ts'
 import { askCoordinator } from '../../protocols/builds.ts'
+import { trustProof } from '../../grid/trust.ts'
 import { MAX_PIPELINE_REQUEST_BYTES } from '../../web/pipelines.ts'
 import { LevelBuildHistory } from '../../coordinator/history.ts'
 import { LevelPipelineHistory, MemoryPipelineHistory } from '../../coordinator/pipeline-history.ts'
@@ -238,7 +239,9 @@ http('over libp2p (grid run): run-pipeline answers the pipeline, get-pipeline re
   const probe = await createHost({ identity: await generateKeyPair('Ed25519'), secret: code.secret, listen: [] })
   try {
     const coordinator = coordinatorAddress(code)
-    const started = await askCoordinator(probe, coordinator, { t: 'run-pipeline', pipeline: TWO_JOBS, src, url: '/home/me/widget', ref: 'refs/heads/main', commit: 'b'.repeat(40) })
+    // The grid's own worker is trusted: the request proves the trusted code, as `grid run` does with it.
+    const trust = trustProof(code.trust!, probe.peerId.toString(), code.coordinator.toString())
+    const started = await askCoordinator(probe, coordinator, { t: 'run-pipeline', pipeline: TWO_JOBS, src, url: '/home/me/widget', ref: 'refs/heads/main', commit: 'b'.repeat(40), trust })
     assert.is(started.t, 'pipeline', JSON.stringify(started))
     const pipeline = (started as { pipeline: Pipeline }).pipeline
     assert.equal(pipeline.source, { repo: null, url: '/home/me/widget', ref: 'refs/heads/main', commit: 'b'.repeat(40), trigger: 'run' })

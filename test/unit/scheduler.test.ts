@@ -619,9 +619,9 @@ capacity('capacity groups workers with identical capabilities', async () => {
   const linux = c.groups.find(g => g.capabilities.os === 'linux')
   const darwin = c.groups.find(g => g.capabilities.os === 'darwin')
   assert.ok(linux !== undefined && darwin !== undefined)
-  assert.equal({ ...linux, capabilities: undefined }, { capabilities: undefined, nodes: 2, slots: 3, busy: 1 })
+  assert.equal({ ...linux, capabilities: undefined }, { capabilities: undefined, nodes: 2, trusted: 0, slots: 3, busy: 1 })
   assert.equal(linux.capabilities, { os: 'linux', arch: 'x64' })
-  assert.equal(darwin, { capabilities: { os: 'darwin', arch: 'arm64' }, nodes: 1, slots: 3, busy: 1 })
+  assert.equal(darwin, { capabilities: { os: 'darwin', arch: 'arm64' }, nodes: 1, trusted: 0, slots: 3, busy: 1 })
 
   s.workerLeft(mac)
   const after = s.capacity()

@@ -16,7 +16,7 @@ function renderCapacity (c) {
     '<b>' + c.nodes + '</b> worker' + (c.nodes === 1 ? '' : 's') + ' · <b>' + c.busy + '</b> of <b>' + c.slots +
     '</b> slots busy · <b>' + c.queued + '</b> queued' + stores
   const rows = c.groups.map(g =>
-    '<tr><td>' + chips(g.capabilities) + '</td><td>' + g.nodes + '</td><td class="nowrap"><span class="meter"><i style="width:' +
+    '<tr><td>' + chips(g.capabilities) + '</td><td>' + g.nodes + (g.trusted > 0 ? ' <span class="muted">(' + g.trusted + ' trusted)</span>' : '') + '</td><td class="nowrap"><span class="meter"><i style="width:' +
     (g.slots > 0 ? Math.round(100 * g.busy / g.slots) : 0) + '%"></i></span>' + g.busy + ' / ' + g.slots + '</td></tr>')
   document.getElementById('groups').innerHTML = rows.length > 0
     ? rows.join('')
