@@ -6,3 +6,13 @@
  * once the log's tail had time to arrive.
  */
 export const STEP_END_GRACE_MS = 2_000
+
+/**
+ * A followed log whose every holder failed (the grid's only store restarting, say) is asked for again every
+ * LOG_RETRY_MS for this long, said once, before the read fails with LogUnavailableError: a store that restarts comes
+ * back within seconds, and the follower (`grid run --follow`, `grid submit --follow`, `grid tail`) should outlast it
+ * as it outlasts a coordinator restart.
+ */
+export const LOG_FOLLOW_PATIENCE_MS = 120_000
+/** How often a follower asks again for a log none of whose holders answered. */
+export const LOG_RETRY_MS = 500

@@ -13,6 +13,7 @@ import { LOG_READ_PROTOCOL, readReply } from '../protocols/log-read.ts'
 import type { ReadReply, ReadRequest } from '../protocols/log-read.ts'
 import { rankFor } from '../grid/placement.ts'
 import { GridError } from '../net/errors.ts'
+import { LOG_FOLLOW_PATIENCE_MS, LOG_RETRY_MS } from './constants.ts'
 
 export interface LogReaderInit {
   host: GridHost
@@ -22,6 +23,8 @@ export interface LogReaderInit {
   stores: () => PeerAddress[]
   /** Where a holder lost mid-read is reported. */
   report?: (line: string) => void
+  /** How long a follower waits for a log none of whose holders answer. @default LOG_FOLLOW_PATIENCE_MS */
+  patienceMs?: number
 }
 
 export class LogBytesError extends GridError {
@@ -66,6 +69,9 @@ export class LogReader {
     /** Stores that failed during this read: each is given up on once, so the loop ends. */
     const failed = new Set<string>()
     let lastError: Error | undefined
+    /** Since when every holder failed, while following: they are asked again until the patience runs out. */
+    let allFailedSince: number | undefined
+    const patience = this.init.patienceMs ?? LOG_FOLLOW_PATIENCE_MS
     const aborted = (): boolean => options.signal?.aborted === true
     while (!aborted()) {
       const remote = rankFor(id, this.init.stores()).filter(s => s.peer !== self && !failed.has(s.peer))
@@ -80,7 +86,16 @@ export class LogReader {
       if (holder === undefined) {
         if (aborted()) return
         if (failed.size > 0 && remote.every(s => failed.has(s.peer))) {
-          throw new LogUnavailableError(`no store holding log ${id} could be read from byte ${position}: ${lastError?.message ?? 'all unreachable'}`)
+          const why = `no store holding log ${id} could be read from byte ${position}: ${lastError?.message ?? 'all unreachable'}`
+          // A follower outlasts a store that restarts, as it outlasts a coordinator restart.
+          if (options.follow !== true || (allFailedSince !== undefined && Date.now() - allFailedSince > patience)) throw new LogUnavailableError(why)
+          if (allFailedSince === undefined) {
+            allFailedSince = Date.now()
+            this.init.report?.(`${why}; asking again for up to ${Math.round(patience / 1000)} s`)
+          }
+          await pause(LOG_RETRY_MS, options.signal)
+          failed.clear()
+          continue
         }
         // No other store has it: this node's own copy, partial as it may be, is all there is.
         if (local !== undefined && localInfo !== undefined) {
@@ -100,6 +115,8 @@ export class LogReader {
       try {
         for await (const chunk of this.readRemote(holder, id, { ...options, from: position })) {
           position += chunk.length
+          if (allFailedSince !== undefined) this.init.report?.(`log ${id}: reading again from store ${holder.peer} at byte ${position - chunk.length}`)
+          allFailedSince = undefined
           yield chunk
         }
         return
@@ -181,4 +198,17 @@ export class LogReader {
 /** The copy to read of two: the longer one, a sealed one before an unsealed one of the same size. */
 function outranks (a: { size: number, sealed: boolean }, b: { size: number, sealed: boolean }): boolean {
   return a.size > b.size || (a.size === b.size && a.sealed && !b.sealed)
+}
+
+/** Wait `ms`, or less if `signal` aborts. */
+async function pause (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(done, ms)
+    function done (): void {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
+  })
 }

@@ -340,6 +340,12 @@ export class Scheduler {
         link.cancel(claim, 'stale')
       }
     }
+    // After a coordinator restart, an attempt its worker came back without is gone with that worker's last process
+    // (`grid up` restarts its workers with it): lost now, not at the end of the reclaim window.
+    for (const [id, running] of this.attempts) {
+      if (running.seat !== undefined || claims.includes(id) || running.build.attempts.at(-1)?.worker !== link.worker) continue
+      this.endAttempt(running.build, id, 'lost', 'its worker came back after a coordinator restart without it (the worker restarted too)')
+    }
     this.log(`worker ${link.worker} joined the grid with ${link.slots} slot(s)`)
     this.capacityChanged()
     this.dispatch()

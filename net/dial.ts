@@ -28,6 +28,6 @@ export async function openStream (host: GridHost, target: PeerAddress, protocol:
   try {
     return await host.dialProtocol(peer, protocol, { signal: signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS) })
   } catch (err: any) {
-    throw new PeerUnreachableError(`cannot reach ${target.peer} for ${protocol}: ${err.message}`)
+    throw new PeerUnreachableError(`cannot reach ${target.peer} for ${protocol}: ${err?.message ?? err?.name ?? String(err)}`)
   }
 }

@@ -37,10 +37,11 @@ interface JobSeen {
  * A coordinator restart while following is waited out (its workers and stores come back by themselves): asks keep
  * being retried for FOLLOW_PATIENCE_MS, said once, before giving up with the unreachable error.
  */
-function patient (): <T>(request: () => Promise<T>) => Promise<T> {
+function patient (stopped: () => boolean): <T>(request: () => Promise<T>) => Promise<T> {
   let unreachableSince: number | undefined
   return async request => {
     while (true) {
+      if (stopped()) throw new UsageError('stopped following')
       try {
         const answer = await request()
         if (unreachableSince !== undefined) log('coordinator reachable again; following')
@@ -83,7 +84,9 @@ export function jobHeader (name: string): string {
  * gone for FOLLOW_PATIENCE_MS.
  */
 export async function followPipeline (host: GridHost, code: JoinCode, id: string): Promise<Pipeline> {
-  const retry = patient()
+  /** Set once the printer stopped (it failed): the watcher and its retries stop too, rather than hold the process. */
+  let stopping = false
+  const retry = patient(() => stopping)
   const stores = await gridStores(host, code)
   const logs = new LogReader({ host, stores: () => stores, report: log })
   const getBuild = async (buildId: string): Promise<Build | undefined> => await retry(async () => {
@@ -161,7 +164,7 @@ export async function followPipeline (host: GridHost, code: JoinCode, id: string
 
   const watch = (async () => {
     try {
-      while (!(await look())) {
+      while (!stopping && !(await look())) {
         wake?.()
         await sleep(FOLLOW_POLL_MS)
       }
@@ -215,6 +218,7 @@ export async function followPipeline (host: GridHost, code: JoinCode, id: string
     await watch
     if (watchError !== undefined) throw watchError
   } finally {
+    stopping = true
     process.removeListener('SIGINT', onInterrupt)
   }
   if (lastByte !== 0x0a) await write('\n')

@@ -745,6 +745,24 @@ restart('a running build nobody claims within the window is lost and queued agai
   assert.equal(late.cancelled, [{ attempt: first, reason: 'stale' }])
 })
 
+restart('a worker that comes back after a restart without its attempt lost it: re-run now, not after the window', async () => {
+  const { scheduler: before, history } = scheduler()
+  const w = new StubLink({ os: 'linux' }, 1, '12D3KooWrestarted')
+  before.workerJoined(w)
+  const build = await before.submit(job({ retries: 1 }))
+  before.stop()
+
+  // A window far longer than the test: only the worker's return can end the attempt.
+  const { scheduler: after } = scheduler({ history, reclaimWindowMs: 600_000 })
+  await after.start()
+  const again = new StubLink({ os: 'linux' }, 1, '12D3KooWrestarted')
+  after.workerJoined(again, [])
+  const live = await after.get(build.id)
+  assert.equal(live?.attempts.map(a => a.outcome), ['lost', undefined])
+  assert.match(live?.attempts[0].reason ?? '', /came back after a coordinator restart without it/)
+  assert.is(again.assigned.length, 1, 'the build runs again at once, on the worker that came back')
+})
+
 restart('an unclaimed running build with no retries left is lost', async () => {
   const { scheduler: before, history } = scheduler()
   const w = new StubLink()
