@@ -280,7 +280,7 @@ export class Pipelines {
         if (after.length > 0) spec.after = [...(plan.spec.after ?? []), ...after]
         let build: Build
         try {
-          build = await this.scheduler.submit(spec, { pipeline: pipeline.id, jobName: plan.name, source: buildSource(pipeline), ...(untrusted ? { untrusted } : {}) })
+          build = await this.scheduler.submit(spec, { pipeline: pipeline.id, jobName: plan.name, source: buildSource(pipeline), context: buildContext(pipeline), ...(untrusted ? { untrusted } : {}) })
         } catch (err: any) {
           if (!isGridError(err)) throw err
           // Nothing a check before could catch should get here; if it does, the pipeline says so and stops.
@@ -304,7 +304,7 @@ export class Pipelines {
   }
 
   private async submitCheckout (pipeline: Pipeline, job: Job): Promise<void> {
-    const build = await this.scheduler.submit(job, { pipeline: pipeline.id, jobName: CHECKOUT_JOB, source: buildSource(pipeline) })
+    const build = await this.scheduler.submit(job, { pipeline: pipeline.id, jobName: CHECKOUT_JOB, source: buildSource(pipeline), context: buildContext(pipeline) })
     pipeline.checkout = build.id
     // Cancelled while it was being queued: it goes too.
     if (PIPELINE_FINISHED.has(pipeline.status)) await this.cancelBuild(build.id, 'the cancel of its pipeline')
@@ -524,6 +524,12 @@ export function pipelineStatus (pipeline: Pick<Pipeline, 'jobs' | 'started'>): P
 function buildSource (pipeline: Pipeline): BuildSource {
   const { repo, ref } = pipeline.source
   return repo !== null && ref !== undefined ? { repo, ref } : { repo }
+}
+
+/** The commit and ref a pipeline names, for its builds' GRID_COMMIT and GRID_REF. */
+function buildContext (pipeline: Pipeline): { commit?: string, ref?: string } {
+  const { commit, ref } = pipeline.source
+  return { ...(commit !== undefined ? { commit } : {}), ...(ref !== undefined ? { ref } : {}) }
 }
 
 /** A source a pipeline can be started from, or InvalidPipelineSourceError saying what is wrong with it. */

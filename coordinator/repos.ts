@@ -216,6 +216,20 @@ export function ownerAndRepo (url: string): { owner: string, repo: string } | un
   return { owner, repo }
 }
 
+/** The host a repository URL names (`github.com` for https://github.com/o/r and git@github.com:o/r.git); undefined for a local path. */
+export function repoHost (url: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    try {
+      return new URL(url).hostname.toLowerCase() || undefined
+    } catch {
+      return undefined
+    }
+  }
+  if (url.startsWith('/')) return undefined
+  const at = url.indexOf(':')
+  return at > 0 ? url.slice(url.indexOf('@') + 1, at).toLowerCase() : undefined
+}
+
 /** A secret or token as given: one line, not empty, at most MAX_SECRET_CHARS. */
 function checkSecret (value: unknown, what: string): string {
   if (typeof value !== 'string' || value === '') fail(`${what} must be a non-empty string`)
@@ -288,6 +302,9 @@ export function parseRepoInit (body: unknown): RepoInit & { branches: string[] }
     if (!STATUS_KINDS.includes(s.kind as StatusKind)) fail(`status.kind must be ${STATUS_KINDS.join(' or ')}`)
     const kind = s.kind as StatusKind
     if (s.url === undefined && kind !== 'github') fail('status.url must be given for gitea: the API base, such as https://HOST/api/v1')
+    // The token goes where the statuses go: github.com's API only for a repository on github.com, never by default
+    // for a GitHub Enterprise host or any other (its token would be sent to github.com).
+    if (s.url === undefined && repoHost(url) !== 'github.com') fail(`status.url must be given: ${url} is not on github.com, so its API is not https://api.github.com (GitHub Enterprise: https://HOST/api/v3)`)
     const apiBase = s.url === undefined ? GITHUB_API : checkApiBase(s.url)
     const token = checkSecret(s.token, 'status.token')
     if (ownerAndRepo(url) === undefined) fail(`commit statuses need {owner}/{repo}, the last two path segments of the URL, and ${url} has fewer`)

@@ -26,6 +26,11 @@ export interface Assignment {
    * history, an event or a log line; the link sends it and forgets it.
    */
   secrets?: Record<string, string>
+  /**
+   * Environment variables the grid sets for a pipeline's build (GRID_PIPELINE_ID, GRID_JOB, GRID_COMMIT, GRID_REF,
+   * GRID_BRANCH), beside GRID_BUILD_ID: kept out of the job, so a job's record (and its reuse) does not change per commit.
+   */
+  env?: Record<string, string>
 }
 
 /** What the scheduler needs of a connected worker's session. */
@@ -247,7 +252,7 @@ export class Scheduler {
    * member without the trusted join code (`untrusted`: it never runs on a trusted worker). A build naming a secret
    * it may not have (out of scope, unknown, or untrusted) ends `failed` at once, saying which and why.
    */
-  async submit (job: Job, meta: { pipeline?: string, jobName?: string, source?: BuildSource, untrusted?: boolean } = {}): Promise<Build> {
+  async submit (job: Job, meta: { pipeline?: string, jobName?: string, source?: BuildSource, untrusted?: boolean, context?: { commit?: string, ref?: string } } = {}): Promise<Build> {
     for (const [path, ref] of Object.entries(inputBuilds(job))) {
       if (!this.live.has(ref.build) && await this.history.get(ref.build) === undefined) {
         throw new InvalidJobError(`inputs.${path}: there is no build ${ref.build}`)
@@ -265,6 +270,7 @@ export class Scheduler {
       ...(meta.pipeline !== undefined ? { pipeline: meta.pipeline } : {}),
       ...(meta.jobName !== undefined ? { jobName: meta.jobName } : {}),
       ...(meta.source !== undefined ? { source: { ...meta.source } } : {}),
+      ...(meta.context !== undefined && (meta.context.commit !== undefined || meta.context.ref !== undefined) ? { context: { ...meta.context } } : {}),
       ...(meta.untrusted === true ? { untrusted: true as const } : {}),
       created: new Date().toISOString(),
       attempts: [],
@@ -594,7 +600,8 @@ export class Scheduler {
     // What the builds it ran after kept goes in first; its own inputs win a clash of paths.
     const placed = this.placed.get(build.id)
     const job = placed === undefined ? build.job : { ...build.job, inputs: { ...placed, ...build.job.inputs } }
-    seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas, ...(secrets !== undefined ? { secrets } : {}) })
+    const env = gridEnv(build)
+    seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas, ...(secrets !== undefined ? { secrets } : {}), ...(env !== undefined ? { env } : {}) })
     this.changed(build)
     this.inputMoved(build)
   }
@@ -826,6 +833,18 @@ function inputFailure (path: string, ref: { build: string, artifact: string }, i
     return `input ${path}: build ${input.id} succeeded but kept no artifact ${ref.artifact}${input.artifacts.length > 0 ? ` (it kept ${input.artifacts.slice(0, 5).map(a => a.path).join(', ')}${input.artifacts.length > 5 ? ', …' : ''})` : ' (it kept none)'}`
   }
   return undefined
+}
+
+/** The grid's environment variables for a pipeline's build (Assignment.env); undefined for a lone build. */
+function gridEnv (build: Build): Record<string, string> | undefined {
+  if (build.pipeline === undefined) return undefined
+  const env: Record<string, string> = { GRID_PIPELINE_ID: build.pipeline }
+  if (build.jobName !== undefined) env.GRID_JOB = build.jobName
+  const ref = build.context?.ref
+  if (build.context?.commit !== undefined) env.GRID_COMMIT = build.context.commit
+  if (ref !== undefined) env.GRID_REF = ref
+  if (ref?.startsWith('refs/heads/') === true) env.GRID_BRANCH = ref.slice('refs/heads/'.length)
+  return env
 }
 
 /** Why a build that runs after `before` (which did not succeed) is skipped. */

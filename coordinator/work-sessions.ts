@@ -72,7 +72,7 @@ class WorkSession implements WorkerLink, InboundHandler<ToCoordinator> {
     const grant = issueGrant(this.coordinatorKey, a.attempt, this.worker)
     // The scheduler gives secrets only to a trusted link; this is the last place that could check it again.
     const secrets = a.secrets !== undefined && this.trusted ? { secrets: a.secrets } : {}
-    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant, ...secrets }))
+    this.send(async () => ({ t: 'assign', attempt: a.attempt, build: a.build, job: a.job, logs: a.logs, stores: a.stores, replicas: a.replicas, grant: await grant, ...secrets, ...(a.env !== undefined ? { env: a.env } : {}) }))
   }
 
   cancel (attempt: string, reason: 'cancelled' | 'stale', why?: string): void {

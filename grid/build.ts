@@ -49,6 +49,12 @@ export interface Build {
    */
   source?: BuildSource
   /**
+   * What a pipeline's build was made from, for its steps' environment (GRID_COMMIT, GRID_REF): the commit and ref
+   * its pipeline names. Informational only: a `grid run` or API pipeline's ref is what its client said (scopes use
+   * `source`, which holds only refs the grid fetched itself).
+   */
+  context?: { commit?: string, ref?: string }
+  /**
    * True when it was submitted by a member holding only the ordinary join code: it never runs on a trusted worker
    * and gets no secret. Builds from the HTTP API (with the token), from registered repositories and from holders
    * of the trusted join code are trusted (the field is absent).

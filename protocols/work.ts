@@ -103,7 +103,9 @@ export const toWorker = z.discriminatedUnion('t', [
     /** The coordinator's signature letting this worker write this attempt's logs (see write-grant.ts). */
     grant: bytesField(GRANT_BYTES),
     /** The values of the job's `secrets`, sent only to a trusted worker: environment variables of its steps, masked in its logs. */
-    secrets: secretValues.optional()
+    secrets: secretValues.optional(),
+    /** The grid's variables for a pipeline's build (GRID_PIPELINE_ID, GRID_JOB, GRID_COMMIT…): set after the job's env. */
+    env: z.record(z.string().regex(/^GRID_[A-Z_]{1,40}$/), z.string().max(1000)).refine(e => Object.keys(e).length <= 16, 'at most 16 variables').optional()
   }),
   z.object({
     t: z.literal('cancel'),

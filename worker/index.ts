@@ -293,6 +293,7 @@ export class Worker {
         ...assign.job.env,
         // A secret wins over the job's env of the same name; the grid's own names win over both.
         ...secrets,
+        ...assign.env,
         GRID_BUILD_ID: assign.build,
         GRID_ATTEMPT: assign.attempt
       }

@@ -83,7 +83,7 @@ export function repoCommands (grid: GridCommand): void {
   repo.command('add')
     .description('register a repository; prints its id, then its webhook URL')
     .argument('<url>', 'where the grid fetches from: https://, ssh://, git@HOST:PATH, file:// or an absolute path (credentials belong in the git config, not the URL)')
-    .option('--branch <glob>', `a branch (or glob, such as release/*) whose pushes start pipelines, repeatable (default ${DEFAULT_BRANCHES.join(', ')})`, collect, [])
+    .option('--branch <glob>', `a branch (or glob, such as release/*) whose pushes start pipelines, repeatable (default: ${DEFAULT_BRANCHES.join(', ')})`, collect)
     .addOption(new Option('--poll <seconds>', `also poll the repository every this many seconds (${MIN_POLL_S} to ${MAX_POLL_S})`).argParser(pollSeconds))
     .option('--hook-secret-file <file>', 'the webhook secret, from this file (- for stdin); without it webhooks are refused')
     .addOption(new Option('--status <kind>', 'post commit statuses to this forge\'s API').choices(STATUS_KINDS))
@@ -102,7 +102,7 @@ export function repoCommands (grid: GridCommand): void {
     .action(async (url: string, opts) => {
       const body = {
         url,
-        ...(opts.branch.length > 0 ? { branches: opts.branch } : {}),
+        ...(opts.branch !== undefined && opts.branch.length > 0 ? { branches: opts.branch } : {}),
         ...(opts.poll !== undefined ? { poll: opts.poll } : {}),
         ...(opts.hookSecretFile !== undefined ? { hookSecret: await secretFrom(opts.hookSecretFile, '--hook-secret-file') } : {}),
         ...(opts.status !== undefined
@@ -110,7 +110,8 @@ export function repoCommands (grid: GridCommand): void {
           : {})
       }
       const added = await operatorRequest(opts.data, 'POST', '/api/repos', body) as RepoRecord
-      process.stdout.write(`${added.id}\nhook: ${await webUrl(opts.data)}${added.hook}\n`)
+      // A repository without a hook secret refuses every webhook: no URL to give a forge then.
+      process.stdout.write(`${added.id}\nhook: ${added.webhooks ? `${await webUrl(opts.data)}${added.hook}` : 'none (no --hook-secret-file: webhooks are refused; polling starts its pipelines)'}\n`)
       log(`registered ${added.url}: ${repoLine(added).split('\t').slice(2).join('; ')}`)
     })
 

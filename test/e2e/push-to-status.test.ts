@@ -37,7 +37,7 @@ async function commit (ctx: Ctx, file: string): Promise<string> {
   return git(ctx.work, 'rev-parse', 'HEAD')
 }
 
-const PASSING = 'jobs:\n  build:\n    steps: [ { run: "cat hello.txt > out.txt" } ]\n    artifacts: [ out.txt ]\n  test:\n    needs: [ build ]\n    steps: [ { run: "grep hello out.txt" } ]\n'
+const PASSING = 'jobs:\n  build:\n    steps: [ { run: "cat hello.txt > out.txt; echo ctx $GRID_PIPELINE_ID $GRID_JOB $GRID_BRANCH $GRID_REF $GRID_COMMIT" } ]\n    artifacts: [ out.txt ]\n  test:\n    needs: [ build ]\n    steps: [ { run: "grep hello out.txt" } ]\n'
 const FAILING = 'jobs:\n  build:\n    steps: [ { run: "exit 3" } ]\n  test:\n    needs: [ build ]\n    steps: [ { run: "true" } ]\n'
 
 async function pipelines (ctx: Ctx): Promise<Pipeline[]> {
@@ -113,6 +113,11 @@ push('a GitHub push with a good signature runs the pipeline; pending then succes
   assert.is(pipeline.status, 'succeeded', JSON.stringify(pipeline))
   assert.equal(pipeline.source, { repo: ctx.repo.id, url: ctx.bare, ref: 'refs/heads/main', commit: sha, trigger: 'push' }, 'built from the registered URL, not the payload\'s')
   assert.equal(pipeline.jobs.map(j => [j.name, j.status]), [['build', 'succeeded'], ['test', 'succeeded']])
+  // The steps know what they build: the grid's variables, kept out of the job's own env.
+  const log = await (await ctx.grid.api(`/api/builds/${pipeline.jobs[0].build}/log`)).text()
+  assert.match(log, new RegExp(`^ctx ${pipeline.id} build main refs/heads/main ${sha}$`, 'm'), log)
+  const built = await (await ctx.grid.api(`/api/builds/${pipeline.jobs[0].build}`)).json()
+  assert.equal(built.job.env, {}, 'nothing of the commit in the job itself')
 
   // The same delivery again, and the same commit under a new delivery id: nothing new.
   assert.is((await hook(ctx, { 'x-github-event': 'push', 'x-github-delivery': 'd-1', 'x-hub-signature-256': `sha256=${hmac(body)}` }, body)).status, 200)

@@ -117,6 +117,13 @@ init('every bad key is refused, naming it', () => {
   refused(() => parseRepoInit({ url, hookSecret: 's', status: { kind: 'github', url: 'https://u:p@api.github.com', token: 't' } }), /credentials/)
   refused(() => parseRepoInit({ url, hookSecret: 's', status: { kind: 'github', token: 't', extra: 1 } }), /status.extra/)
   refused(() => parseRepoInit({ url: 'https://github.com/widgets', hookSecret: 's', status: { kind: 'github', token: 't' } }), /owner.*repo/)
+  // github.com's API is the default only for a repository on github.com: a token for another host never goes there.
+  for (const elsewhere of ['https://ghe.example.com/acme/widgets.git', 'git@ghe.example.com:acme/widgets.git', 'ssh://git@git.example.org/acme/widgets', '/srv/git/acme/widgets.git']) {
+    refused(() => parseRepoInit({ url: elsewhere, hookSecret: 's', status: { kind: 'github', token: 't' } }), /status.url must be given: .* is not on github.com/)
+  }
+  for (const onGithub of ['https://github.com/acme/widgets.git', 'git@github.com:acme/widgets.git', 'ssh://git@GitHub.com/acme/widgets']) {
+    assert.is(parseRepoInit({ url: onGithub, hookSecret: 's', status: { kind: 'github', token: 't' } }).status?.url, 'https://api.github.com')
+  }
 })
 
 urls.run()
