@@ -103,8 +103,8 @@ export function secretCommands (grid: GridCommand, init: SecretCommandsInit = {}
     .argument('<name>', 'the environment variable it becomes in the steps of jobs that name it: A-Z, 0-9 and _, such as DEPLOY_TOKEN')
     // Taken so that a value given as an argument is refused without being repeated back (commander would quote it).
     .allowExcessArguments(true)
-    .option('--repo <id>', 'only builds of this registered repository get it, repeatable (grid repo ls shows ids; default: any build)', collect, [])
-    .option('--branch <glob>', 'only builds of a matching branch get it (such as main or release/*), repeatable (default: any branch)', collect, [])
+    .option('--repo <id>', 'only builds of this registered repository get it, repeatable (grid repo ls shows ids; default: any build)', collect)
+    .option('--branch <glob>', 'only builds of a matching branch get it (such as main or release/*), repeatable (default: any branch)', collect)
     .addOption(dataOption())
     .addOption(operatorListenOption())
     .check((command, args) => {
@@ -115,8 +115,8 @@ export function secretCommands (grid: GridCommand, init: SecretCommandsInit = {}
       const value = await readSecretValue(init.stdin ?? process.stdin)
       const body = {
         value,
-        ...(opts.repo.length > 0 ? { repos: opts.repo } : {}),
-        ...(opts.branch.length > 0 ? { branches: opts.branch } : {})
+        ...(opts.repo !== undefined && opts.repo.length > 0 ? { repos: opts.repo } : {}),
+        ...(opts.branch !== undefined && opts.branch.length > 0 ? { branches: opts.branch } : {})
       }
       const set = await operatorRequest(opts.data, 'PUT', `/api/secrets/${encodeURIComponent(name)}`, body) as SecretRecord
       log(`secret ${set.name} set: ${secretLine(set).split('\t').slice(1, 3).join(', ')}`)
