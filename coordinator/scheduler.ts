@@ -187,7 +187,7 @@ export class Scheduler {
    * The artifacts a queued build gets from the builds it runs after (job `after` with artifacts), by work-dir path:
    * `build:ID/PATH` inputs added to its assignment, filled as each of those builds succeeds.
    */
-  private readonly placed = new Map<string, Record<string, string>>()
+  private readonly placed = new Map<string, Map<string, Record<string, string>>>()
 
   constructor (init: SchedulerInit) {
     this.history = init.history
@@ -598,7 +598,10 @@ export class Scheduler {
     this.attempts.set(id, { build, seat })
     this.armTimeout(build, id)
     // What the builds it ran after kept goes in first; its own inputs win a clash of paths.
-    const placed = this.placed.get(build.id)
+    // In the order of `after`, whatever order those builds ended in: of two that kept the same path, the one
+    // listed later wins, every time (GitLab places needed jobs' artifacts the same way).
+    const byBuild = this.placed.get(build.id)
+    const placed = byBuild === undefined ? undefined : Object.assign({}, ...(build.job.after ?? []).map(a => byBuild.get(a.build) ?? {}))
     const job = placed === undefined ? build.job : { ...build.job, inputs: { ...placed, ...build.job.inputs } }
     const env = gridEnv(build)
     seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas, ...(secrets !== undefined ? { secrets } : {}), ...(env !== undefined ? { env } : {}) })
@@ -721,8 +724,8 @@ export class Scheduler {
   /** `build` runs after `before`, which succeeded: its artifacts go into `build`'s work dir (unless not wanted). */
   private place (build: Build, before: Build, artifacts: boolean): void {
     if (!artifacts || before.artifacts.length === 0) return
-    const placed = this.placed.get(build.id) ?? {}
-    for (const artifact of before.artifacts) placed[artifact.path] = `build:${before.id}/${artifact.path}`
+    const placed = this.placed.get(build.id) ?? new Map<string, Record<string, string>>()
+    placed.set(before.id, Object.fromEntries(before.artifacts.map(a => [a.path, `build:${before.id}/${a.path}`])))
     this.placed.set(build.id, placed)
   }
 

@@ -102,6 +102,20 @@ after('a failure skips every sibling, even when one of them has builds after it 
   assert.equal(link.assigned.map(x => x.build), [a.id], 'nothing after the failure reached the worker')
 })
 
+after('two builds it runs after kept the same path: the one listed later in after wins, whichever ended last', async () => {
+  const { scheduler: s } = scheduler()
+  const link = new StubLink(linux, 2)
+  s.workerJoined(link)
+  const a = await s.submit(oneStep())
+  const b = await s.submit(oneStep())
+  const c = await s.submit(oneStep({ after: [{ build: a.id }, { build: b.id }] }))
+  // b ends first, a last: a's report.txt must still lose to b's.
+  succeedWith(s, link, link.attempt(1), ['report.txt', 'b-only'])
+  succeedWith(s, link, link.attempt(0), ['report.txt', 'a-only'])
+  assert.is(c.status, 'running')
+  assert.equal(link.assigned[2].job.inputs, { 'report.txt': `build:${b.id}/report.txt`, 'a-only': `build:${a.id}/a-only`, 'b-only': `build:${b.id}/b-only` })
+})
+
 after('a build submitted after one that already succeeded gets its artifacts; after one that already failed, it is skipped at once', async () => {
   const { scheduler: s } = scheduler()
   const link = new StubLink(linux, 1)
