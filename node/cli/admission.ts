@@ -74,13 +74,26 @@ export function admissionCommands (grid: GridCommand): void {
     })
 
   grid.command('cancel')
-    .description('cancel a queued or running build (run beside the coordinator: uses DATA/web-url and DATA/api-token)')
-    .argument('<build-id>', 'what grid submit printed')
+    .description('cancel a queued or running build, or a pipeline and every build of it still queued or running (run beside the coordinator: uses DATA/web-url and DATA/api-token)')
+    .argument('<id>', 'a build id (what grid submit printed) or a pipeline id (what grid run printed)')
     .addOption(dataOption())
     .addOption(operatorListenOption())
     .action(async (id: string, opts) => {
-      const build = await operatorRequest(opts.data, 'POST', `/api/builds/${encodeURIComponent(id)}/cancel`) as { status: string }
-      log(`build ${id} ${build.status}`)
+      // Build and pipeline ids look alike: a build is tried first, then a pipeline; an id that is neither says so once.
+      try {
+        const build = await operatorRequest(opts.data, 'POST', `/api/builds/${encodeURIComponent(id)}/cancel`) as { status: string }
+        log(`build ${id} ${build.status}`)
+        return
+      } catch (err: any) {
+        if (!(err instanceof UsageError) || !/^no build /.test(err.message)) throw err
+      }
+      try {
+        const pipeline = await operatorRequest(opts.data, 'POST', `/api/pipelines/${encodeURIComponent(id)}/cancel`) as { status: string }
+        log(`pipeline ${id} ${pipeline.status}`)
+      } catch (err: any) {
+        if (err instanceof UsageError && /^no pipeline /.test(err.message)) throw new UsageError(`no build or pipeline ${id}`)
+        throw err
+      }
     })
 
   for (const [name, verb] of [['deny', 'shut a peer out of the grid now: dropped and refused by every node'], ['allow', 'let a denied peer back in']] as const) {

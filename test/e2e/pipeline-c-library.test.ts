@@ -105,6 +105,12 @@ project('a push is built, tested over two flags and packaged; the package equals
   const all = await (await fetch(`${ctx.url}/api/pipelines?limit=10`)).json() as Pipeline[]
   assert.equal(all.filter(p => p.source.repo === repo).map(p => p.source.commit).sort(), [commit, second].sort(), 'each commit built once')
 
+  // grid cancel takes a pipeline id as well as a build id: a finished one says so; an unknown id names both kinds.
+  const late = await gridRun(['cancel', next.id, '--data', ctx.data])
+  assert.ok(late.code !== 0 && new RegExp(`^grid: pipeline ${next.id} .*succeeded`).test(late.stderr), late.stderr)
+  const unknown = await gridRun(['cancel', '000000000abcdef12', '--data', ctx.data])
+  assert.is(unknown.stderr, 'grid: no build or pipeline 000000000abcdef12\n')
+
   // The repository as the operator sees it, then gone: nothing polls it any more.
   const listed = await gridRun(['repo', 'ls', '--data', ctx.data])
   assert.is(listed.code, 0, listed.stderr)
