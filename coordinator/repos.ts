@@ -230,6 +230,15 @@ export function repoHost (url: string): string | undefined {
   return at > 0 ? url.slice(url.indexOf('@') + 1, at).toLowerCase() : undefined
 }
 
+/**
+ * Whether two registered URLs name one repository: `file:///srv/x.git` and `/srv/x.git`, a trailing `/`, and `.git`
+ * or not are the same to git, and registering both would build every push twice (and post its statuses twice).
+ */
+export function sameRepository (a: string, b: string): boolean {
+  const canonical = (url: string): string => url.replace(/^file:\/\//i, '').replace(/\/+$/, '').replace(/\.git$/, '')
+  return canonical(a) === canonical(b)
+}
+
 /** A secret or token as given: one line, not empty, at most MAX_SECRET_CHARS. */
 function checkSecret (value: unknown, what: string): string {
   if (typeof value !== 'string' || value === '') fail(`${what} must be a non-empty string`)
@@ -446,7 +455,7 @@ export class Repos {
     const checked = parseRepoInit(init)
     return await this.serial(async () => {
       const all = await this.stored()
-      const same = all.find(r => r.url === checked.url)
+      const same = all.find(r => sameRepository(r.url, checked.url))
       if (same !== undefined) throw new RepoConflictError(`${checked.url} is registered already as ${same.id}: remove it first (grid repo rm ${same.id}) to register it again`)
       if (all.length >= MAX_REPOS) throw new RepoConflictError(`the grid holds ${MAX_REPOS} repositories, its most: remove one first`)
       const id = newBuildId(this.now())

@@ -2,7 +2,7 @@
 // a status target posts to, which branches a glob registers, and every key of a registration checked.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { BadRepoError, DEFAULT_BRANCHES, GITHUB_API, MAX_BRANCH_GLOBS, MAX_POLL_S, MIN_POLL_S, branchRegistered, checkRepoUrl, ownerAndRepo, parseRepoInit } from '../../coordinator/repos.ts'
+import { BadRepoError, DEFAULT_BRANCHES, GITHUB_API, MAX_BRANCH_GLOBS, MAX_POLL_S, MIN_POLL_S, branchRegistered, checkRepoUrl, sameRepository, ownerAndRepo, parseRepoInit } from '../../coordinator/repos.ts'
 
 function refused (fn: () => unknown, pattern: RegExp): void {
   try {
@@ -124,6 +124,14 @@ init('every bad key is refused, naming it', () => {
   for (const onGithub of ['https://github.com/acme/widgets.git', 'git@github.com:acme/widgets.git', 'ssh://git@GitHub.com/acme/widgets']) {
     assert.is(parseRepoInit({ url: onGithub, hookSecret: 's', status: { kind: 'github', token: 't' } }).status?.url, 'https://api.github.com')
   }
+})
+
+urls('the same repository under two spellings is one: file:// or a path, a trailing slash, .git or not', () => {
+  assert.ok(sameRepository('file:///srv/git/x.git', '/srv/git/x.git'))
+  assert.ok(sameRepository('/srv/git/x.git/', '/srv/git/x'))
+  assert.ok(sameRepository('https://github.com/acme/widgets.git', 'https://github.com/acme/widgets'))
+  assert.not.ok(sameRepository('/srv/git/x.git', '/srv/git/y.git'))
+  assert.not.ok(sameRepository('https://github.com/acme/widgets', 'https://github.com/acme/gadgets'))
 })
 
 urls.run()
