@@ -5,35 +5,12 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { GridCommand } from './usage.ts'
-import { JOIN_FILE, JOIN_TRUSTED_FILE, TOKEN_FILE, WEB_URL_FILE } from '../roles.ts'
+import { JOIN_FILE, JOIN_TRUSTED_FILE } from '../roles.ts'
 import { decodeJoinCode } from '../../net/join-code.ts'
 import { dataOption, operatorListenOption } from './options.ts'
 import { UsageError, log } from './report.ts'
+import { operatorRequest } from './operator.ts'
 
-/** An operator's write to the HTTP API of the grid whose data dir is `dataDir` (uses DATA/web-url and DATA/api-token). */
-async function operatorRequest (dataDir: string, method: 'POST' | 'DELETE', path: string, json?: unknown): Promise<unknown> {
-  const read = async (file: string): Promise<string> => {
-    try {
-      return (await readFile(join(dataDir, file), 'utf8')).trim()
-    } catch {
-      throw new UsageError(`no ${file} in ${dataDir}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
-    }
-  }
-  const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
-  let res: Response
-  try {
-    res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: json !== undefined ? JSON.stringify(json) : undefined
-    })
-  } catch (err: any) {
-    throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
-  }
-  const body = await res.json() as { error?: string }
-  if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
-  return body
-}
 
 /** Adds `grid code`, `grid rotate`, `grid cancel`, `grid deny` and `grid allow` to `grid`, in that order. */
 export function admissionCommands (grid: GridCommand): void {

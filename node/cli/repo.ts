@@ -3,44 +3,15 @@
 // data dir, not a place in the grid. Secrets come from files (or stdin with `-`), never from the command line,
 // where `ps` and shell history would show them.
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { InvalidArgumentError, Option } from 'commander'
 import type { GridCommand } from './usage.ts'
-import { TOKEN_FILE, WEB_URL_FILE } from '../roles.ts'
 import { collect, dataOption, operatorListenOption } from './options.ts'
+import { operatorRequest, operatorWebUrl } from './operator.ts'
 import { UsageError, log } from './report.ts'
 import { DEFAULT_BRANCHES, MAX_POLL_S, MIN_POLL_S, STATUS_KINDS } from '../../coordinator/repos.ts'
 import type { RepoRecord } from '../../coordinator/repos.ts'
 
-/** An operator's request to the HTTP API of the grid whose data dir is `dataDir`; the answer's JSON, or UsageError with its sentence. */
-async function operatorRequest (dataDir: string, method: 'GET' | 'POST' | 'DELETE', path: string, json?: unknown): Promise<unknown> {
-  const read = async (file: string): Promise<string> => {
-    try {
-      return (await readFile(join(dataDir, file), 'utf8')).trim()
-    } catch {
-      throw new UsageError(`no ${file} in ${dataDir}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
-    }
-  }
-  const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
-  let res: Response
-  try {
-    res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: json !== undefined ? JSON.stringify(json) : undefined
-    })
-  } catch (err: any) {
-    throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
-  }
-  const body = await res.json().catch(() => ({})) as { error?: string }
-  if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
-  return body
-}
 
-/** The web URL a webhook path is under, for printing the whole webhook URL. */
-async function webUrl (dataDir: string): Promise<string> {
-  return (await readFile(join(dataDir, WEB_URL_FILE), 'utf8')).trim().replace(/\/+$/, '')
-}
 
 /** A secret from a file (`-` for stdin), without the line end an editor or `echo` adds. */
 async function secretFrom (file: string, flag: string): Promise<string> {
@@ -111,7 +82,7 @@ export function repoCommands (grid: GridCommand): void {
       }
       const added = await operatorRequest(opts.data, 'POST', '/api/repos', body) as RepoRecord
       // A repository without a hook secret refuses every webhook: no URL to give a forge then.
-      process.stdout.write(`${added.id}\nhook: ${added.webhooks ? `${await webUrl(opts.data)}${added.hook}` : 'none (no --hook-secret-file: webhooks are refused; polling starts its pipelines)'}\n`)
+      process.stdout.write(`${added.id}\nhook: ${added.webhooks ? `${await operatorWebUrl(opts.data)}${added.hook}` : 'none (no --hook-secret-file: webhooks are refused; polling starts its pipelines)'}\n`)
       log(`registered ${added.url}: ${repoLine(added).split('\t').slice(2).join('; ')}`)
     })
 

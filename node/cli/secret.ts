@@ -2,12 +2,10 @@
 // coordinator's HTTP API with its token (DATA/web-url, DATA/api-token), so an operator needs the data dir, not a
 // place in the grid. A value is read from stdin only, never from the command line, where `ps` and shell history
 // would show it; and never from a terminal, where it would be echoed on the screen.
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { GridCommand } from './usage.ts'
-import { TOKEN_FILE, WEB_URL_FILE } from '../roles.ts'
 import { collect, dataOption, operatorListenOption } from './options.ts'
 import { UsageError, log } from './report.ts'
+import { operatorRequest } from './operator.ts'
 import { MAX_SECRET_VALUE_BYTES, MIN_SECRET_CHARS, checkSecretName } from '../../coordinator/secrets.ts'
 import type { SecretRecord } from '../../coordinator/secrets.ts'
 import { isGridError } from '../../net/errors.ts'
@@ -23,30 +21,6 @@ export interface SecretCommandsInit {
   stdin?: SecretInput
 }
 
-/** An operator's request to the HTTP API of the grid whose data dir is `dataDir`; the answer's JSON, or UsageError with its sentence. */
-async function operatorRequest (dataDir: string, method: 'GET' | 'PUT' | 'DELETE', path: string, json?: unknown): Promise<unknown> {
-  const read = async (file: string): Promise<string> => {
-    try {
-      return (await readFile(join(dataDir, file), 'utf8')).trim()
-    } catch {
-      throw new UsageError(`no ${file} in ${dataDir}: run this beside a grid started with HTTP (grid up, or grid coordinator --http)`)
-    }
-  }
-  const [url, token] = [await read(WEB_URL_FILE), await read(TOKEN_FILE)]
-  let res: Response
-  try {
-    res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: json !== undefined ? JSON.stringify(json) : undefined
-    })
-  } catch (err: any) {
-    throw new UsageError(`cannot reach the grid at ${url}: ${err.cause?.code ?? err.message}`)
-  }
-  const body = await res.json().catch(() => ({})) as { error?: string }
-  if (!res.ok) throw new UsageError(body.error ?? `the grid answered ${res.status}`)
-  return body
-}
 
 /**
  * All of `input`, without ONE trailing line end (`echo VALUE |` and files saved by an editor add one; a PEM key
