@@ -3,7 +3,6 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { bearerAuth } from 'hono/bearer-auth'
 import { bodyLimit } from 'hono/body-limit'
 import { secureHeaders } from 'hono/secure-headers'
@@ -24,8 +23,8 @@ import { artifactRoutes } from './artifacts.ts'
 import { buildArtifactRoutes } from './build-artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
-import { isGridError } from '../net/errors.ts'
 import { MAX_EVENT_BACKLOG } from './constants.ts'
+import { apiError } from './errors.ts'
 import { pipelineRoutes } from './pipelines.ts'
 import { repoRoutes } from './repos.ts'
 import { secretRoutes } from './secrets.ts'
@@ -180,18 +179,7 @@ export function createApp (init: ApiInit): Hono {
   }
 
   app.notFound(c => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404))
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      // bearerAuth answers with its own response; keep it (it carries WWW-Authenticate).
-      const res = err.getResponse()
-      if (res.headers.get('content-type')?.includes('json') === true) return res
-      return c.json({ error: err.message }, err.status)
-    }
-    // An expected failure (a full store, an unreachable peer, a bad job) answers its own status with its sentence.
-    if (isGridError(err)) return c.json({ error: err.message }, err.status as ContentfulStatusCode)
-    console.error('http: unexpected error:', err)
-    return c.json({ error: 'internal error' }, 500)
-  })
+  app.onError(apiError)
   return app
 }
 
@@ -228,3 +216,4 @@ function streamText (c: Context, source: (signal: AbortSignal) => AsyncIterable<
     }
   })
 }
+

@@ -5,10 +5,8 @@
 // registered URL, never from one in the payload.
 import { Hono } from 'hono'
 import type { MiddlewareHandler } from 'hono'
-import { HTTPException } from 'hono/http-exception'
+import { apiError } from './errors.ts'
 import { bodyLimit } from 'hono/body-limit'
-import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { isGridError } from '../net/errors.ts'
 import { branchRegistered } from '../coordinator/repos.ts'
 import type { PipelineStarter, RepoInit, Repos } from '../coordinator/repos.ts'
 import { parsePush, readPayload, verifyDelivery } from './hooks.ts'
@@ -103,15 +101,6 @@ export function repoRoutes (init: RepoRoutesInit): Hono {
   })
 
   // Mounted or alone (tests), the answers are the API's: `{ "error": "one sentence" }`.
-  routes.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      const res = err.getResponse()
-      if (res.headers.get('content-type')?.includes('json') === true) return res
-      return c.json({ error: err.message }, err.status)
-    }
-    if (isGridError(err)) return c.json({ error: err.message }, err.status as ContentfulStatusCode)
-    console.error('http: unexpected error:', err)
-    return c.json({ error: 'internal error' }, 500)
-  })
+  routes.onError(apiError)
   return routes
 }
