@@ -58,7 +58,6 @@ interface Running {
   why?: string
 }
 
-const encoder = new TextEncoder()
 
 /** The sentence a step's log gets when the step is stopped for `reason`, unless the coordinator said more. */
 function stopSentence (reason: StopReason, timeoutS: number): string {
@@ -256,7 +255,7 @@ export class Worker {
   private async failSetup (assign: Assign, reason: string, mask: string[]): Promise<void> {
     this.report({ t: 'step-started', attempt: assign.attempt, step: 0 })
     const writer = this.logWriter(assign, 0, mask)
-    writer.write(new TextEncoder().encode(`grid: ${reason}\n`))
+    writer.note(`grid: ${reason}\n`)
     const sealed = await writer.seal().catch(() => undefined)
     this.report({ t: 'step', attempt: assign.attempt, step: 0, exitCode: -1, logCid: sealed?.cid })
   }
@@ -318,7 +317,7 @@ export class Worker {
           signal: stop.signal,
           killGraceMs,
           stopping: () => run.why ?? stopSentence(stop.signal.reason as StopReason, assign.job.timeout),
-          note: line => { writer.write(encoder.encode(`grid: ${line}\n`)) }
+          note: line => { writer.note(`grid: ${line}\n`) }
         })
         if (fenced()) {
           writer.abort()
@@ -340,7 +339,7 @@ export class Worker {
       }
       // Artifacts are kept after a failure too (a test report is most wanted then), not after a stop.
       if (!stop.signal.aborted) {
-        const note = (line: string): void => { open?.writer.write(encoder.encode(`grid: ${line}\n`)) }
+        const note = (line: string): void => { open?.writer.note(`grid: ${line}\n`) }
         try {
           ({ artifacts, warnings } = await collect(workspace, assign.job.artifacts ?? [], note))
         } catch (err: any) {

@@ -130,6 +130,20 @@ export class LogWriter {
     return this.take(this.redactor === undefined ? bytes : this.redactor.push(bytes))
   }
 
+  /**
+   * A line of the worker's own (`grid: sent SIGTERM…`, `grid: kept 3 artifacts…`), given whole with its line end.
+   * With secrets, the step's output before it is taken as ended first: a value it was in the middle of printing
+   * (its process stopped, say) is masked rather than released by the line that follows; the line is masked too.
+   */
+  note (line: string): boolean {
+    if (this.sealed) throw new LogUnwritableError(`log ${this.init.log} is sealed`)
+    if (this.capped) return true
+    const bytes = Buffer.from(line)
+    if (this.redactor === undefined) return this.take(bytes)
+    this.take(this.redactor.flush())
+    return this.take(Buffer.concat([this.redactor.push(bytes), this.redactor.flush()]))
+  }
+
   /** Take (masked) output into the log, within the limit. */
   private take (bytes: Uint8Array): boolean {
     if (bytes.length === 0 || this.capped) return this.buffered() < LOG_BUFFER_LIMIT || this.failure !== undefined

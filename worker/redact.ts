@@ -14,6 +14,13 @@ export const MASK = '***'
 const MASK_BYTES = Buffer.from(MASK)
 const NOTHING = Buffer.alloc(0)
 /**
+ * At the end of the output (flush), a held tail of at least this many bytes that is the start of a value is masked,
+ * not released: a step stopped (cancelled, timed out) in the middle of printing a value would otherwise leave its
+ * first part in the log. Shorter tails are released as they are (the secret store refuses values this short, so
+ * they say almost nothing), and ordinary text that merely ends like a value's first byte stays readable.
+ */
+export const PARTIAL_MASK_BYTES = 4
+/**
  * One byte in this many of the output is counted to learn which bytes are rare in it: a prime, so lines of a fixed
  * length are not sampled at the same column. Cheap next to the search (about 1/50th of it).
  */
@@ -105,9 +112,25 @@ export class Redactor {
     return this.scan(this.context.length === 0 ? bytes : Buffer.concat([this.context, bytes]), false)
   }
 
-  /** The end of the output: release the held tail (masking any occurrence in it). The next push starts afresh. */
+  /**
+   * The end of the output: release the held tail (masking any occurrence in it; a tail of PARTIAL_MASK_BYTES or more
+   * that is the start of a value is masked whole). The next push starts afresh.
+   */
   flush (): Uint8Array {
-    const out = this.context.length === 0 ? NOTHING : this.scan(this.context, true)
+    let out: Buffer = NOTHING
+    if (this.context.length > 0) {
+      const end = this.base + this.context.length
+      const tail = this.pendingPrefix(this.context)
+      if (tail >= PARTIAL_MASK_BYTES) {
+        // Everything but the held tail is released as usual; the tail, a value's first bytes, is masked: by a mask
+        // of its own, or, when it starts inside the mask released last, by that one (its rest is dropped).
+        const head = this.scan(this.context, false)
+        out = this.released < end && end - tail >= this.maskedTo ? Buffer.concat([head, MASK_BYTES]) : head
+      } else {
+        out = this.scan(this.context, true)
+      }
+    }
+    this.released = this.base + this.context.length
     this.base += this.context.length
     this.context = NOTHING
     this.maskedTo = -1

@@ -4,7 +4,7 @@
 // seal, the worker's own lines masked too.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { MASK, Redactor, maskPatterns } from '../../worker/redact.ts'
+import { MASK, PARTIAL_MASK_BYTES, Redactor, maskPatterns } from '../../worker/redact.ts'
 import { LogWriter } from '../../worker/log-writer.ts'
 import type { AppendStreams } from '../../worker/append-streams.ts'
 import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
@@ -46,6 +46,14 @@ function reference (values: string[], input: Uint8Array): Uint8Array {
   for (const pattern of maskPatterns(values)) {
     for (let at = data.indexOf(pattern); at !== -1; at = data.indexOf(pattern, at + 1)) runs.push([at, at + pattern.length])
   }
+  // The end of the output: a tail of PARTIAL_MASK_BYTES or more that is the start of a value is masked too.
+  let tail = 0
+  for (const pattern of maskPatterns(values)) {
+    for (let n = Math.min(pattern.length - 1, data.length); n > tail; n--) {
+      if (data.subarray(data.length - n).equals(pattern.subarray(0, n))) { tail = n; break }
+    }
+  }
+  if (tail >= PARTIAL_MASK_BYTES) runs.push([data.length - tail, data.length])
   runs.sort((a, b) => a[0] - b[0])
   const parts: Uint8Array[] = []
   let cursor = 0
@@ -129,10 +137,12 @@ one('a prefix of the value in ordinary text is released as soon as the next byte
   assert.is(redactor.held, 0)
 })
 
-one('a value that is a prefix of text that never completes: the flush releases it unmasked, as it was', () => {
+one('a value cut off by the end of the output (a step stopped while printing it): its first part is masked, a short one released', () => {
   const { text, beforeFlush } = redact(['hunter22'], ['the end: hunter2'])
   assert.is(beforeFlush, 'the end: ')
-  assert.is(text, 'the end: hunter2')
+  assert.is(text, 'the end: ***', 'seven of its eight bytes would say too much')
+  assert.is(redact(['hunter22'], ['the end: hunt']).text, 'the end: ***', `${PARTIAL_MASK_BYTES} bytes are masked`)
+  assert.is(redact(['hunter22'], ['the end: hun']).text, 'the end: hun', 'fewer are released: ordinary text may end like a value begins')
   assert.is(redact(['hunter22'], ['h']).text, 'h')
 })
 
@@ -341,13 +351,17 @@ writer('the log holds *** where the value was, its size and CID are those of the
   assert.equal(sealed, { size: expected.length, cid: nameOf(expected) })
 })
 
-writer('the held tail is released at the seal, before the log is named', async () => {
+writer('the held tail is released at the seal, before the log is named (masked when it is a value\'s start)', async () => {
   const { writer, text } = maskedWriter(['hunter22'])
   writer.write(bytesOf('last words: hunter2'))
   assert.is(writer.size, 'last words: '.length, 'the possible start of the value is not in the log yet')
   const sealed = await writer.seal()
-  assert.is(text(), 'last words: hunter2')
-  assert.equal(sealed, { size: 19, cid: nameOf('last words: hunter2') })
+  assert.is(text(), 'last words: ***')
+  assert.equal(sealed, { size: 15, cid: nameOf('last words: ***') })
+  const short = maskedWriter(['hunter22'])
+  short.writer.write(bytesOf('last words: hu'))
+  await short.writer.seal()
+  assert.is(short.text(), 'last words: hu')
 })
 
 writer('the limit counts masked bytes: a long value does not eat the limit, and a value is never cut into the log', async () => {
