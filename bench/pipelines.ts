@@ -1,11 +1,12 @@
 // Pipelines (issue #17) as a user meets them: `grid up` (its worker has git), a bare repository that receives
 // pushes, and a GitHub-format webhook for each push. Figures: time from the webhook to the checkout's first step and
 // to the first job's first step (p50 over PUSHES pushes), beside a lone build's queue-to-start in the same grid;
-// and the source bytes a second `grid run` of an unchanged tree sends (0 when the tar keeps its CID).
+// and the source bytes a second `grid run` of an unchanged tree sends (0 when the tar keeps its CID); and (issue
+// #19) a second run of an unchanged three-job pipeline with `reuse: true` as a ratio to the first.
 import { spawn, execFileSync } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { createHmac } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Build, Pipeline } from '../grid/build.ts'
@@ -17,6 +18,27 @@ const GRID = join(ROOT, 'node/bin/grid.js')
 /** Pushes measured: the issue asks for the p50 over 20. */
 const PUSHES = 20
 const PHASE_TIMEOUT_MS = 180_000
+/** Pairs of runs (a new tree, then the same tree again) the reuse figure is the p50 of. */
+const REUSE_PAIRS = 5
+
+/** Three jobs in a chain, each keeping a file the next one reads: every build of a second run can be reused. */
+const REUSE_PIPELINE = `
+jobs:
+  lib:
+    reuse: true
+    steps: [ { run: "tr a-z A-Z < hello.txt > lib.txt" } ]
+    artifacts: [ lib.txt ]
+  app:
+    reuse: true
+    needs: [ lib ]
+    steps: [ { run: "cat lib.txt > app.txt && echo app >> app.txt" } ]
+    artifacts: [ app.txt ]
+  test:
+    reuse: true
+    needs: [ app ]
+    steps: [ { run: "wc -l < app.txt > report.txt" } ]
+    artifacts: [ report.txt ]
+`
 
 export interface PipelineRow { name: string, value: number, unit: string, baseline?: { name: string, value: number }, ratio?: number, note?: string }
 
@@ -123,11 +145,42 @@ export async function benchPipelines (say: (line: string) => void = () => {}): P
       if (r.code !== 0) throw new Error(`grid run exited ${r.code}: ${r.stderr}`)
       sentBytes.push(Number(/\((\d+) bytes? sent\)/.exec(r.stderr)?.[1] ?? NaN))
     }
+    // A three-job pipeline with `reuse: true`, run twice on each of REUSE_PAIRS trees: created to finished.
+    say(`bench: a three-job pipeline with reuse, run twice on each of ${REUSE_PAIRS} trees`)
+    const firstRuns: number[] = []
+    const secondRuns: number[] = []
+    let reusedBuilds = 0
+    for (let i = 0; i < REUSE_PAIRS; i++) {
+      const tree = join(dir, `reuse-tree-${i}`)
+      await mkdir(tree, { recursive: true })
+      await writeFile(join(tree, 'hello.txt'), `hello ${i} ${Date.now()}\n`)
+      const tar = execFileSync('tar', ['-cf', '-', '--mtime=@0', '--owner=0', '--group=0', '-C', tree, '.'])
+      const put = await fetch(url + '/api/artifacts', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: tar })
+      if (put.status !== 201) throw new Error(`putting a tree answered ${put.status}: ${await put.text()}`)
+      const src = (await put.json() as { cid: string }).cid
+      for (const runs of [firstRuns, secondRuns]) {
+        const { id } = await api('/api/pipelines', { method: 'POST', body: JSON.stringify({ pipeline: REUSE_PIPELINE, src }) })
+        const p = await poll('a reuse pipeline', async () => { const x = await api(`/api/pipelines/${id}`) as Pipeline; return PIPELINE_FINISHED.has(x.status) ? x : undefined })
+        if (p.status !== 'succeeded') throw new Error(`bench pipeline ${p.id} ended ${p.status}: ${p.error ?? ''}`)
+        runs.push(Date.parse(p.finished!) - Date.parse(p.created))
+        if (runs === secondRuns) {
+          for (const job of p.jobs) if ((await api(`/api/builds/${job.build}`) as Build).reused !== undefined) reusedBuilds++
+        }
+      }
+    }
     const loneP50 = percentile(lone, 50)
     return [
       { name: 'push (webhook) to checkout\'s first step p50', value: percentile(toCheckout, 50), unit: 'ms', baseline: { name: 'lone build queue-to-start p50', value: loneP50 }, ratio: percentile(toCheckout, 50) / loneP50, note: `${PUSHES} pushes` },
       { name: 'push (webhook) to first job\'s first step p50', value: percentile(toJob, 50), unit: 'ms', baseline: { name: 'lone build queue-to-start p50', value: loneP50 }, ratio: percentile(toJob, 50) / loneP50, note: `${PUSHES} pushes; p50 of the checkout's steps ${percentile(phases.steps, 50)} ms, keeping its artifacts ${percentile(phases.keep, 50)} ms, reading .grid.yml and queueing ${percentile(phases.plan, 50)} ms, first job queue-to-start ${percentile(phases.start, 50)} ms` },
-      { name: 'grid run of an unchanged tree: source bytes sent', value: sentBytes[1], unit: 'bytes', note: `first run sent ${sentBytes[0]} bytes` }
+      { name: 'grid run of an unchanged tree: source bytes sent', value: sentBytes[1], unit: 'bytes', note: `first run sent ${sentBytes[0]} bytes` },
+      {
+        name: 'second run of an unchanged three-job pipeline with reuse p50',
+        value: percentile(secondRuns, 50),
+        unit: 'ms',
+        baseline: { name: 'first run p50', value: percentile(firstRuns, 50) },
+        ratio: percentile(secondRuns, 50) / percentile(firstRuns, 50),
+        note: `${REUSE_PAIRS} trees, each run twice; ${reusedBuilds} of ${REUSE_PAIRS * 3} second-run builds reused`
+      }
     ]
   } finally {
     up?.kill('SIGTERM')

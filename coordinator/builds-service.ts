@@ -18,6 +18,32 @@ import type { StoreDirectory } from './store-directory.ts'
 import type { Pipelines } from './pipelines.ts'
 import { verifyTrust } from '../grid/trust.ts'
 import type { TrustHolder } from '../grid/trust.ts'
+import type { Build } from '../grid/build.ts'
+
+/**
+ * The part of the grid's cache index (coordinator/caches.ts, CacheIndex) the cache requests use; declared here by
+ * shape so this service does not depend on how the index keeps its entries.
+ */
+export interface CacheLookup {
+  find (query: { key: string, restore: string[], scope: CacheScope }): Promise<{ key: string, cid: string, size: number, build: string } | undefined>
+  keep (entry: { key: string, scope: CacheScope, cid: string, size: number, build: string }): Promise<void>
+}
+
+/** Where a cache entry belongs (the same shape as coordinator/caches.ts's CacheScope). */
+export interface CacheScope { repo: string | null, branch?: string, trusted: boolean }
+
+/**
+ * A build's cache scope, from the coordinator's own record of it (never from a worker): its registered repository
+ * (null for a build from no repository), its branch when its ref names one (`refs/heads/x` or a bare `x`; a tag or
+ * another ref has none), and whether it came from a member with the trusted join code.
+ */
+export function cacheScopeOf (build: Pick<Build, 'source' | 'untrusted'>, workerTrusted = true): CacheScope {
+  const ref = build.source?.ref
+  const branch = ref === undefined ? undefined : ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : ref.startsWith('refs/') ? undefined : ref
+  // Trusted only when both are: a trusted build run by an untrusted worker (anyone with the join code) could
+  // otherwise save a poisoned cache that a trusted build with secrets restores on a trusted worker.
+  return { repo: build.source?.repo ?? null, ...(branch !== undefined && branch !== '' ? { branch } : {}), trusted: build.untrusted !== true && workerTrusted }
+}
 
 export interface BuildsServiceComponents {
   host: GridHost
@@ -27,6 +53,8 @@ export interface BuildsServiceComponents {
   pipelines?: Pick<Pipelines, 'create' | 'get'>
   /** The grid's trust key, which a client proves it holds; without one every build submitted here is untrusted. */
   trust?: TrustHolder
+  /** Answers `cache-find` and `cache-keep`; without it both answer that this coordinator keeps no caches (a worker then neither restores nor saves). */
+  caches?: CacheLookup
 }
 
 export interface BuildsServiceInit {
@@ -44,7 +72,7 @@ export class BuildsService extends ProtocolService<BuildsServiceComponents> {
   }
 
   protected async serve (stream: Stream, connection: Connection): Promise<void> {
-    const { scheduler, stores, pipelines, trust } = this.components
+    const { scheduler, stores, pipelines, trust, caches } = this.components
     /** Whether a request's proof (bound to the peer Noise authenticated on this connection) fails to show trust. */
     const untrusted = (proof: Uint8Array | undefined): boolean =>
       trust === undefined || verifyTrust(trust.current, proof, connection.remotePeer.toString(), this.components.host.peerId.toString()) !== 'trusted'
@@ -55,7 +83,21 @@ export class BuildsService extends ProtocolService<BuildsServiceComponents> {
       let reply: BuildsReply
       try {
         if (request.t === 'submit') reply = { t: 'build', build: await scheduler.submit(parseJob(request.job), { untrusted: untrusted(request.trust) }) }
-        else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
+        else if (request.t === 'cache-find' || request.t === 'cache-keep') {
+          // Only the worker holding a current attempt speaks for its build; the scope is the coordinator's record.
+          const held = scheduler.attemptOf(request.attempt)
+          if (held === undefined || held.worker !== connection.remotePeer.toString()) reply = { t: 'error', error: `attempt ${request.attempt.slice(0, 64)} is not current on this worker` }
+          else if (caches === undefined) reply = { t: 'error', error: 'this coordinator keeps no caches' }
+          else if (request.t === 'cache-find') {
+            const entry = await caches.find({ key: request.key, restore: request.restore, scope: cacheScopeOf(held.build, held.trusted) })
+            const maker = entry !== undefined ? (await scheduler.get(entry.build))?.attempts.at(-1)?.worker : undefined
+            const where = maker !== undefined && maker !== held.worker ? scheduler.workerAddress(maker) : undefined
+            reply = { t: 'cache', ...(entry !== undefined ? { entry: { key: entry.key, cid: entry.cid, size: entry.size, build: entry.build } } : {}), ...(where !== undefined ? { maker: where } : {}) }
+          } else {
+            await caches.keep({ key: request.key, scope: cacheScopeOf(held.build, held.trusted), cid: request.cid, size: request.size, build: held.build.id })
+            reply = { t: 'ok' }
+          }
+        } else if (request.t === 'stores') reply = { t: 'stores', stores: stores.list(), replicas }
         else if (request.t === 'run-pipeline' || request.t === 'get-pipeline') {
           if (pipelines === undefined) reply = { t: 'error', error: 'this coordinator runs no pipelines' }
           else if (request.t === 'run-pipeline') {

@@ -29,6 +29,9 @@ import { Poller } from './poller.ts'
 import { CommitStatus } from './commit-status.ts'
 import { SECRETS_KEY_FILE, secretsKey } from './secret-box.ts'
 import { Secrets } from './secrets.ts'
+import { Caches } from './caches.ts'
+import { ReuseIndex } from './reuse.ts'
+import type { ReuseEntry } from './reuse.ts'
 
 /**
  * How long reading one small file (a checkout's `.grid.yml`) from the stores may take: it is at most a few hundred
@@ -75,6 +78,9 @@ export class Coordinator {
   readonly replicas: number
   /** Pipelines from a `.grid.yml` or a commit of a repository (coordinator/pipelines.ts), kept beside the builds. */
   readonly pipelines: Pipelines
+  /** The grid's cache index (`cache` of a job; `/api/caches`), sublevel `caches` of the coordinator's database. */
+  readonly caches: Caches
+  private readonly reuseIndex: ReuseIndex
   /** The grid's secrets (`grid secret set`), values sealed at rest in DATA/secrets.db. Set by start(). */
   secretStore!: Secrets
   /** Registered repositories (`grid repo add`), their webhooks' secrets and status targets sealed at rest. Set by start(). */
@@ -111,6 +117,12 @@ export class Coordinator {
       reclaimWindowMs: init.reclaimWindowMs,
       // The store is opened by start(), before the scheduler (a reclaimed build may be dispatched at once).
       secrets: init.secrets ?? { check: (names, scope) => this.secretStore.check(names, scope), values: names => this.secretStore.values(names) },
+      // Loaded by the scheduler's start(), once the history's database is open. Sealed step logs are roots on the
+      // stores as artifacts are, so one check covers both.
+      reuse: {
+        index: this.reuseIndex = new ReuseIndex({ store: this.history.db.sublevel<string, ReuseEntry>('reuse', { valueEncoding: 'json' }), log: init.log }),
+        held: cid => this.content.index.holders(cid).length > 0
+      },
       log: init.log
     })
     this.sessions = new WorkSessions({
@@ -123,11 +135,22 @@ export class Coordinator {
       readFile: async (cid, maxBytes, signal) => await this.readSmall(cid, maxBytes, signal),
       log: init.log
     })
-    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores, pipelines: this.pipelines, trust: init.trust }, { replicas: this.replicas })
+    this.caches = new Caches({
+      db: this.history.db,
+      // Gone only once the stores evicted their last copy (kept on disk, so an index still empty just after a restart
+      // drops nothing), unless the worker that made it is connected and serves its own copy.
+      held: async (cid, entry) => {
+        if (await this.history.evictedAt(cid) === undefined) return true
+        const maker = (await this.scheduler.get(entry.build))?.attempts.at(-1)?.worker
+        return maker !== undefined && this.scheduler.workerAddress(maker) !== undefined
+      }
+    })
+    this.builds = new BuildsService({ host: init.host, scheduler: this.scheduler, stores: this.stores, pipelines: this.pipelines, trust: init.trust, caches: this.caches }, { replicas: this.replicas })
   }
 
   async start (): Promise<void> {
     await this.history.open()
+    await this.caches.open()
     if (this.init.localStore !== undefined) {
       this.stores.add(this.init.localStore, this.init.localControl)
       this.content.joined(this.init.localStore.peer)
@@ -222,6 +245,8 @@ export class Coordinator {
     await this.builds.stop()
     await this.memberships.stop()
     await this.sessions.stop()
+    await this.reuseIndex.flushed()
+    await this.caches.close()
     await this.history.close()
   }
 }

@@ -11,6 +11,9 @@ import { CANCEL_SEAL_MARGIN_MS, MAX_ASSIGNED_SECRET_BYTES, RECLAIM_WINDOW_MS, TI
 import { DEFAULT_REPLICAS } from '../grid/placement.ts'
 import { GridError, isGridError } from '../net/errors.ts'
 import type { PeerAddress } from '../net/dial.ts'
+import { actionKey } from './reuse.ts'
+import type { Reuse, ReuseEntry } from './reuse.ts'
+import { parseArtifactRef } from '../grid/ids.ts'
 
 export interface Assignment {
   attempt: string
@@ -135,6 +138,11 @@ export interface SchedulerInit {
   cancelSealMarginMs?: number
   /** Checks jobs' `secrets` and gives their values at dispatch. @default NO_SECRETS */
   secrets?: SecretResolver
+  /**
+   * Jobs' `reuse: true` (coordinator/reuse.ts): the index of succeeded builds by action key (loaded by start()) and
+   * whether the grid still holds a CID. Absent: no build is ever reused, every build runs.
+   */
+  reuse?: Reuse
   log?: (line: string) => void
 }
 
@@ -157,6 +165,7 @@ export class Scheduler {
   private readonly reclaimWindowMs: number
   private readonly cancelSealMarginMs: number
   private readonly secrets: SecretResolver
+  private readonly reuse: Reuse | undefined
   private readonly log: (line: string) => void
   /** Builds not yet finished, by id; finished ones live only in history. */
   private readonly live = new Map<string, Build>()
@@ -188,6 +197,13 @@ export class Scheduler {
    * `build:ID/PATH` inputs added to its assignment, filled as each of those builds succeeds.
    */
   private readonly placed = new Map<string, Map<string, Record<string, string>>>()
+  /**
+   * For a queued build with `reuse: true`: the artifacts (path → CID) of each finished input or `after` build, by
+   * that build's id, so its action key is computed in the synchronous dispatch loop without reading history.
+   */
+  private readonly inputCids = new Map<string, Map<string, Record<string, string>>>()
+  /** The action key of each build with `reuse: true` that was handed to a worker: recorded if it succeeds. */
+  private readonly actionKeys = new Map<string, string>()
 
   constructor (init: SchedulerInit) {
     this.history = init.history
@@ -197,11 +213,14 @@ export class Scheduler {
     this.reclaimWindowMs = init.reclaimWindowMs ?? RECLAIM_WINDOW_MS
     this.cancelSealMarginMs = init.cancelSealMarginMs ?? CANCEL_SEAL_MARGIN_MS
     this.secrets = init.secrets ?? NO_SECRETS
+    this.reuse = init.reuse
     this.log = init.log ?? (() => {})
   }
 
   /** Reload the queue and running builds from history after a restart. */
   async start (): Promise<void> {
+    // The index first: a queued build reloaded below may be decided at once.
+    await this.reuse?.index.load()
     const active = await this.history.active()
     active.sort((a, b) => a.id < b.id ? -1 : 1)
     for (const build of active) this.live.set(build.id, build)
@@ -473,6 +492,17 @@ export class Scheduler {
     return { nodes: this.seats.size, slots, busy, queued: this.queue.length, groups: [...groups.values()] }
   }
 
+  /**
+   * The build of a current attempt and the peer ID of the worker holding it; undefined when the attempt is not
+   * current or no connected worker holds it (lost, finished, cancelled). Read-only: for checks such as the cache
+   * requests, which only the holder of a current attempt may make.
+   */
+  attemptOf (attemptId: string): { build: Build, worker: string, trusted: boolean } | undefined {
+    const running = this.attempts.get(attemptId)
+    if (running?.seat === undefined) return undefined
+    return { build: running.build, worker: running.seat.link.worker, trusted: running.seat.link.trusted === true }
+  }
+
   /** A connected worker's cache address, to fetch what it made straight from it; undefined when it is away. */
   workerAddress (peer: string): PeerAddress | undefined {
     for (const seat of this.seats) {
@@ -504,11 +534,20 @@ export class Scheduler {
     const remaining: string[] = []
     /** Builds whose secrets cannot be given to them now: they end once the queue is settled. */
     const refused: Array<{ build: Build, error: string }> = []
+    /** Builds that take a succeeded build's outputs: they end once the queue is settled, as refused ones do. */
+    const reused: Array<{ build: Build, origin: ReuseEntry }> = []
     for (const id of this.queue) {
       const build = this.live.get(id)
       if (build === undefined || build.status !== 'queued') continue
       if (this.waitsForInputs(build)) {
         remaining.push(id)
+        continue
+      }
+      // Reuse takes no slot, so it is decided before looking for one: a build whose outputs exist ends even
+      // while every worker is busy (or none is connected).
+      const origin = this.reusable(build)
+      if (origin !== undefined) {
+        reused.push({ build, origin })
         continue
       }
       const seat = this.freestSeat(build)
@@ -532,6 +571,80 @@ export class Scheduler {
     }
     this.queue = remaining
     for (const { build, error } of refused) this.finish(build, 'failed', error)
+    for (const { build, origin } of reused) if (build.status === 'queued') this.finishReused(build, origin)
+  }
+
+  /**
+   * For a queued build with `reuse: true` whose inputs are all settled: the succeeded build with its action key
+   * whose every artifact and step log the grid still holds, if there is one. An entry whose outputs are gone is
+   * forgotten (a miss, as bazel-remote treats an action result pointing at evicted blobs) and the build runs.
+   * Synchronous, in the dispatch loop, so a build can neither be dispatched twice nor overtaken by its own lookup.
+   */
+  private reusable (build: Build): ReuseEntry | undefined {
+    if (this.reuse === undefined || build.job.reuse !== true) return undefined
+    const inputs = this.resolvedInputs(build)
+    // An input whose CID is not known here (a restart lost it): it runs, and records nothing.
+    if (inputs === undefined) return undefined
+    const key = actionKey({ job: build.job, inputs, source: build.source, untrusted: build.untrusted === true })
+    this.actionKeys.set(build.id, key)
+    const entry = this.reuse.index.get(key)
+    if (entry === undefined) return undefined
+    // A build whose secrets were taken away since runs, and fails saying so, rather than reusing what they made.
+    if (this.secretsRefused(build) !== undefined) return undefined
+    const held = this.reuse.held
+    if (!entry.steps.every(s => s.logCid !== undefined && held(s.logCid)) || !entry.artifacts.every(a => held(a.cid))) {
+      this.log(`build ${build.id}: the outputs of build ${entry.build} (same action key) are no longer all held: it runs`)
+      this.reuse.index.forget(key)
+      return undefined
+    }
+    return entry
+  }
+
+  /** Every work-dir path the build gets → its CID (placed `after` artifacts, then its own inputs); undefined if one is unknown. */
+  private resolvedInputs (build: Build): Record<string, string> | undefined {
+    const known = this.inputCids.get(build.id)
+    const inputs: Record<string, string> = {}
+    for (const [path, from] of Object.entries(this.effectiveInputs(build))) {
+      const ref = parseArtifactRef(from)
+      if (ref === undefined) {
+        inputs[path] = from
+        continue
+      }
+      const cid = known?.get(ref.build)?.[ref.artifact]
+      if (cid === undefined) return undefined
+      inputs[path] = cid
+    }
+    return inputs
+  }
+
+  /** The inputs a build's assignment carries: what the builds it ran after kept, then its own (which win a clash of paths). */
+  private effectiveInputs (build: Build): Record<string, string> {
+    // In the order of `after`, whatever order those builds ended in: of two that kept the same path, the one
+    // listed later wins, every time (GitLab places needed jobs' artifacts the same way).
+    const byBuild = this.placed.get(build.id)
+    const placed = byBuild === undefined ? undefined : Object.assign({}, ...(build.job.after ?? []).map(a => byBuild.get(a.build) ?? {}))
+    return placed === undefined ? build.job.inputs : { ...placed, ...build.job.inputs }
+  }
+
+  /** `build` takes `origin`'s outputs: succeeded now, with no attempt and no slot. */
+  private finishReused (build: Build, origin: ReuseEntry): void {
+    const now = new Date().toISOString()
+    this.log(`build ${build.id}: reused the outputs of build ${origin.build} (same action key)`)
+    build.reused = origin.build
+    build.started = now
+    build.attempts = []
+    // The origin's copies were held a moment ago: an old eviction mark would say otherwise.
+    build.artifacts = origin.artifacts.map(({ evicted: _, ...a }) => ({ ...a }))
+    build.steps = origin.steps.map(s => ({ ...s }))
+    this.finish(build, 'succeeded', undefined, now)
+  }
+
+  /** A build with `reuse: true` is fed `from`'s artifacts: keep their CIDs for its action key. */
+  private inputSettled (build: Build, from: Build): void {
+    if (build.job.reuse !== true || this.reuse === undefined) return
+    const known = this.inputCids.get(build.id) ?? new Map<string, Record<string, string>>()
+    known.set(from.id, Object.fromEntries(from.artifacts.map(a => [a.path, a.cid])))
+    this.inputCids.set(build.id, known)
   }
 
   /** Why a build's secrets may not be given to it (asked at submit, and again at dispatch); undefined when they may, or it has none. */
@@ -598,11 +711,8 @@ export class Scheduler {
     this.attempts.set(id, { build, seat })
     this.armTimeout(build, id)
     // What the builds it ran after kept goes in first; its own inputs win a clash of paths.
-    // In the order of `after`, whatever order those builds ended in: of two that kept the same path, the one
-    // listed later wins, every time (GitLab places needed jobs' artifacts the same way).
-    const byBuild = this.placed.get(build.id)
-    const placed = byBuild === undefined ? undefined : Object.assign({}, ...(build.job.after ?? []).map(a => byBuild.get(a.build) ?? {}))
-    const job = placed === undefined ? build.job : { ...build.job, inputs: { ...placed, ...build.job.inputs } }
+    const inputs = this.effectiveInputs(build)
+    const job = inputs === build.job.inputs ? build.job : { ...build.job, inputs }
     const env = gridEnv(build)
     seat.link.assign({ attempt: id, build: build.id, job, logs, stores: this.stores(), replicas: this.replicas, ...(secrets !== undefined ? { secrets } : {}), ...(env !== undefined ? { env } : {}) })
     this.changed(build)
@@ -669,13 +779,24 @@ export class Scheduler {
     }
   }
 
-  private finish (build: Build, status: BuildStatus, error?: string): void {
+  private finish (build: Build, status: BuildStatus, error?: string, at: string = new Date().toISOString()): void {
     build.status = status
-    build.finished = new Date().toISOString()
+    build.finished = at
     if (error !== undefined) build.error = error
     delete build.waiting
     this.live.delete(build.id)
     this.placed.delete(build.id)
+    this.inputCids.delete(build.id)
+    const key = this.actionKeys.get(build.id)
+    this.actionKeys.delete(build.id)
+    // Only a build that ran records itself: a reused one's outputs are its origin's, recorded already.
+    if (key !== undefined && status === 'succeeded' && build.reused === undefined && build.attempts.length > 0) {
+      this.reuse?.index.record(key, {
+        build: build.id,
+        artifacts: build.artifacts.map(a => ({ ...a })),
+        steps: build.steps.map(s => ({ name: s.name, log: s.log, ...(s.exitCode !== undefined ? { exitCode: s.exitCode } : {}), ...(s.logCid !== undefined ? { logCid: s.logCid } : {}) }))
+      })
+    }
     this.changed(build)
     this.inputsSettled(build)
   }
@@ -698,6 +819,7 @@ export class Scheduler {
         return
       }
       this.place(build, before, after.artifacts)
+      if (after.artifacts) this.inputSettled(build, before)
     }
     for (const [path, ref] of Object.entries(inputBuilds(build.job))) {
       const input = this.live.get(ref.build) ?? await this.history.get(ref.build)
@@ -711,6 +833,7 @@ export class Scheduler {
         this.finish(build, 'failed', failure)
         return
       }
+      if (input !== undefined) this.inputSettled(build, input)
     }
     this.waitsForInputs(build)
   }
@@ -769,6 +892,7 @@ export class Scheduler {
         }
         this.place(build, finished, (build.job.after ?? []).some(a => a.build === finished.id && a.artifacts))
       }
+      if (finished.status === 'succeeded') this.inputSettled(build, finished)
       const failure = Object.entries(inputBuilds(build.job))
         .filter(([, ref]) => ref.build === finished.id)
         .map(([path, ref]) => inputFailure(path, ref, finished))

@@ -67,6 +67,11 @@ export interface Build {
   waiting?: string
   /** One sentence, when something other than a step's exit code decided the outcome (an input's build failed, a timeout). */
   error?: string
+  /**
+   * The build whose outputs this one took instead of running (job `reuse: true`, coordinator/reuse.ts): its
+   * artifacts and steps (exit codes, log ids, log CIDs) are that build's, with no attempt and no slot.
+   */
+  reused?: string
   /** Things that went wrong without deciding the outcome (an artifact skipped), one sentence each. */
   warnings?: string[]
   attempts: Attempt[]

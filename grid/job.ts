@@ -47,6 +47,69 @@ const inputSource = z.union([
   contentName,
   z.string().regex(ARTIFACT_REF_PATTERN, 'expected a CID or build:BUILD_ID/ARTIFACT_PATH')
 ], { error: 'expected a CID (as grid put prints it) or build:BUILD_ID/ARTIFACT_PATH' })
+/** Caches a job may name; past this the job is refused (each costs a lookup and a tar before and after the steps). */
+export const MAX_JOB_CACHES = 8
+/** Paths one cache saves; past this the job is refused (tar a common parent instead). */
+export const MAX_CACHE_PATHS = 32
+/** `restore` prefixes one cache tries in order; past this the job is refused. */
+export const MAX_CACHE_RESTORE_KEYS = 8
+/** Characters of a cache key or restore prefix, before and after substitution; a longer one is refused (at submission, or by the worker once substituted). */
+export const MAX_CACHE_KEY_CHARS = 512
+
+/**
+ * The `${{ … }}` expressions a cache key may hold: `hashFiles('GLOB', …)` and `capabilities.K` (the worker fills
+ * them in), `matrix.K` (a pipeline file fills it in before the job is validated, so one left here is refused).
+ */
+export const CACHE_EXPRESSION = /\$\{\{\s*(.*?)\s*\}\}/g
+const HASH_FILES_CALL = /^hashFiles\(\s*('[^']*'(\s*,\s*'[^']*')*)\s*\)$/
+const CAPABILITY_REFERENCE = /^capabilities\.([A-Za-z0-9_.:-]{1,64})$/
+
+/** A cache key's expression, parsed: what the worker has to compute for it. */
+export type CacheExpression = { t: 'hashFiles', globs: string[] } | { t: 'capability', key: string }
+
+/**
+ * Parse the inside of one `${{ … }}` of a cache key (`hashFiles('a', 'b/**')`, `capabilities.node`), or throw
+ * InvalidJobError with one sentence saying what is accepted. Globs are relative to the work dir, without `..`.
+ */
+export function parseCacheExpression (inner: string): CacheExpression {
+  const hash = HASH_FILES_CALL.exec(inner)
+  if (hash !== null) {
+    const globs = [...hash[1].matchAll(/'([^']*)'/g)].map(m => m[1])
+    for (const glob of globs) {
+      if (glob === '' || glob.startsWith('/') || glob.split(/[\\/]/).includes('..')) throw new InvalidJobError(`hashFiles takes globs relative to the work dir, without "..": ${JSON.stringify(glob)} is not one`)
+    }
+    return { t: 'hashFiles', globs }
+  }
+  const capability = CAPABILITY_REFERENCE.exec(inner)
+  if (capability !== null) return { t: 'capability', key: capability[1] }
+  if (/^matrix\./.test(inner)) throw new InvalidJobError(`\${{ ${inner} }} is filled in only in a pipeline file with a matrix`)
+  throw new InvalidJobError(`\${{ ${inner.slice(0, 100)} }} is not an expression a cache key takes (hashFiles('GLOB', …) or capabilities.NAME)`)
+}
+
+/** A cache key or restore prefix: one line, at most MAX_CACHE_KEY_CHARS, every `${{ … }}` one the worker can fill in. */
+const cacheKey = z.string().min(1, 'a cache key may not be empty').max(MAX_CACHE_KEY_CHARS, `a cache key is at most ${MAX_CACHE_KEY_CHARS} characters`)
+  .refine(k => !/[\x00-\x1f\x7f]/.test(k), 'a cache key is one line, without control characters')
+  .superRefine((key, ctx) => {
+    for (const m of key.matchAll(CACHE_EXPRESSION)) {
+      try {
+        parseCacheExpression(m[1])
+      } catch (err: any) {
+        ctx.addIssue({ code: 'custom', message: err.issues?.[0]?.message ?? err.message })
+      }
+    }
+  })
+
+export const cacheSchema = z.strictObject({
+  /** The exact key to restore, and to save under when it had no entry. */
+  key: cacheKey,
+  /** Paths (files, directories, links) inside the work dir to save. */
+  paths: z.array(insideWorkDir).min(1, 'a cache needs at least one path').max(MAX_CACHE_PATHS, `at most ${MAX_CACHE_PATHS} paths per cache`),
+  /** Prefixes tried in order when the exact key has no entry: the newest entry starting with one is restored. */
+  restore: z.array(cacheKey).max(MAX_CACHE_RESTORE_KEYS, `at most ${MAX_CACHE_RESTORE_KEYS} restore prefixes`).optional(),
+  /** `success` (default): saved after steps that all succeeded; `always`: after a failed step too. */
+  save: z.enum(['success', 'always']).optional()
+})
+
 /** A required value: a worker announces no empty capability, so an empty one could never be met; "*" asks for the key alone. */
 const requiredValue = capabilityValue.pipe(z.string().min(1, 'an empty value can never be met: use "*" to require only that the worker has the capability'))
 
@@ -81,6 +144,13 @@ export const jobSchema = z.strictObject({
    */
   secrets: z.array(secretName).max(MAX_JOB_SECRETS, `at most ${MAX_JOB_SECRETS} secrets`)
     .refine(names => new Set(names).size === names.length, 'each secret is named once').default([]),
+  /**
+   * Directories restored before the first step and saved after the steps (docs/job.md, "Caches"): the exact `key`
+   * in the build's repository and branch, else its default branch, else the newest entry matching a `restore` prefix.
+   */
+  cache: z.array(cacheSchema).max(MAX_JOB_CACHES, `at most ${MAX_JOB_CACHES} caches`).optional(),
+  /** Take the outputs of a succeeded build with the same action key instead of running (coordinator side). */
+  reuse: z.boolean().optional(),
   /** Higher runs first; equal priorities run oldest first. */
   priority: z.number().int().min(MIN_PRIORITY).max(MAX_PRIORITY).default(0),
   /** Seconds between SIGTERM and SIGKILL when a step is cancelled, times out or leaves processes behind (Buildkite gives 10 s). */

@@ -209,7 +209,8 @@ export async function startCoordinatorNode (init: CoordinatorNodeInit): Promise<
     web = await startWebServer(createApp({
       scheduler: coordinator.scheduler, stores: coordinator.stores, logs, token, admission, artifacts, storage: () => coordinator.content.state(), pipelines: coordinator.pipelines,
       repos: { repos: coordinator.repos, pipelines: coordinator.pipelines, log: init.log },
-      secrets: coordinator.secretStore
+      secrets: coordinator.secretStore,
+      caches: coordinator.caches
     }), init.http)
   }
   if (web !== undefined) await writeFile(join(init.dataDir, WEB_URL_FILE), web.url + '\n', { mode: 0o600 })

@@ -10,6 +10,7 @@ import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import type { Build, Pipeline } from '../grid/build.ts'
 import { MAX_PIPELINE_FILE_BYTES, MAX_REPLICAS } from '../grid/constants.ts'
 import { TRUST_PROOF_BYTES } from '../grid/trust.ts'
+import { MAX_CACHE_KEY_CHARS, MAX_CACHE_RESTORE_KEYS } from '../grid/job.ts'
 
 export const BUILDS_PROTOCOL = '/nameless-grid/builds/1.0.0'
 
@@ -39,7 +40,26 @@ export const buildsRequest = z.discriminatedUnion('t', [
     commit: z.string().max(64).optional(),
     trust: trustProof
   }),
-  z.object({ t: z.literal('get-pipeline'), id: z.string().max(64) })
+  z.object({ t: z.literal('get-pipeline'), id: z.string().max(64) }),
+  /**
+   * A worker before the first step of `attempt`: the cache entry to restore for `key` (else by the `restore`
+   * prefixes), looked up in the scope of the attempt's build as the coordinator recorded it. Answered with `cache`.
+   * Only the worker that holds the attempt, while it is current, may ask.
+   */
+  z.object({
+    t: z.literal('cache-find'),
+    attempt: z.string().max(64),
+    key: z.string().min(1).max(MAX_CACHE_KEY_CHARS),
+    restore: z.array(z.string().min(1).max(MAX_CACHE_KEY_CHARS)).max(MAX_CACHE_RESTORE_KEYS)
+  }),
+  /** A worker after the steps of `attempt`: it put a cache's tar (`cid`, `size` bytes) for `key`. Answered with `ok`. */
+  z.object({
+    t: z.literal('cache-keep'),
+    attempt: z.string().max(64),
+    key: z.string().min(1).max(MAX_CACHE_KEY_CHARS),
+    cid: z.string().regex(/^b[a-z2-7]{20,100}$/),
+    size: z.number().int().min(0)
+  })
 ])
 export type BuildsRequest = z.infer<typeof buildsRequest>
 
@@ -56,6 +76,13 @@ export const buildsReply = z.discriminatedUnion('t', [
     t: z.literal('pipeline'),
     pipeline: z.custom<Pipeline>(p => typeof p === 'object' && p !== null && typeof (p as any).id === 'string' && Array.isArray((p as any).jobs))
   }),
+  /** The cache entry a `cache-find` found (none: a miss), and the worker that made it when it is connected and serves its cache. */
+  z.object({
+    t: z.literal('cache'),
+    entry: z.object({ key: z.string().max(MAX_CACHE_KEY_CHARS), cid: z.string().max(200), size: z.number().int().min(0), build: z.string().max(64) }).optional(),
+    maker: peerAddress.optional()
+  }),
+  z.object({ t: z.literal('ok') }),
   z.object({ t: z.literal('error'), error: z.string().max(1000) })
 ])
 export type BuildsReply = z.infer<typeof buildsReply>

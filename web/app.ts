@@ -28,6 +28,8 @@ import { apiError } from './errors.ts'
 import { pipelineRoutes } from './pipelines.ts'
 import { repoRoutes } from './repos.ts'
 import { secretRoutes } from './secrets.ts'
+import { cacheRoutes } from './caches.ts'
+import type { CacheIndex } from '../coordinator/caches.ts'
 import type { Secrets } from '../coordinator/secrets.ts'
 import type { Repos, PipelineStarter } from '../coordinator/repos.ts'
 import type { PipelinesApi } from './pipelines.ts'
@@ -51,6 +53,8 @@ export interface ApiInit {
   repos?: { repos: Repos, pipelines: PipelineStarter, log?: (line: string) => void }
   /** The grid's secrets (`/api/secrets`, all behind the token): names, scopes and times; values are write-only. */
   secrets?: Pick<Secrets, 'set' | 'list' | 'remove'>
+  /** The cache index (`/api/caches`: an open list; DELETE behind the token). */
+  caches?: Pick<CacheIndex, 'list' | 'remove'>
 }
 
 const fail = (status: 400 | 401 | 404 | 409 | 413, message: string): never => {
@@ -173,6 +177,7 @@ export function createApp (init: ApiInit): Hono {
   if (init.pipelines !== undefined) app.route('/api/pipelines', pipelineRoutes(init.pipelines, auth))
   if (init.repos !== undefined) app.route('/', repoRoutes({ ...init.repos, auth }))
   if (init.secrets !== undefined) app.route('/', secretRoutes({ secrets: init.secrets, auth }))
+  if (init.caches !== undefined) app.route('/', cacheRoutes({ caches: init.caches, auth }))
   if (init.admission !== undefined) {
     app.route('/api/denied', admissionRoutes(init.admission, auth))
     app.route('/api/secret', rotationRoutes(init.admission, auth))

@@ -25,6 +25,8 @@ import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
 import { collect, prepare } from './workspace.ts'
 import type { Artifact } from './workspace.ts'
+import { resolveCaches, restoreCaches, saveCaches } from './build-caches.ts'
+import type { ResolvedCache } from './build-caches.ts'
 
 type Assign = Extract<ToWorker, { t: 'assign' }>
 type StopReason = 'cancelled' | 'stale' | 'timeout' | 'stopping'
@@ -280,6 +282,7 @@ export class Worker {
     let warnings: string[] = []
     let error: string | undefined
     let open: OpenStep | undefined
+    let caches: ResolvedCache[] = []
     try {
       // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
       await mkdir(workDir).catch(async err => {
@@ -299,16 +302,22 @@ export class Worker {
       const workspace = { host: this.init.host, join: this.init.join, workDir, stores: assign.stores, replicas: assign.replicas, cache: this.init.cache, signal: stop.signal }
       try {
         await prepare(workspace, assign.job.src, assign.job.inputs ?? {})
+        // Keys are filled in over the tree the steps will see (hashFiles of a lock file from src or an input).
+        caches = await resolveCaches(assign.job, { workDir, capabilities: this.init.capabilities })
       } catch (err: any) {
         // Nothing ran: say why in the first step's log, where the user looks, and in the record.
         error = err.message
         await this.failSetup(assign, err.message, mask)
         throw err
       }
+      // Restored before the first step; what it says goes at the top of the first step's log.
+      const preface: string[] = []
+      if (caches.length > 0) await restoreCaches({ workspace, attempt: assign.attempt, note: line => { preface.push(`grid: ${line}\n`) } }, caches)
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
         const writer = this.logWriter(assign, index, mask)
+        for (const line of preface.splice(0)) writer.note(line)
         const exitCode = await runStep({
           run: step.run,
           cwd: workDir,
@@ -336,6 +345,10 @@ export class Worker {
           await this.sealStep(assign, open)
           open = undefined
         }
+      }
+      // Caches are saved before the artifacts are kept (both after a failure, a cache only with `save: always`), not after a stop.
+      if (!stop.signal.aborted && caches.length > 0) {
+        await saveCaches({ workspace, attempt: assign.attempt, note: line => { open?.writer.note(`grid: ${line}\n`) } }, caches, outcome === 'succeeded')
       }
       // Artifacts are kept after a failure too (a test report is most wanted then), not after a stop.
       if (!stop.signal.aborted) {

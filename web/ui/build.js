@@ -32,16 +32,21 @@ function renderHead () {
     ? '<ul id="warnings" class="warnings">' + b.warnings.map(w => '<li>' + linkBuilds(w, b.id) + '</li>').join('') + '</ul>'
     : ''
   const note = attemptsNote(b)
+  // A reused build never ran: say whose outputs it shows, first thing, as a failed build says why it failed.
+  const reusedBox = b.reused !== undefined
+    ? '<p id="reused" class="why succeeded" role="status"><b>Reused:</b> it did not run; its artifacts and logs are those of build ' +
+      linkBuilds(b.reused, b.id) + ', which ran the same steps on the same inputs (job <code>reuse: true</code>).</p>'
+    : ''
   head.innerHTML = '<div class="head">' + badge(b.status) + '<h1>' + esc(buildLabel(b.job)) + '</h1><span class="grow"></span>' +
     (hasToken && !finished ? '<button type="button" class="danger" id="cancel">Cancel</button>' : '') +
-    (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' + whyBox + warnings +
+    (hasToken ? '<button type="button" id="rerun">Re-run</button>' : '') + '</div>' + whyBox + reusedBox + warnings +
     '<div class="facts">' + pipelineFact(b) + '<span>build <b class="mono">' + esc(b.id) + '</b></span>' +
     '<span>created <b>' + esc(time(b.created)) + '</b></span>' +
     (b.started !== undefined ? '<span>started <b>' + esc(time(b.started)) + '</b></span>' : '') +
     (b.finished !== undefined ? '<span>finished <b>' + esc(time(b.finished)) + '</b></span>' : '') +
     '<span>duration <b id="duration">' + esc(buildDuration(b)) + '</b></span>' +
     (note !== undefined ? '<span class="tries" title="' + esc(note.title) + '">' + esc(note.text) + '</span>' : '') +
-    (b.reused !== undefined ? '<span>reused <b>' + linkBuilds(b.reused, b.id) + '</b></span>' : '') + '</div>' +
+    (b.reused !== undefined ? '<span id="reused-from">reused from <b>' + linkBuilds(b.reused, b.id) + '</b></span>' : '') + '</div>' +
     '<p id="action-error" class="error" role="alert" hidden></p>' +
     (!hasToken ? '<p class="muted small">Enter the API token in the header to cancel or re-run.</p>' : '')
   document.getElementById('cancel')?.addEventListener('click', cancel)
@@ -183,7 +188,8 @@ function renderJob () {
       exitCell + '</td><td>' + esc(ran) + '</td><td>' + log + '</td></tr>'
   }).join('')
   document.getElementById('attempts').innerHTML = build.attempts.length === 0
-    ? '<tr><td colspan="7" class="muted">' + (FINISHED.has(build.status) ? 'It ended before a worker took it.' : 'No worker has taken it yet.') + '</td></tr>'
+    ? '<tr><td colspan="7" class="muted">' + (build.reused !== undefined ? 'None: it took the outputs of build ' + linkBuilds(build.reused, build.id) + '.'
+      : FINISHED.has(build.status) ? 'It ended before a worker took it.' : 'No worker has taken it yet.') + '</td></tr>'
     : build.attempts.map((a, i) => '<tr data-attempt="' + esc(a.id) + '" data-outcome="' + esc(a.outcome ?? 'running') + '"><td>' + (i + 1) + '</td>' +
       '<td class="nowrap"><code title="' + esc(a.worker) + '">' + esc(shortPeer(a.worker)) + '</code></td><td>' + chips(a.capabilities) + '</td>' +
       '<td>' + esc(time(a.started)) + '</td><td>' + esc(a.finished !== undefined ? duration(Date.parse(a.finished) - Date.parse(a.started)) : '') + '</td>' +

@@ -106,3 +106,21 @@ export function edgePath (from, to) {
   const r = n => Math.round(n * 10) / 10
   return 'M' + r(x1) + ' ' + r(y1) + ' C' + r(x1 + bend) + ' ' + r(y1) + ' ' + r(x2 - bend) + ' ' + r(y2) + ' ' + r(x2) + ' ' + r(y2)
 }
+
+/**
+ * Which of a pipeline's succeeded builds still need reading to learn whether they were reused (a pipeline record
+ * does not say; the build does, in `reused`): ids not in `known` (build id → origin build id, or null when it ran).
+ * A build is read once it succeeded, since only then can it be reused, and never twice.
+ *
+ * @param {{ jobs?: Array<{ build?: string, status: string }> }} pipeline
+ * @param {Map<string, string | null>} known
+ * @returns {string[]}
+ */
+export function buildsToAskReuse (pipeline, known) {
+  return (pipeline.jobs ?? []).filter(j => j.build !== undefined && j.status === 'succeeded' && !known.has(j.build)).map(j => j.build)
+}
+
+/** The words of a reused build's mark in the graph: `reused from BUILD`, the build whose outputs it took. */
+export function reusedLabel (origin) {
+  return 'reused from ' + origin
+}

@@ -1,7 +1,7 @@
 // Pipeline page: where it came from and how it stands, and its builds as a graph (columns by depth of `needs`,
 // a matrix job's builds grouped, lines from each job to the jobs that need it), kept live over /api/events.
 import { esc, badge, time, pipelineTitle, pipelineDuration, jobCounts, displayUrl, refName, events, read, write, onToken, PIPELINE_FINISHED } from './common.js'
-import { pipelineColumns, pipelineEdges, matrixLabel, edgePath } from './pipeline-graph.js'
+import { pipelineColumns, pipelineEdges, matrixLabel, edgePath, buildsToAskReuse, reusedLabel } from './pipeline-graph.js'
 
 const id = decodeURIComponent(location.pathname.split('/').pop())
 let pipeline
@@ -10,6 +10,12 @@ let checkout
 let hasToken = false
 /** The graph's shape (its columns and the names in them) as last drawn: a change of status only repaints boxes. */
 let drawnShape
+/**
+ * Of the pipeline's succeeded builds: the build whose outputs each took (job `reuse: true`), or null for one that
+ * ran. The pipeline record does not say, so each is read once it succeeded, or learnt from its `build` event.
+ */
+const reusedFrom = new Map()
+const reuseAsked = new Set()
 
 const head = document.getElementById('pipeline-head')
 const graph = document.getElementById('graph')
@@ -45,14 +51,39 @@ function renderHead () {
   document.getElementById('cancel')?.addEventListener('click', cancel)
 }
 
-/** One build's box: a link to its page once the build exists, its status as a word beside the colour. */
+/**
+ * One build's box: a link to its page once the build exists, its status as a word beside the colour. A reused
+ * build says so in its box, and the build it took its outputs from is linked under it (a link cannot hold a link).
+ */
 function node (entry, label, kind) {
-  const inner = '<span class="state">' + esc(entry.status) + '</span><span class="node-name">' + esc(label) + '</span>'
+  const origin = entry.build !== undefined ? reusedFrom.get(entry.build) ?? undefined : undefined
+  const inner = '<span class="state">' + esc(entry.status) + (origin !== undefined ? ' · reused' : '') + '</span><span class="node-name">' + esc(label) + '</span>'
   const attrs = ' class="node ' + esc(entry.status) + '" data-kind="' + kind + '" data-name="' + esc(entry.name) + '" data-status="' + esc(entry.status) + '"' +
-    ' title="' + esc(entry.name + ' — ' + entry.status) + '"'
-  return entry.build !== undefined
-    ? '<a' + attrs + ' data-build="' + esc(entry.build) + '" href="/builds/' + encodeURIComponent(entry.build) + '">' + inner + '</a>'
+    ' title="' + esc(entry.name + ' — ' + entry.status + (origin !== undefined ? ' (' + reusedLabel(origin) + ')' : '')) + '"'
+  const box = entry.build !== undefined
+    ? '<a' + attrs + ' data-build="' + esc(entry.build) + '"' + (origin !== undefined ? ' data-reused="' + esc(origin) + '"' : '') + ' href="/builds/' + encodeURIComponent(entry.build) + '">' + inner + '</a>'
     : '<div' + attrs + '>' + inner + '</div>'
+  return origin !== undefined
+    ? box + '<a class="reused-from muted small" data-reused-from="' + esc(origin) + '" href="/builds/' + encodeURIComponent(origin) + '">' + esc(reusedLabel(origin)) + '</a>'
+    : box
+}
+
+/** Read, once each, the succeeded builds not yet known to have run or been reused; draw again as answers come. */
+function askReuse () {
+  for (const build of buildsToAskReuse(pipeline, reusedFrom)) {
+    if (reuseAsked.has(build)) continue
+    reuseAsked.add(build)
+    read('/api/builds/' + encodeURIComponent(build)).then(b => {
+      if (!reusedFrom.has(b.id)) learnReuse(b)
+    }).catch(() => { reuseAsked.delete(build) })
+  }
+}
+
+/** A finished build of this pipeline: remember whether it was reused, and draw the mark if it was. */
+function learnReuse (b) {
+  if (b.status !== 'succeeded' || reusedFrom.has(b.id)) return
+  reusedFrom.set(b.id, b.reused ?? null)
+  if (b.reused !== undefined) render()
 }
 
 function group (g) {
@@ -77,7 +108,8 @@ function renderGraph () {
     graph.innerHTML = '<p class="muted" id="no-builds">' + (pipeline.error !== undefined ? 'No builds: the pipeline ended before any was made.' : 'No builds yet.') + '</p>'
     return
   }
-  const shape = JSON.stringify(columns.map(c => c.map(g => [g.job, g.entries.map(e => e.name + '\n' + (e.build ?? ''))])))
+  // A reuse mark adds a link under a box: that is a new shape, not a repaint.
+  const shape = JSON.stringify(columns.map(c => c.map(g => [g.job, g.entries.map(e => e.name + '\n' + (e.build ?? '') + '\n' + (reusedFrom.get(e.build) ?? ''))])))
   if (shape === drawnShape) {
     // Only statuses changed: repaint the boxes in place, so focus and the lines stay where they are.
     for (const column of columns) {
@@ -125,6 +157,7 @@ function render () {
   document.title = pipelineTitle(pipeline) + ' (' + pipeline.status + ') · nameless-grid'
   renderHead()
   renderGraph()
+  askReuse()
 }
 
 function showError (err) {
@@ -158,6 +191,7 @@ events({
     render()
   },
   build: b => {
+    if (b.pipeline === id) learnReuse(b)
     if (b.id !== pipeline?.checkout) return
     checkout = b
     render()
