@@ -1,8 +1,8 @@
 // The coordinator's state machine: the queue, the connected workers, and every attempt's life.
 // It never touches a stream: workers reach it through the narrow WorkerLink, storage through BuildHistory,
 // so it is tested alone with a memory history and stub links.
-import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildSource, BuildStatus, Capabilities } from '../grid/build.ts'
-import { FINISHED } from '../grid/build.ts'
+import type { ArtifactRecord, Attempt, AttemptOutcome, Build, BuildSource, BuildStatus, CacheRecord, Capabilities } from '../grid/build.ts'
+import { CACHE_OUTCOMES, FINISHED, MAX_BUILD_CACHES, MAX_CACHE_RECORD_KEY_CHARS, MAX_CACHE_WHY_CHARS } from '../grid/build.ts'
 import { attemptId, logId, newBuildId } from '../grid/ids.ts'
 import type { BuildHistory } from './history.ts'
 import type { Job } from '../grid/job.ts'
@@ -451,7 +451,7 @@ export class Scheduler {
    * The worker's result. `report.error` is the sentence that decided the outcome when a step's exit code did not
    * (an input that could not be fetched, artifacts that could not be kept); `report.warnings` did not decide it.
    */
-  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: ArtifactRecord[] = [], report: { error?: string, warnings?: string[] } = {}): void {
+  attemptFinished (link: WorkerLink, attempt: string, outcome: Exclude<AttemptOutcome, 'lost'>, artifacts: ArtifactRecord[] = [], report: { error?: string, warnings?: string[], caches?: CacheRecord[] } = {}): void {
     // A cancelled attempt's end: its build ended when it was cancelled.
     if (this.winding.get(attempt)?.link === link) {
       this.winding.delete(attempt)
@@ -463,6 +463,9 @@ export class Scheduler {
     build.artifacts = artifacts
     if (report.warnings !== undefined && report.warnings.length > 0) build.warnings = report.warnings
     else delete build.warnings
+    const caches = boundedCaches(report.caches)
+    if (caches !== undefined) build.caches = caches
+    else delete build.caches
     const reason = report.error ?? (outcome === 'timeout' ? `the build ran past its timeout of ${build.job.timeout} s` : outcome === 'failed' ? failedStep(build) : undefined)
     this.endAttempt(build, attempt, outcome, reason, report.error)
     this.dispatch()
@@ -707,6 +710,8 @@ export class Scheduler {
     build.started ??= now
     delete build.waiting
     build.steps = build.job.steps.map((s, i) => ({ name: s.name, log: logs[i] }))
+    // A retry's caches are its own: an earlier attempt's outcomes would say what this one did not do.
+    delete build.caches
     seat.running.add(id)
     this.attempts.set(id, { build, seat })
     this.armTimeout(build, id)
@@ -981,6 +986,31 @@ function skippedFor (before: Build): string {
 }
 
 /** The reason of an attempt that failed on a step's exit code. */
+/**
+ * A worker's cache outcomes as a build keeps them: the first MAX_BUILD_CACHES with a known outcome and a key,
+ * `key` and `from` cut to MAX_CACHE_RECORD_KEY_CHARS, `why` to MAX_CACHE_WHY_CHARS, a size kept only when it is a
+ * whole number of bytes. The wire schema (protocols/work.ts) already cut them; this holds for any caller.
+ * Undefined when nothing is left.
+ */
+export function boundedCaches (caches: readonly CacheRecord[] | undefined): CacheRecord[] | undefined {
+  if (!Array.isArray(caches)) return undefined
+  const cut = (v: unknown, max: number): string | undefined => typeof v === 'string' ? v.slice(0, max) : undefined
+  const kept: CacheRecord[] = []
+  for (const c of caches) {
+    if (kept.length >= MAX_BUILD_CACHES) break
+    const key = cut(c?.key, MAX_CACHE_RECORD_KEY_CHARS)
+    if (key === undefined || key === '' || !(CACHE_OUTCOMES as readonly string[]).includes(c.outcome)) continue
+    const record: CacheRecord = { key, outcome: c.outcome }
+    const from = cut(c.from, MAX_CACHE_RECORD_KEY_CHARS)
+    if (from !== undefined) record.from = from
+    if (Number.isSafeInteger(c.size) && c.size! >= 0) record.size = c.size
+    const why = cut(c.why, MAX_CACHE_WHY_CHARS)
+    if (why !== undefined) record.why = why
+    kept.push(record)
+  }
+  return kept.length > 0 ? kept : undefined
+}
+
 function failedStep (build: Build): string | undefined {
   const step = build.steps.find(s => s.exitCode !== undefined && s.exitCode !== 0)
   if (step === undefined) return undefined

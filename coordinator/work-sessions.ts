@@ -90,7 +90,7 @@ class WorkSession implements WorkerLink, InboundHandler<ToCoordinator> {
       case 'drain': this.scheduler.workerDraining(this); break
       case 'step-started': this.scheduler.stepStarted(this, message.attempt, message.step); break
       case 'step': this.scheduler.stepFinished(this, message.attempt, message.step, message.exitCode, message.logCid); break
-      case 'done': this.scheduler.attemptFinished(this, message.attempt, message.outcome, message.artifacts, { error: message.error, warnings: message.warnings }); break
+      case 'done': this.scheduler.attemptFinished(this, message.attempt, message.outcome, message.artifacts, { error: message.error, warnings: message.warnings, caches: message.caches }); break
     }
   }
 

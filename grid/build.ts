@@ -1,5 +1,6 @@
 // A build as the coordinator records it and the HTTP API serves it (listed in the README and docs/job.md).
 import type { Job } from './job.ts'
+import { MAX_CACHE_KEY_CHARS, MAX_JOB_CACHES } from './job.ts'
 
 export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timeout', 'lost', 'skipped'] as const
 export type BuildStatus = typeof BUILD_STATUSES[number]
@@ -72,6 +73,12 @@ export interface Build {
    * artifacts and steps (exit codes, log ids, log CIDs) are that build's, with no attempt and no slot.
    */
   reused?: string
+  /**
+   * What the job's caches did in the last attempt (docs/job.md, "Caches"), in the order it happened: each cache's
+   * restore (`restored`, `restored-by-prefix`, `missed`) and then, when its exact key had no entry, its save
+   * (`saved`, `not-saved`). At most MAX_BUILD_CACHES records; absent while no attempt reported any.
+   */
+  caches?: CacheRecord[]
   /** Things that went wrong without deciding the outcome (an artifact skipped), one sentence each. */
   warnings?: string[]
   attempts: Attempt[]
@@ -99,6 +106,36 @@ export interface ArtifactRecord {
   link?: string
   evicted?: string
 }
+
+export const CACHE_OUTCOMES = ['restored', 'restored-by-prefix', 'missed', 'saved', 'not-saved'] as const
+export type CacheOutcome = typeof CACHE_OUTCOMES[number]
+
+/**
+ * One outcome of one of a build's caches. `key`: the cache's key as filled in on the worker. `restored`: the entry
+ * of exactly that key was unpacked; `restored-by-prefix`: the entry `from` (found by a `restore` prefix) was;
+ * `missed`: nothing was restored (`why` says so when it was not a plain miss: a refused or failed restore);
+ * `saved`: the paths were kept under `key`; `not-saved`: they were not (`why`). `size`: bytes of the entry
+ * restored or saved.
+ */
+export interface CacheRecord {
+  key: string
+  outcome: CacheOutcome
+  from?: string
+  size?: number
+  why?: string
+}
+
+/**
+ * Cache records a build keeps: a restore and a save for each of a job's at most MAX_JOB_CACHES caches. The
+ * coordinator keeps the first this many of what a worker reports and drops the rest.
+ */
+export const MAX_BUILD_CACHES = 2 * MAX_JOB_CACHES
+
+/** A cache record's `key` and `from` are cut to this many characters (a filled-in key is at most that long). */
+export const MAX_CACHE_RECORD_KEY_CHARS = MAX_CACHE_KEY_CHARS
+
+/** A cache record's `why` is cut to this many characters (one sentence; the log line says it in full). */
+export const MAX_CACHE_WHY_CHARS = 500
 
 /** `skipped`: a build that ran after others (job `after`) one of which did not succeed; it never took a slot. */
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timeout', 'lost', 'skipped'])

@@ -12,12 +12,37 @@ import {
 import { idSchema } from '../grid/ids.ts'
 import { capabilityKey, capabilityValue, secretName } from '../grid/job.ts'
 import { TRUST_PROOF_BYTES } from '../grid/trust.ts'
+import { CACHE_OUTCOMES, MAX_BUILD_CACHES, MAX_CACHE_RECORD_KEY_CHARS, MAX_CACHE_WHY_CHARS } from '../grid/build.ts'
+import type { CacheRecord } from '../grid/build.ts'
 import { MAX_CLAIMS } from './constants.ts'
 
 export const WORK_PROTOCOL = '/nameless-grid/work/1.0.0'
 
 const capabilities = z.record(capabilityKey, capabilityValue)
   .refine(c => Object.keys(c).length <= MAX_CAPABILITIES, `at most ${MAX_CAPABILITIES} capabilities`)
+
+/** A string the worker sent, cut to `max` characters rather than refused: a long text never costs the build its result. */
+const cutString = (max: number): z.ZodType<string> => z.string().max(64 * 1024).transform(v => v.length > max ? v.slice(0, max) : v)
+
+/**
+ * One cache outcome of an attempt, as a worker reports it in `done` (grid/build.ts CacheRecord). Strings are cut to
+ * the record's limits (never trusted to be short); an outcome this coordinator does not know makes the whole list
+ * ignored, not the result.
+ */
+const cacheRecord = z.object({
+  key: cutString(MAX_CACHE_RECORD_KEY_CHARS),
+  outcome: z.enum(CACHE_OUTCOMES),
+  from: cutString(MAX_CACHE_RECORD_KEY_CHARS).optional(),
+  size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  why: cutString(MAX_CACHE_WHY_CHARS).optional()
+})
+
+/** A worker's list of cache outcomes: the first MAX_BUILD_CACHES kept, the rest dropped; malformed: none (undefined). */
+export const cacheRecords: z.ZodType<CacheRecord[] | undefined> = z.unknown().transform(value => {
+  if (!Array.isArray(value)) return undefined
+  const parsed = z.array(cacheRecord).safeParse(value.slice(0, MAX_BUILD_CACHES))
+  return parsed.success ? parsed.data : undefined
+})
 
 export const toCoordinator = z.discriminatedUnion('t', [
   z.object({
@@ -56,7 +81,12 @@ export const toCoordinator = z.discriminatedUnion('t', [
     /** One sentence, when something other than a step's exit code decided the outcome. */
     error: z.string().max(MAX_REASON_CHARS).optional(),
     /** Non-fatal problems (an artifact skipped), one sentence each. */
-    warnings: z.array(z.string().max(MAX_REASON_CHARS)).max(MAX_WARNINGS).optional()
+    warnings: z.array(z.string().max(MAX_REASON_CHARS)).max(MAX_WARNINGS).optional(),
+    /**
+     * What the job's caches did (grid/build.ts CacheRecord), in order. An older worker says nothing; a list that
+     * is malformed is dropped (undefined) without refusing the result, a longer one cut to MAX_BUILD_CACHES.
+     */
+    caches: cacheRecords.optional()
   })
 ])
 export type ToCoordinator = z.infer<typeof toCoordinator>

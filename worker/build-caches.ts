@@ -19,7 +19,7 @@ import { parseCid } from '../grid/content.ts'
 import { rankFor } from '../grid/placement.ts'
 import { z } from 'zod'
 import { CACHE_EXPRESSION, MAX_CACHE_KEY_CHARS, MAX_JOB_CACHES, cacheSchema, parseCacheExpression } from '../grid/job.ts'
-import type { Capabilities } from '../grid/build.ts'
+import type { CacheRecord, Capabilities } from '../grid/build.ts'
 import { readContent } from '../client/content/read.ts'
 import { nameOf } from '../client/content/name.ts'
 import { putPlaced } from '../client/content/place.ts'
@@ -155,6 +155,8 @@ export interface CacheContext {
   workspace: WorkspaceInit
   attempt: string
   note: (line: string) => void
+  /** Each outcome as the build record keeps it (grid/build.ts CacheRecord), in the order of the log lines. */
+  record?: (outcome: CacheRecord) => void
   /** One request to the coordinator (askCoordinator on the builds protocol; a stub in tests). */
   ask?: (request: BuildsRequest) => Promise<BuildsReply>
 }
@@ -171,6 +173,7 @@ function asker (context: CacheContext): (request: BuildsRequest) => Promise<Buil
  */
 export async function restoreCaches (context: CacheContext, caches: ResolvedCache[]): Promise<void> {
   const ask = asker(context)
+  const record = context.record ?? (() => {})
   for (const cache of caches) {
     if (context.workspace.signal.aborted) return
     const started = performance.now()
@@ -179,19 +182,23 @@ export async function restoreCaches (context: CacheContext, caches: ResolvedCach
       if (reply.t === 'error') {
         cache.refused = reply.error
         context.note(`cache ${shownKey(cache.key)}: not restored, and will not be saved: ${reply.error}`)
+        record({ key: cache.key, outcome: 'missed', why: `not restored, and will not be saved: ${reply.error}` })
         continue
       }
       if (reply.t !== 'cache') throw new Error(`the coordinator answered ${reply.t}`)
       if (reply.entry === undefined) {
         context.note(`cache ${shownKey(cache.key)} missed: saving after the steps`)
+        record({ key: cache.key, outcome: 'missed' })
         continue
       }
       const outside = await unpack(context.workspace, reply.entry.cid, cache.paths, reply.maker)
       cache.exact = reply.entry.key === cache.key
+      record(cache.exact ? { key: cache.key, outcome: 'restored', size: reply.entry.size } : { key: cache.key, outcome: 'restored-by-prefix', from: reply.entry.key, size: reply.entry.size })
       context.note(`cache ${shownKey(cache.key)} restored from ${shownKey(reply.entry.key)} (${formatBytes(reply.entry.size)}, ${seconds(started)})${cache.exact ? '' : ': saving the exact key after the steps'}`)
       if (outside > 0) context.note(`cache ${shownKey(cache.key)}: left out ${outside} entr${outside === 1 ? 'y' : 'ies'} of ${shownKey(reply.entry.key)} outside its paths (${cache.paths.join(', ').slice(0, 200)})`)
     } catch (err: any) {
       context.note(`cache ${shownKey(cache.key)}: not restored: ${err.message}`)
+      record({ key: cache.key, outcome: 'missed', why: `not restored: ${err.message}` })
     }
   }
 }
@@ -243,11 +250,13 @@ async function unpack (init: WorkspaceInit, cid: string, paths: string[], maker?
  */
 export async function saveCaches (context: CacheContext, caches: ResolvedCache[], stepsSucceeded: boolean): Promise<void> {
   const ask = asker(context)
+  const record = context.record ?? (() => {})
   for (const cache of caches) {
     if (cache.exact === true || cache.refused !== undefined) continue
     if (context.workspace.signal.aborted) return
     if (!stepsSucceeded && cache.save !== 'always') {
       context.note(`cache ${shownKey(cache.key)}: not saved: a step failed (save: always saves after a failure too)`)
+      record({ key: cache.key, outcome: 'not-saved', why: 'a step failed' })
       continue
     }
     const started = performance.now()
@@ -263,8 +272,10 @@ export async function saveCaches (context: CacheContext, caches: ResolvedCache[]
       const reply = await ask({ t: 'cache-keep', attempt: context.attempt, key: cache.key, cid: put.cid, size: put.size })
       if (reply.t === 'error') throw new Error(reply.error)
       context.note(`cache ${shownKey(cache.key)} saved (${formatBytes(put.size)}, ${seconds(started)})`)
+      record({ key: cache.key, outcome: 'saved', size: put.size })
     } catch (err: any) {
       context.note(`cache ${shownKey(cache.key)}: not saved: ${err.message}`)
+      record({ key: cache.key, outcome: 'not-saved', why: err.message })
     }
   }
 }

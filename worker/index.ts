@@ -13,7 +13,8 @@ import { MAX_PENDING_REPORTS, REPORT_RESEND_WINDOW_MS } from '../net/constants.t
 import { WORK_PROTOCOL, toWorker } from '../protocols/work.ts'
 import type { ToCoordinator, ToWorker } from '../protocols/work.ts'
 import { HELLO_TIMEOUT_MS } from '../grid/constants.ts'
-import type { Capabilities } from '../grid/build.ts'
+import type { CacheRecord, Capabilities } from '../grid/build.ts'
+import { MAX_BUILD_CACHES } from '../grid/build.ts'
 import { trustProof } from '../grid/trust.ts'
 import type { TrustHolder, TrustVerdict } from '../grid/trust.ts'
 import { hostEnvironment } from './capabilities.ts'
@@ -283,6 +284,9 @@ export class Worker {
     let error: string | undefined
     let open: OpenStep | undefined
     let caches: ResolvedCache[] = []
+    /** What the caches did, for the build record (sent with the result). */
+    const cacheRecords: CacheRecord[] = []
+    const record = (outcome: CacheRecord): void => { cacheRecords.push(outcome) }
     try {
       // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
       await mkdir(workDir).catch(async err => {
@@ -312,7 +316,7 @@ export class Worker {
       }
       // Restored before the first step; what it says goes at the top of the first step's log.
       const preface: string[] = []
-      if (caches.length > 0) await restoreCaches({ workspace, attempt: assign.attempt, note: line => { preface.push(`grid: ${line}\n`) } }, caches)
+      if (caches.length > 0) await restoreCaches({ workspace, attempt: assign.attempt, note: line => { preface.push(`grid: ${line}\n`) }, record }, caches)
       for (const [index, step] of assign.job.steps.entries()) {
         if (stop.signal.aborted) break
         this.report({ t: 'step-started', attempt: assign.attempt, step: index })
@@ -348,7 +352,7 @@ export class Worker {
       }
       // Caches are saved before the artifacts are kept (both after a failure, a cache only with `save: always`), not after a stop.
       if (!stop.signal.aborted && caches.length > 0) {
-        await saveCaches({ workspace, attempt: assign.attempt, note: line => { open?.writer.note(`grid: ${line}\n`) } }, caches, outcome === 'succeeded')
+        await saveCaches({ workspace, attempt: assign.attempt, note: line => { open?.writer.note(`grid: ${line}\n`) }, record }, caches, outcome === 'succeeded')
       }
       // Artifacts are kept after a failure too (a test report is most wanted then), not after a stop.
       if (!stop.signal.aborted) {
@@ -380,7 +384,11 @@ export class Worker {
     // A fenced attempt reports nothing: the coordinator has moved on. A stopping worker's builds end lost.
     // The result goes out before the work dir is removed: the next build need not wait for the cleanup.
     if (outcome !== 'stale' && outcome !== 'stopping') {
-      this.report({ t: 'done', attempt: assign.attempt, outcome, artifacts, warnings, ...(error !== undefined && outcome === 'failed' ? { error } : {}) })
+      this.report({
+        t: 'done', attempt: assign.attempt, outcome, artifacts, warnings,
+        ...(error !== undefined && outcome === 'failed' ? { error } : {}),
+        ...(cacheRecords.length > 0 ? { caches: cacheRecords.slice(0, MAX_BUILD_CACHES) } : {})
+      })
     }
     await rm(workDir, { recursive: true, force: true }).catch(() => {})
     if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve()

@@ -143,6 +143,39 @@ function afterSource (a) {
     (a.artifacts === false ? ' · <span class="muted">its artifacts left out</span>' : ' · its artifacts placed in the work dir first')
 }
 
+/** The words of one cache outcome (a build record's `caches`, docs/job.md "Caches"), as HTML. */
+function cacheOutcome (c) {
+  const size = typeof c.size === 'number' ? ' (' + esc(bytes(c.size)) + ')' : ''
+  const why = c.why !== undefined ? ': <span class="muted">' + esc(c.why) + '</span>' : ''
+  switch (c.outcome) {
+    case 'restored': return '<span class="cache-outcome hit" data-outcome="restored">restored</span>' + size
+    case 'restored-by-prefix': return '<span class="cache-outcome hit" data-outcome="restored-by-prefix">restored from <code>' + esc(c.from ?? '') + '</code></span>' + size
+    case 'missed': return '<span class="cache-outcome" data-outcome="missed">missed</span>' + why
+    case 'saved': return '<span class="cache-outcome" data-outcome="saved">saved</span>' + size
+    case 'not-saved': return '<span class="cache-outcome" data-outcome="not-saved">not saved</span>' + why
+    default: return esc(c.outcome)
+  }
+}
+
+/**
+ * The caches row: each key with what its restore and save did in the last attempt (`deps-3f2a… → missed, saved
+ * (1.2 KiB)`); before any attempt reported, the job's keys as written.
+ */
+function cachesRow (row) {
+  const records = build.caches ?? []
+  if (records.length > 0) {
+    const byKey = new Map()
+    for (const c of records) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c])
+    return row('caches', 'what each cache restored and saved in the last attempt', '<ul class="inputs" id="caches">' + [...byKey].map(([key, list]) =>
+      '<li data-cache="' + esc(key) + '"><code>' + esc(key) + '</code> → ' + list.map(cacheOutcome).join(', ') + '</li>').join('') + '</ul>')
+  }
+  const declared = build.job.cache ?? []
+  if (declared.length === 0) return ''
+  const state = build.reused !== undefined ? 'not used: the build was reused' : FINISHED.has(build.status) ? 'no outcome reported' : 'not yet'
+  return row('caches', 'restored before the first step, saved after the steps', '<ul class="inputs" id="caches">' + declared.map(c =>
+    '<li><code>' + esc(c.key) + '</code> <span class="muted">' + esc(state) + '</span></li>').join('') + '</ul>')
+}
+
 /** The job as it was submitted: what it starts from, its inputs and where each comes from, env names, limits. */
 function renderJobCard () {
   if (build === undefined) return
@@ -167,6 +200,7 @@ function renderJobCard () {
       : '') +
     (env.length > 0 ? row('env', 'environment variables of every step', env.map(n => '<code>' + esc(n) + '</code>').join(', ') + ' <span class="muted">(values not shown)</span>') : '') +
     row('requires', 'capabilities a worker must have', chips(job.requires)) +
+    cachesRow(row) +
     (globs.length > 0 ? row('artifacts', 'files kept after the steps', globs.map(g => '<code>' + esc(g) + '</code>').join(', ')) : '') +
     row('limits', 'timeout for the whole build, re-runs after a lost worker, seconds between SIGTERM and SIGKILL, output kept per step, queue priority', esc(limits.join(' · '))) +
     '</table>'

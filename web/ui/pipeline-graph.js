@@ -124,3 +124,17 @@ export function buildsToAskReuse (pipeline, known) {
 export function reusedLabel (origin) {
   return 'reused from ' + origin
 }
+
+/**
+ * Whether a build restored any cache (its record's `caches` has a `restored` or `restored-by-prefix` outcome), as
+ * the words of its mark's tooltip: `cache hit: KEY` (`KEY from ENTRY` when found by a prefix), more than one joined
+ * by `; `; undefined when none was restored.
+ *
+ * @param {{ caches?: Array<{ key: string, outcome: string, from?: string }> }} build
+ * @returns {string | undefined}
+ */
+export function cacheHitLabel (build) {
+  const hits = (build.caches ?? []).filter(c => c.outcome === 'restored' || c.outcome === 'restored-by-prefix')
+  if (hits.length === 0) return undefined
+  return 'cache hit: ' + hits.map(c => c.outcome === 'restored-by-prefix' && c.from !== undefined ? c.key + ' from ' + c.from : c.key).join('; ')
+}

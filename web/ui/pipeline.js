@@ -1,7 +1,7 @@
 // Pipeline page: where it came from and how it stands, and its builds as a graph (columns by depth of `needs`,
 // a matrix job's builds grouped, lines from each job to the jobs that need it), kept live over /api/events.
-import { esc, badge, time, pipelineTitle, pipelineDuration, jobCounts, displayUrl, refName, events, read, write, onToken, PIPELINE_FINISHED } from './common.js'
-import { pipelineColumns, pipelineEdges, matrixLabel, edgePath, buildsToAskReuse, reusedLabel } from './pipeline-graph.js'
+import { esc, badge, time, pipelineTitle, pipelineDuration, jobCounts, displayUrl, refName, events, read, write, onToken, FINISHED, PIPELINE_FINISHED } from './common.js'
+import { pipelineColumns, pipelineEdges, matrixLabel, edgePath, buildsToAskReuse, reusedLabel, cacheHitLabel } from './pipeline-graph.js'
 
 const id = decodeURIComponent(location.pathname.split('/').pop())
 let pipeline
@@ -16,6 +16,8 @@ let drawnShape
  */
 const reusedFrom = new Map()
 const reuseAsked = new Set()
+/** Of the pipeline's finished builds read or heard of: those that restored a cache, with their mark's words (cacheHitLabel). */
+const cacheHits = new Map()
 
 const head = document.getElementById('pipeline-head')
 const graph = document.getElementById('graph')
@@ -57,11 +59,14 @@ function renderHead () {
  */
 function node (entry, label, kind) {
   const origin = entry.build !== undefined ? reusedFrom.get(entry.build) ?? undefined : undefined
-  const inner = '<span class="state">' + esc(entry.status) + (origin !== undefined ? ' · reused' : '') + '</span><span class="node-name">' + esc(label) + '</span>'
+  const hit = entry.build !== undefined ? cacheHits.get(entry.build) : undefined
+  const inner = '<span class="state">' + esc(entry.status) + (origin !== undefined ? ' · reused' : '') + '</span>' +
+    (hit !== undefined ? '<span class="cache-hit" title="' + esc(hit) + '">cache hit</span>' : '') + '<span class="node-name">' + esc(label) + '</span>'
   const attrs = ' class="node ' + esc(entry.status) + '" data-kind="' + kind + '" data-name="' + esc(entry.name) + '" data-status="' + esc(entry.status) + '"' +
-    ' title="' + esc(entry.name + ' — ' + entry.status + (origin !== undefined ? ' (' + reusedLabel(origin) + ')' : '')) + '"'
+    ' title="' + esc(entry.name + ' — ' + entry.status + (origin !== undefined ? ' (' + reusedLabel(origin) + ')' : '') + (hit !== undefined ? ' (' + hit + ')' : '')) + '"'
   const box = entry.build !== undefined
-    ? '<a' + attrs + ' data-build="' + esc(entry.build) + '"' + (origin !== undefined ? ' data-reused="' + esc(origin) + '"' : '') + ' href="/builds/' + encodeURIComponent(entry.build) + '">' + inner + '</a>'
+    ? '<a' + attrs + ' data-build="' + esc(entry.build) + '"' + (origin !== undefined ? ' data-reused="' + esc(origin) + '"' : '') +
+      (hit !== undefined ? ' data-cache-hit="true"' : '') + ' href="/builds/' + encodeURIComponent(entry.build) + '">' + inner + '</a>'
     : '<div' + attrs + '>' + inner + '</div>'
   return origin !== undefined
     ? box + '<a class="reused-from muted small" data-reused-from="' + esc(origin) + '" href="/builds/' + encodeURIComponent(origin) + '">' + esc(reusedLabel(origin)) + '</a>'
@@ -79,8 +84,16 @@ function askReuse () {
   }
 }
 
-/** A finished build of this pipeline: remember whether it was reused, and draw the mark if it was. */
+/**
+ * A finished build of this pipeline: remember whether it restored a cache, and (once it succeeded) whether it was
+ * reused, drawing a mark for either.
+ */
 function learnReuse (b) {
+  const hit = FINISHED.has(b.status) ? cacheHitLabel(b) : undefined
+  if (hit !== undefined && cacheHits.get(b.id) !== hit) {
+    cacheHits.set(b.id, hit)
+    render()
+  }
   if (b.status !== 'succeeded' || reusedFrom.has(b.id)) return
   reusedFrom.set(b.id, b.reused ?? null)
   if (b.reused !== undefined) render()
@@ -108,8 +121,8 @@ function renderGraph () {
     graph.innerHTML = '<p class="muted" id="no-builds">' + (pipeline.error !== undefined ? 'No builds: the pipeline ended before any was made.' : 'No builds yet.') + '</p>'
     return
   }
-  // A reuse mark adds a link under a box: that is a new shape, not a repaint.
-  const shape = JSON.stringify(columns.map(c => c.map(g => [g.job, g.entries.map(e => e.name + '\n' + (e.build ?? '') + '\n' + (reusedFrom.get(e.build) ?? ''))])))
+  // A reuse mark adds a link under a box, a cache hit a mark in it: that is a new shape, not a repaint.
+  const shape = JSON.stringify(columns.map(c => c.map(g => [g.job, g.entries.map(e => e.name + '\n' + (e.build ?? '') + '\n' + (reusedFrom.get(e.build) ?? '') + '\n' + (cacheHits.get(e.build) ?? ''))])))
   if (shape === drawnShape) {
     // Only statuses changed: repaint the boxes in place, so focus and the lines stay where they are.
     for (const column of columns) {
