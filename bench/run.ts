@@ -17,6 +17,7 @@ import { benchTransfer } from './transfer.ts'
 import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
 import { benchPipelines } from './pipelines.ts'
+import { benchCaches } from './caches.ts'
 import { cpuMsOf, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -215,6 +216,8 @@ try {
   rows.push(...(await benchReplicas()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
   // Pipelines (issue #17): push to first step through a webhook, and a second `grid run` of an unchanged tree.
   rows.push(...(await benchPipelines(line => process.stderr.write(line + '\n'))).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio, note: r.note })))
+  // Caches (issue #19): 200 MiB in 5,000 files restored on another worker, beside a bare libp2p stream.
+  rows.push(...(await benchCaches(line => process.stderr.write(line + '\n'))).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio, note: r.note })))
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM')
   await sleep(500)
