@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { create as tarCreate } from 'tar'
-import { chromium } from 'playwright-core'
+import { launchChromium, watchPage } from '../browser.ts'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { startTestGrid, tempDir, removeDir, waitFor } from '../helpers.ts'
 import type { TestGrid } from '../helpers.ts'
@@ -38,10 +38,7 @@ t.before(async ctx => {
   ctx.dir = await tempDir('cache-marks')
   ctx.errors = []
   ctx.pages = []
-  ctx.browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
+  ctx.browser = await launchChromium()
   ctx.context = await ctx.browser.newContext({ viewport: { width: 1280, height: 860 } })
   ctx.context.setDefaultTimeout(UI_TIMEOUT_MS)
   const tree = join(ctx.dir, 'src')
@@ -68,8 +65,7 @@ t.after(async ctx => {
 async function open (ctx: Ctx, path: string): Promise<Page> {
   const page = await ctx.context.newPage()
   ctx.pages.push(page)
-  page.on('pageerror', err => ctx.errors.push(`${path}: page error: ${err.message}`))
-  page.on('console', message => { if (message.type() === 'error') ctx.errors.push(`${path}: console: ${message.text()}`) })
+  watchPage(page, path, ctx.errors)
   await page.goto(ctx.grid.url + path)
   return page
 }

@@ -12,7 +12,7 @@ import { removeDir, startTestGrid, tempDir, waitFor } from '../helpers.ts'
 import type { TestGrid } from '../helpers.ts'
 import type { Build, Pipeline } from '../../grid/build.ts'
 import { PIPELINE_FINISHED } from '../../grid/build.ts'
-import { chromium } from 'playwright-core'
+import { launchChromium } from '../browser.ts'
 
 const run = promisify(execFile)
 
@@ -149,7 +149,7 @@ reuse('a three-job pipeline run twice: the second run is all reused, same artifa
 
 reuse('the web UI marks reused builds, linked to their origin, on the pipeline graph and the build page', async ctx => {
   assert.ok(ctx.reusedPipeline !== undefined && ctx.origins !== undefined && ctx.reusedBuild !== undefined, 'the pipelines ran')
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
+  const browser = await launchChromium()
   const errors: string[] = []
   try {
     const page = await browser.newPage()

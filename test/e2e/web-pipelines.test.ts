@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { create as tarCreate } from 'tar'
-import { chromium } from 'playwright-core'
+import { launchChromium, watchPage } from '../browser.ts'
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core'
 import { ROOT, startTestGrid, tempDir, removeDir, waitFor } from '../helpers.ts'
 import type { TestGrid } from '../helpers.ts'
@@ -48,10 +48,7 @@ ui.before(async ctx => {
   ctx.errors = []
   ctx.pages = []
   ctx.urls = []
-  ctx.browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
+  ctx.browser = await launchChromium()
   ctx.context = await ctx.browser.newContext({ viewport: DESKTOP })
   ctx.context.setDefaultTimeout(UI_TIMEOUT_MS)
   await mkdir(SCREENSHOTS, { recursive: true })
@@ -79,9 +76,7 @@ async function open (ctx: Ctx, path: string, viewport = DESKTOP): Promise<Page> 
   const page = await ctx.context.newPage()
   ctx.pages.push(page)
   await page.setViewportSize(viewport)
-  page.on('pageerror', err => ctx.errors.push(`${path}: page error: ${err.message}`))
-  page.on('console', message => { if (message.type() === 'error') ctx.errors.push(`${path}: console: ${message.text()}`) })
-  page.on('request', request => { ctx.urls.push(request.url()) })
+  watchPage(page, path, ctx.errors, ctx.urls)
   await page.goto(ctx.grid.url + path)
   return page
 }
