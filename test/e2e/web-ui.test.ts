@@ -170,6 +170,8 @@ ui('a huge log keeps only the visible lines in the DOM, and scrolling up stops f
   await ctx.grid.finished(id)
   const page = await open(ctx, `/builds/${id}`)
   await page.locator('#log-state', { hasText: '20001 lines, complete' }).waitFor()
+  // The window of lines is drawn on the next frame after the state line says the log is complete.
+  await page.locator('#log .ln').first().waitFor()
   const rendered = await page.locator('#log .ln').count()
   assert.ok(rendered > 0 && rendered < 300, `only a window of lines is rendered (${rendered})`)
   await page.locator('#log .ln', { hasText: /^20001\s*20000$/ }).waitFor()
