@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { readlink } from 'node:fs/promises'
 import type { LogWriter } from './log-writer.ts'
 import { StepProcesses } from './step-processes.ts'
 import type { StepProcess, StepTracking } from './step-processes.ts'
@@ -75,17 +76,32 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
     stop ??= (async () => {
       // Said first: a trap's output follows the line that explains it.
       note(say)
-      const grouped = processes.signalGroup('SIGTERM')
+      // Who is there, and what each runs, before anything is signalled: one signalled between its fork and its exec
+      // (a shell's `sleep 30 &`) has the signal taken by the shell trap it inherited, then execs a program that never
+      // saw it, and would hold the step for the whole grace (seen under load). Its program changes: it is signalled
+      // again, once per program it runs.
       const found = known ?? await processes.list()
+      /** Every process sent SIGTERM, with the program it ran when it was. */
+      const termed = new Map<number, string | undefined>()
+      for (const p of found) termed.set(p.pid, await programOf(p.pid))
+      const grouped = processes.signalGroup('SIGTERM')
       processes.signal(found.filter(p => !grouped || p.pgid !== processes.leader), 'SIGTERM')
       const deadline = Date.now() + graceMs
-      const termed = new Set(found.map(p => p.pid))
       for (let alive = await processes.list(); alive.length > 0; alive = await processes.list()) {
         // A process orphaned since (`sh -c 'sleep 27'` whose shell died of the SIGTERM) never got one: it gets it now,
         // or it would hold the step for the whole grace. A trap's cleanup still has its living parent: left alone.
         const orphaned = alive.filter(p => !termed.has(p.pid) && !alive.some(q => q.pid === p.ppid))
-        processes.signal(orphaned, 'SIGTERM')
-        for (const p of orphaned) termed.add(p.pid)
+        const reborn: StepProcess[] = []
+        for (const p of alive) {
+          if (!termed.has(p.pid)) continue
+          const program = await programOf(p.pid)
+          if (program !== undefined && program !== termed.get(p.pid)) {
+            reborn.push(p)
+            termed.set(p.pid, program)
+          }
+        }
+        for (const p of orphaned) termed.set(p.pid, await programOf(p.pid))
+        processes.signal([...orphaned, ...reborn], 'SIGTERM')
         const left = deadline - Date.now()
         if (left <= 0) {
           const survivors = await processes.kill()
@@ -152,4 +168,9 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
 
 function count (n: number): string {
   return n === 1 ? '1 process' : `${n} processes`
+}
+
+/** The program a process runs now (its /proc/PID/exe target), or undefined once it is gone. */
+async function programOf (pid: number): Promise<string | undefined> {
+  return await readlink(`/proc/${pid}/exe`).catch(() => undefined)
 }
