@@ -14,7 +14,7 @@ import type { BuildView } from '../client/build-log.ts'
 import { buildLog } from '../client/build-log.ts'
 import { isBuildId, isLogId } from '../grid/ids.ts'
 import { parseJob } from '../grid/job.ts'
-import { DEFAULT_LIST_LIMIT, MAX_JOB_BYTES, MAX_LIST_LIMIT } from '../grid/constants.ts'
+import { MAX_JOB_BYTES } from '../grid/constants.ts'
 import { uiRoutes } from './ui/pages.ts'
 import { gridMetrics } from './metrics.ts'
 import { admissionRoutes, rotationRoutes } from './admission.ts'
@@ -24,7 +24,7 @@ import { buildArtifactRoutes } from './build-artifacts.ts'
 import type { ArtifactsInit } from './artifacts.ts'
 import type { StorageState } from '../coordinator/store-content.ts'
 import { MAX_EVENT_BACKLOG } from './constants.ts'
-import { apiError } from './errors.ts'
+import { apiError, listLimit } from './errors.ts'
 import { pipelineRoutes } from './pipelines.ts'
 import { repoRoutes } from './repos.ts'
 import { secretRoutes } from './secrets.ts'
@@ -114,9 +114,7 @@ export function createApp (init: ApiInit): Hono {
   })
 
   app.get('/api/builds', async c => {
-    const text = c.req.query('limit')
-    const limit = text === undefined ? DEFAULT_LIST_LIMIT : Number(text)
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) fail(400, `limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`)
+    const limit = listLimit(c.req.query('limit'))
     return c.json(await scheduler.list(limit))
   })
 

@@ -4,6 +4,7 @@ import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { isGridError } from '../net/errors.ts'
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from '../grid/constants.ts'
 
 /**
  * The API's error answer, for the app and every sub-app mounted or tested alone: `{ "error": "one sentence" }` with
@@ -20,4 +21,14 @@ export function apiError (err: Error, c: Context): Response {
   if (isGridError(err)) return c.json({ error: err.message }, err.status as ContentfulStatusCode)
   console.error('http: unexpected error:', err)
   return c.json({ error: 'internal error' }, 500)
+}
+
+/**
+ * A list route's `?limit=N` (builds, pipelines): DEFAULT_LIST_LIMIT when absent; HTTPException 400 unless a whole
+ * number from 1 to MAX_LIST_LIMIT.
+ */
+export function listLimit (text: string | undefined): number {
+  const limit = text === undefined ? DEFAULT_LIST_LIMIT : Number(text)
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) throw new HTTPException(400, { message: `limit must be a whole number from 1 to ${MAX_LIST_LIMIT}` })
+  return limit
 }

@@ -2,6 +2,7 @@
 // list them, read one, cancel one. Writes need the API token, as POST /api/builds does; reads are open. Every error
 // is `{ "error": "one sentence" }`: a bad file names its job, key and line (PipelineFileError from grid/pipeline.ts).
 import { Hono } from 'hono'
+import { listLimit } from './errors.ts'
 import type { MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { bodyLimit } from 'hono/body-limit'
@@ -9,7 +10,7 @@ import { z } from 'zod'
 import type { Pipeline } from '../grid/build.ts'
 import { parseCid } from '../grid/content.ts'
 import { BUILD_ID_PATTERN } from '../grid/ids.ts'
-import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_PIPELINE_FILE_BYTES } from '../grid/constants.ts'
+import { MAX_PIPELINE_FILE_BYTES } from '../grid/constants.ts'
 import type { Pipelines } from '../coordinator/pipelines.ts'
 
 /**
@@ -75,9 +76,7 @@ export function pipelineRoutes (pipelines: PipelinesApi, auth: MiddlewareHandler
   })
 
   routes.get('/', async c => {
-    const limitText = c.req.query('limit')
-    const limit = limitText === undefined ? DEFAULT_LIST_LIMIT : Number(limitText)
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) fail(400, `limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`)
+    const limit = listLimit(c.req.query('limit'))
     return c.json(await pipelines.list(limit))
   })
 
