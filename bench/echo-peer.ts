@@ -1,4 +1,4 @@
-// The bare baseline: a libp2p node with the grid's transport stack (TCP + pnet + Noise + Yamux) and an echo
+// The bare baseline: a libp2p node with the grid's transport stack (TCP + Noise + Yamux) and an echo
 // protocol, no grid logic. Prints its address, then echoes every stream until SIGTERM.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../net/host.ts'

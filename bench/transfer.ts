@@ -1,5 +1,5 @@
 // The store's transfer figures (issue #3): put and get of TRANSFER_BYTES between two processes, beside a bare
-// libp2p stream (same TCP + pnet + Noise + Yamux stack, no grid logic) and raw TCP in the same run; a re-put of
+// libp2p stream (same TCP + Noise + Yamux stack, no grid logic) and raw TCP in the same run; a re-put of
 // content the store already holds; peak RSS of both sides; the store's CPU per GiB taken in.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'

@@ -18,7 +18,7 @@ export const MAX_ADDR_CHARS = 1024
 /** Addresses one peer may announce: every interface, IPv4 and IPv6, TCP and relays, with room to spare. */
 export const MAX_PEER_ADDRS = 64
 
-/** The grid's secret is libp2p pnet's pre-shared key, which is 32 bytes. */
+/** The grid's secret (admission.ts keys Noise's prologue with it): 32 random bytes, as many as HMAC-SHA256 uses whole. */
 export const SECRET_BYTES = 32
 /** The grid's trust key (a trusted join code's `t`): an HMAC-SHA256 key, as long as the hash it keys. */
 export const TRUST_KEY_BYTES = 32
@@ -35,9 +35,6 @@ export const DIAL_TIMEOUT_MS = 5_000
 export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 /** Unread bytes a stream may hold before it is aborted: twice the window, so a well-behaved sender never trips it. */
 export const STREAM_READ_BUFFER_BYTES = 8 * 1024 * 1024
-
-/** Bytes pnet encrypts per call (see host.ts): large enough to stay cheap, far under its WebAssembly memory cap. */
-export const PNET_CHUNK_BYTES = 256 * 1024
 
 /** Libp2p's default (5/s per host) would turn away `grid up --workers 50` on loopback or a rack behind one NAT. */
 export const INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 1_000

@@ -1,5 +1,5 @@
 // The join code: everything a node needs to enter a grid, in one pasteable line.
-// It carries the grid's 32-byte secret (the libp2p pnet key) and the coordinator's addresses with its peer ID; a
+// It carries the grid's 32-byte secret (the admission key, net/admission.ts) and the coordinator's addresses with its peer ID; a
 // trusted join code (DATA/join-trusted) carries the grid's trust key too, with which its holder proves trust to the
 // coordinator on each connection (grid/trust.ts). A code without one (every code made before trust existed) is an
 // ordinary one.
@@ -85,9 +85,4 @@ export async function readJoinCode (codeOrFile: string): Promise<JoinCode> {
 /** Where a node that joined with this code reaches the coordinator. */
 export function coordinatorAddress (code: JoinCode): PeerAddress {
   return { peer: code.coordinator.toString(), addrs: code.addrs.map(String) }
-}
-
-/** The pnet module wants the go-ipfs swarm.key text form. */
-export function swarmKey (secret: Uint8Array): Uint8Array {
-  return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${Buffer.from(secret).toString('hex')}`)
 }

@@ -1,7 +1,7 @@
-// Flow control between two real libp2p hosts over TCP (pnet + Noise + Yamux): a fast writer and a slow reader.
+// Flow control between two real libp2p hosts over TCP (Noise + Yamux): a fast writer and a slow reader.
 // libp2p's own length-prefixed reader aborts once 4 MiB sit unread, and yamux grants window as bytes arrive,
 // not as they are read; MessageChannel pauses the stream instead. These runs fail with a StreamBufferError
-// (or a pnet "Maximum memory size exceeded") when that breaks.
+// when that breaks.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'

@@ -1,5 +1,5 @@
 // The wire every protocol speaks (length-prefixed CBOR checked against a schema), and hostile input
-// against a real store node over TCP + pnet + Noise + Yamux: bad frames end one stream, never the node.
+// against a real store node over TCP + Noise (admitting by the grid's secret) + Yamux: bad frames end one stream, never the node.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { mkdtemp, rm } from 'node:fs/promises'
