@@ -21,8 +21,7 @@ import { z } from 'zod'
 import { CACHE_EXPRESSION, MAX_CACHE_KEY_CHARS, MAX_JOB_CACHES, cacheSchema, parseCacheExpression } from '../grid/job.ts'
 import type { CacheRecord, Capabilities } from '../grid/build.ts'
 import { readContent } from '../client/content/read.ts'
-import { nameOf } from '../client/content/name.ts'
-import { putPlaced } from '../client/content/place.ts'
+import { putReadable } from '../client/content/place.ts'
 import { askCoordinator } from '../protocols/builds.ts'
 import type { BuildsRequest, BuildsReply } from '../protocols/builds.ts'
 import { formatBytes, tarEntryProblem } from './workspace.ts'
@@ -266,9 +265,8 @@ export async function saveCaches (context: CacheContext, caches: ResolvedCache[]
       const { stores, replicas, host, cache: own } = context.workspace
       if (stores.length === 0) throw new Error('there is no store to keep it on')
       const tar = (): AsyncIterable<Uint8Array> => tarCreate({ cwd: context.workspace.workDir, portable: true, mtime: new Date(0), gzip: false, noDirRecurse: true }, files) as unknown as AsyncIterable<Uint8Array>
-      // Named first so the tar goes straight to the stores placed for its CID (as artifacts are, workspace.ts keepOne).
-      const named = await nameOf(tar())
-      const put = await putPlaced({ host, stores, replicas: replicas ?? 1, alsoKeep: own !== undefined ? [own.target] : [], placeBy: named.cid }, tar(), { named })
+      // Straight to the stores placed for its CID (as artifacts are, workspace.ts keepOne).
+      const put = await putReadable({ host, stores, replicas: replicas ?? 1, alsoKeep: own !== undefined ? [own.target] : [] }, tar)
       const reply = await ask({ t: 'cache-keep', attempt: context.attempt, key: cache.key, cid: put.cid, size: put.size })
       if (reply.t === 'error') throw new Error(reply.error)
       context.note(`cache ${shownKey(cache.key)} saved (${formatBytes(put.size)}, ${seconds(started)})`)

@@ -21,9 +21,8 @@ import type { JoinCode } from '../net/join-code.ts'
 import { coordinatorAddress } from '../net/join-code.ts'
 import { parseCid } from '../grid/content.ts'
 import { putContent } from '../client/content/put.ts'
-import { putPlaced } from '../client/content/place.ts'
+import { putReadable } from '../client/content/place.ts'
 import { putPool, readFileBlocks } from '../client/content/file-blocks.ts'
-import { nameOf } from '../client/content/name.ts'
 import { readContent } from '../client/content/read.ts'
 import type { Blockstore } from '../storage/blockstore.ts'
 import type { WorkerCache } from './cache.ts'
@@ -385,15 +384,13 @@ async function keepOne (init: WorkspaceInit, candidate: Candidate): Promise<{ ar
   if (candidate.link !== undefined) {
     const bytes = Buffer.from(candidate.link)
     const once = async function * (): AsyncGenerator<Uint8Array> { yield bytes }
-    const named = await nameOf(once())
-    const put = await putPlaced({ ...placement, placeBy: named.cid }, once(), { named })
+    const put = await putReadable(placement, once)
     return { artifact: { path: candidate.path, cid: put.cid, size: put.size, sha256: put.sha256, link: candidate.link }, stores: put.stores }
   }
   const pool = putPool()
-  // Named first (a read at hashing speed) so the file goes straight to the stores placed for its CID; the put
-  // then hashes nothing (the stores still check every block).
-  const named = await nameOf(readFileBlocks(candidate.full, pool), pool)
-  const put = await putPlaced({ ...placement, placeBy: named.cid }, readFileBlocks(candidate.full, pool), { pool, named })
+  // Straight to the stores placed for its CID: sent as it is hashed when every store takes it, else named first
+  // (a read at hashing speed) and then only sent (the stores still check every block).
+  const put = await putReadable(placement, () => readFileBlocks(candidate.full, pool), { pool })
   return { artifact: { path: candidate.path, cid: put.cid, size: put.size, sha256: put.sha256, mode: candidate.mode }, stores: put.stores }
 }
 

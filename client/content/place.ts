@@ -11,6 +11,8 @@ import { targetName } from './lane.ts'
 import { ReplicasUnreachableError, putContent } from './put.ts'
 import type { PutOptions, PutResult, PutTarget } from './put.ts'
 import { readContent } from './read.ts'
+import { nameOf } from './name.ts'
+import type { BufferPool } from '../../net/buffer-pool.ts'
 
 export interface PlacedPutInit {
   host: GridHost
@@ -75,4 +77,26 @@ export async function putPlaced (init: PlacedPutInit, source: AsyncIterable<Uint
     init.warn?.(`${why}; the others did not answer, and the grid copies it when a store can take it`)
   }
   return put
+}
+
+/**
+ * Whether where content goes depends on its name: only when there are more stores than copies to keep. With no more
+ * stores than `replicas` (as in `grid up`: one store, one copy), every store takes the content whatever its CID, so a
+ * put can send as it hashes instead of naming the content in a first pass.
+ */
+export function placementNeedsName (init: Pick<PlacedPutInit, 'stores' | 'replicas'>): boolean {
+  return init.stores.length > Math.max(1, init.replicas)
+}
+
+/**
+ * Put content that can be read again (`open` gives a fresh reader of the same bytes each time: a file, a tar made
+ * the same way every time) on its placed stores. Where its name cannot change where it goes (placementNeedsName is
+ * false) it is read once, hashed as it is sent; otherwise a first pass names it (nameOf) so it goes straight to the
+ * stores placed for its CID, and the second pass only reads and sends (ContentChangedError if the bytes changed in
+ * between). Every store checks every block it takes either way. Errors as putPlaced.
+ */
+export async function putReadable (init: Omit<PlacedPutInit, 'placeBy'>, open: () => AsyncIterable<Uint8Array>, options: { pool?: BufferPool } = {}): Promise<PutResult> {
+  if (!placementNeedsName(init)) return await putPlaced(init, open(), options)
+  const named = await nameOf(open(), options.pool)
+  return await putPlaced({ ...init, placeBy: named.cid }, open(), { ...options, named })
 }

@@ -5,7 +5,7 @@ import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { ContentChangedError } from '../../grid/content.ts'
 import { nameOf } from '../../client/content/name.ts'
-import { putPlaced } from '../../client/content/place.ts'
+import { placementNeedsName, putPlaced } from '../../client/content/place.ts'
 import { putPool, readFileBlocks } from '../../client/content/file-blocks.ts'
 import { counted, transferProgress } from '../progress.ts'
 import { gridPlacement } from './ask.ts'
@@ -32,21 +32,24 @@ export function putCommand (grid: GridCommand): GridCommand {
         if (placement.stores.length === 0) throw new UsageError('the grid has no store yet (start one with grid store, or use grid up)')
         const pool = putPool()
         const open = (): AsyncIterable<Uint8Array> => info.isDirectory() ? tarDirectory(path) : readFileBlocks(path, pool)
-        // A first pass names the content, so it goes straight to the stores placed for its CID (placement.ts); the
-        // second only reads and sends, with the block CIDs the first found. A directory's tar size is not known up
-        // front: the bars show only for plain files.
+        // Where placement depends on the CID (more stores than copies), a first pass names the content so it goes
+        // straight to the stores placed for it (placement.ts) and the second only reads and sends, with the block
+        // CIDs the first found. Otherwise (as with `grid up`: every store takes it) it is read once, hashed as it
+        // is sent. A directory's tar size is not known up front: the bars show only for plain files.
         const barBytes = info.isDirectory() ? 0 : info.size
-        const hashing = transferProgress('hash', barBytes)
         let named
-        try {
-          named = await nameOf(counted(open(), hashing), pool)
-        } finally {
-          hashing.stop()
+        if (placementNeedsName(placement)) {
+          const hashing = transferProgress('hash', barBytes)
+          try {
+            named = await nameOf(counted(open(), hashing), pool)
+          } finally {
+            hashing.stop()
+          }
         }
         const progress = transferProgress('put', barBytes)
         let put
         try {
-          put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, counted(open(), progress), { pool, named })
+          put = await putPlaced({ host, ...placement, placeBy: named?.cid, warn: log }, counted(open(), progress), { pool, named })
         } catch (err: any) {
           throw err instanceof ContentChangedError ? new ContentChangedError(`${path} changed while it was being put: ${err.message}`) : err
         } finally {

@@ -9,8 +9,7 @@ import { readJoinCode } from '../../net/join-code.ts'
 import { isGridError } from '../../net/errors.ts'
 import { ContentChangedError } from '../../grid/content.ts'
 import { parsePipelineFile, planPipeline } from '../../grid/pipeline.ts'
-import { nameOf } from '../../client/content/name.ts'
-import { putPlaced } from '../../client/content/place.ts'
+import { putReadable } from '../../client/content/place.ts'
 import { gridPlacement } from './ask.ts'
 import { askPipeline } from './ask-pipeline.ts'
 import { clientHost, clientOptions } from './client-host.ts'
@@ -71,8 +70,7 @@ export function runCommand (grid: GridCommand): GridCommand {
         if (placement.stores.length === 0) throw new UsageError(`the grid has no store to send ${dir} to`)
         // Said once the grid answered: a grid that is down reads as one line, as from every other client command.
         log(tree.description)
-        const named = await nameOf(tarDirectory(tree.dir, tree.selection))
-        const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(tree.dir, tree.selection), { named }).catch((err: Error) => {
+        const put = await putReadable({ host, ...placement, warn: log }, () => tarDirectory(tree.dir, tree.selection)).catch((err: Error) => {
           throw err instanceof ContentChangedError ? new ContentChangedError(`${dir} changed while it was being sent: ${err.message}`) : err
         })
         log(`src ${dir === '.' ? tree.dir : dir}: ${put.cid} (${put.sentBytes} bytes sent)`)

@@ -6,8 +6,7 @@ import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { InvalidJobError, parseJob } from '../../grid/job.ts'
 import { ContentChangedError } from '../../grid/content.ts'
-import { nameOf } from '../../client/content/name.ts'
-import { putPlaced } from '../../client/content/place.ts'
+import { putReadable } from '../../client/content/place.ts'
 import { ask, expectBuild, gridPlacement } from './ask.ts'
 import { clientHost, clientOptions } from './client-host.ts'
 import { tarDirectory } from './directory-tar.ts'
@@ -99,9 +98,8 @@ export function submitCommand (grid: GridCommand): GridCommand {
         if (opts.src !== undefined) {
           const placement = await gridPlacement(host, code)
           if (placement.stores.length === 0) throw new UsageError('the grid has no store to send --src to')
-          // The tar is made twice (the same bytes both times): hashed once to name and place it, then only sent.
-          const named = await nameOf(tarDirectory(opts.src))
-          const put = await putPlaced({ host, ...placement, placeBy: named.cid, warn: log }, tarDirectory(opts.src), { named }).catch((err: Error) => {
+          // Where placement depends on the CID the tar is made twice (the same bytes both times): named, then sent.
+          const put = await putReadable({ host, ...placement, warn: log }, () => tarDirectory(opts.src)).catch((err: Error) => {
             throw err instanceof ContentChangedError ? new ContentChangedError(`--src ${opts.src} changed while it was being sent: ${err.message}`) : err
           })
           ;(job as { src?: string }).src = put.cid

@@ -18,6 +18,8 @@ import { putContent } from '../../client/content/put.ts'
 import { putPool, readFileBlocks } from '../../client/content/file-blocks.ts'
 import { nameOf } from '../../client/content/name.ts'
 import { readContent } from '../../client/content/read.ts'
+import { placementNeedsName, putReadable } from '../../client/content/place.ts'
+import { rankFor } from '../../grid/placement.ts'
 import { BLOCK_GET_PROTOCOL, fetchFrom } from '../../protocols/block-get.ts'
 import { BLOCK_PUT_PROTOCOL, BlockSender, putRequest } from '../../protocols/block-put.ts'
 import { MessageChannel } from '../../net/wire.ts'
@@ -193,6 +195,31 @@ transfer('a put of content named by a first pass sends the same CID unhashed; co
   assert.not.ok(ctx.stores[1].roots.has(named.cid), 'nothing named')
   const err = await rejection(collect(readContent({ host: ctx.client, holders: () => [ctx.b] }, parseCid(named.cid))))
   assert.is(err.name, 'ContentUnavailableError')
+})
+
+transfer('putReadable reads once when every store takes the content, and names it first only when placement depends on it', async ctx => {
+  assert.not.ok(placementNeedsName({ stores: [ctx.a], replicas: 1 }))
+  assert.not.ok(placementNeedsName({ stores: [ctx.a, ctx.b], replicas: 2 }))
+  assert.not.ok(placementNeedsName({ stores: [ctx.a], replicas: 3 }), 'all the stores there are')
+  assert.ok(placementNeedsName({ stores: [ctx.a, ctx.b], replicas: 1 }))
+  assert.ok(placementNeedsName({ stores: [ctx.a, ctx.b], replicas: 0 }), 'one copy at least')
+  const bytes = new Uint8Array(randomBytes(3 * BLOCK_BYTES + 77))
+  let reads = 0
+  const open = (): AsyncIterable<Uint8Array> => { reads++; return pieces(bytes) }
+
+  const once = await putReadable({ host: ctx.client, stores: [ctx.a], replicas: 1 }, open)
+  assert.is(reads, 1, 'one store, one copy: sent as it is hashed')
+  assert.is(once.sha256, createHash('sha256').update(bytes).digest('hex'))
+  assert.equal(once.stores, [ctx.a.peer])
+  assert.ok((await collect(readContent({ host: ctx.client, holders: () => [ctx.a] }, parseCid(once.cid)))).equals(bytes))
+
+  reads = 0
+  const other = new Uint8Array(randomBytes(2 * BLOCK_BYTES + 5))
+  const openOther = (): AsyncIterable<Uint8Array> => { reads++; return pieces(other) }
+  const placed = await putReadable({ host: ctx.client, stores: [ctx.a, ctx.b], replicas: 1 }, openOther)
+  assert.is(reads, 2, 'two stores, one copy: named first, then sent')
+  assert.equal(placed.stores, [rankFor(placed.cid, [ctx.a, ctx.b])[0].peer], 'on the store placed for its CID')
+  assert.is(placed.cid, (await nameOf(pieces(other))).cid)
 })
 
 /**
