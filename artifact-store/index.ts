@@ -48,7 +48,8 @@ export class Store {
     this.content = new HeldContent({
       host: init.host,
       indexPath: join(init.dataDir, 'store.db'),
-      blocksPath: join(init.dataDir, 'blocks.db'),
+      blocksDir: join(init.dataDir, 'blocks'),
+      legacyBlocksPath: join(init.dataDir, 'blocks.db'),
       level: { writeBufferSize: STORE_WRITE_BUFFER_BYTES, maxFileSize: STORE_TABLE_FILE_BYTES },
       maxBytes: init.maxBytes,
       serve: BlockGetService

@@ -21,7 +21,8 @@ export class WorkerCache {
     this.content = new HeldContent({
       host,
       indexPath: join(dataDir, 'cache.db'),
-      blocksPath: join(dataDir, 'cache-blocks.db'),
+      blocksDir: join(dataDir, 'cache-blocks'),
+      legacyBlocksPath: join(dataDir, 'cache-blocks.db'),
       maxBytes,
       serve: BlockGetService
     })

@@ -3,7 +3,7 @@ import { suite } from 'uvu'
 import { attemptId, logId } from '../../grid/ids.ts'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { access, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
@@ -11,6 +11,8 @@ import { CID } from 'multiformats/cid'
 import { Chunker, ContentChangedError, ContentNamer, blockCid, decodeManifest, encodeManifest, isManifestCid, matches, nameContent, parseCid, MANIFEST_TYPE } from '../../grid/content.ts'
 import type { Named } from '../../grid/content.ts'
 import { Blockstore } from '../../storage/blockstore.ts'
+import { BlockFiles } from '../../storage/block-files.ts'
+import { HeldContent } from '../../storage/held-content.ts'
 import { RootCatalog } from '../../storage/root-catalog.ts'
 import { UNCLAIMED_SWEEP_BATCH } from '../../storage/constants.ts'
 import { rejection } from '../wait.ts'
@@ -255,9 +257,9 @@ interface BlockCtx {
   dir: string
   db: Level<string, string>
   store: Blockstore
-  /** Set by withOwnData: the bytes in a LevelDB of their own, as a store and a worker cache keep them. */
+  /** Set by withOwnData: the bytes in files of their own, as a store and a worker cache keep them. */
   dataDir?: string
-  data?: Level<string, Uint8Array>
+  data?: BlockFiles
 }
 
 const blockstore = suite<BlockCtx>('blockstore')
@@ -273,29 +275,27 @@ blockstore.before.each(async ctx => {
 
 blockstore.after.each(async ctx => {
   await ctx.db.close()
-  await ctx.data?.close()
   await rm(ctx.dir, { recursive: true, force: true })
   if (ctx.dataDir !== undefined) await rm(ctx.dataDir, { recursive: true, force: true })
 })
 
-/** The production layout: block bytes in a LevelDB of their own, the index in ctx.db. */
-async function withOwnData (ctx: BlockCtx): Promise<{ store: Blockstore, data: Level<string, Uint8Array> }> {
+/** The production layout: block bytes in files of their own (block-files.ts), the index in ctx.db. */
+async function withOwnData (ctx: BlockCtx): Promise<{ store: Blockstore, data: BlockFiles }> {
   ctx.dataDir = await mkdtemp(join(tmpdir(), 'grid-block-data-'))
-  const data = new Level<string, Uint8Array>(ctx.dataDir, { valueEncoding: 'view' })
+  const data = new BlockFiles(ctx.dataDir)
   await data.open()
   ctx.data = data
   ctx.store = new Blockstore(ctx.db, data)
   return { store: ctx.store, data }
 }
 
-/** Both databases closed and opened again, and a new Blockstore over them: a node restarted. */
+/** The index closed and opened again, and a new Blockstore over it and the files: a node restarted. */
 async function reopen (ctx: BlockCtx): Promise<Blockstore> {
   await ctx.db.close()
   ctx.db = new Level<string, string>(ctx.dir)
   await ctx.db.open()
-  if (ctx.data !== undefined && ctx.dataDir !== undefined) {
-    await ctx.data.close()
-    ctx.data = new Level<string, Uint8Array>(ctx.dataDir, { valueEncoding: 'view' })
+  if (ctx.dataDir !== undefined) {
+    ctx.data = new BlockFiles(ctx.dataDir)
     await ctx.data.open()
   }
   ctx.store = new Blockstore(ctx.db, ctx.data)
@@ -325,6 +325,60 @@ async function assertServes (store: Blockstore, blocks: Array<{ cid: CID, bytes:
     assert.ok(got !== undefined && Buffer.from(bytes).equals(got), `${what}: block ${i} comes back, its own bytes`)
   }
 }
+
+blockstore('block files: keys across folders read back, deletions and clearing from a key take exactly what they should', async ctx => {
+  const { data } = await withOwnData(ctx)
+  // Keys on both sides of a folder boundary (the last three hex digits name the file).
+  const keys = ['0000000000ffe', '0000000000fff', '0000000001000', '0000000001001', '0000000002000']
+  const value = (key: string): Uint8Array => new TextEncoder().encode(`bytes of ${key}`)
+  await data.batch(keys.map(key => ({ type: 'put' as const, key, value: value(key) })))
+  assert.equal(await data.keys(), keys)
+  for (const key of keys) assert.ok(Buffer.from(value(key)).equals(await data.get(key) ?? new Uint8Array()), `${key} reads back`)
+  assert.is(await data.get('0000000000ffd'), undefined, 'a missing key reads as undefined')
+  await data.del('0000000000ffe')
+  await data.del('0000000000ffe')
+  await data.batch([{ type: 'del', key: '0000000001000' }])
+  assert.equal(await data.keys(), ['0000000000fff', '0000000001001', '0000000002000'])
+  await data.clear({ gte: '0000000001001' })
+  assert.equal(await data.keys(), ['0000000000fff'], 'cleared from the key on, in its folder and every later one')
+  await data.batch([{ type: 'put', key: '0000000001002', value: value('again') }])
+  assert.ok(Buffer.from(value('again')).equals(await data.get('0000000001002') ?? new Uint8Array()), 'a folder cleared away is made again')
+})
+
+blockstore('a node whose block bytes an earlier version kept in a LevelDB moves them into files on start, and serves them', async ctx => {
+  await ctx.db.close()
+  const root = await mkdtemp(join(tmpdir(), 'grid-held-'))
+  try {
+    const serve = class { async start (): Promise<void> {} async stop (): Promise<void> {} }
+    const init = { host: undefined as any, indexPath: join(root, 'store.db'), blocksDir: join(root, 'blocks'), legacyBlocksPath: join(root, 'blocks.db'), serve }
+    const bytes = new Uint8Array(randomBytes(3 * BLOCK_BYTES + 10))
+    // Written as the earlier version did: the index in store.db, the bytes in blocks.db under the same keys.
+    const legacy = new Level<string, Uint8Array>(init.legacyBlocksPath, { valueEncoding: 'view' })
+    await legacy.open()
+    const index = new Level<string, string>(init.indexPath)
+    await index.open()
+    const put = await putContent({ local: new Blockstore(index, legacy), roots: undefined }, (async function * () { yield bytes })())
+    await index.close()
+    await legacy.close()
+
+    const held = new HeldContent(init)
+    await held.start()
+    try {
+      const back: Uint8Array[] = []
+      for await (const part of readContent({ host: undefined as any, local: held.blocks, holders: () => [] }, parseCid(put.cid))) back.push(part)
+      assert.ok(Buffer.concat(back).equals(bytes), 'every block served from its file, checked')
+      assert.is(await held.blocks.bytesHeld(), bytes.length + (put.sentBytes - bytes.length))
+      assert.is((await new BlockFiles(init.blocksDir).keys()).length, put.sentBlocks)
+      assert.not.ok(await access(init.legacyBlocksPath).then(() => true, () => false), 'the old LevelDB is gone')
+    } finally {
+      await held.stop()
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true })
+    ctx.db = new Level<string, string>(ctx.dir)
+    await ctx.db.open()
+  }
+})
 
 blockstore('keeps blocks that match their CID, and says which it lacks', async ({ store }) => {
   const a = new Uint8Array(randomBytes(1000))
@@ -378,9 +432,9 @@ blockstore('a store written before bytes and index were apart opens with every b
   assert.is(await store.bytesHeld(), total + 500)
 })
 
-for (const layout of ['their own LevelDB', 'a sublevel beside the index'] as const) {
+for (const layout of ['their own files', 'a sublevel beside the index'] as const) {
   blockstore(`bytes a crash left past the last indexed block are cleared on open (${layout})`, async ctx => {
-    const own = layout === 'their own LevelDB'
+    const own = layout === 'their own files'
     const data = own ? (await withOwnData(ctx)).data : ctx.db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' })
     const kept = randomBlock(300)
     await ctx.store.put(kept.cid, kept.bytes)
@@ -388,9 +442,9 @@ for (const layout of ['their own LevelDB', 'a sublevel beside the index'] as con
     // A put that wrote its bytes and died before indexing them: two blocks' worth nobody can name.
     await data.batch([1, 2].map(n => ({ type: 'put' as const, key: keyAfter(last, n), value: new Uint8Array(randomBytes(200)) })))
     const store = await reopen(ctx)
-    const after = own ? ctx.data! : ctx.db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' })
     assert.is(await store.bytesHeld(), 300)
-    assert.equal(await after.keys().all(), [last], 'only the bytes of the indexed block are left')
+    const left = own ? await ctx.data!.keys() : await ctx.db.sublevel<string, Uint8Array>('block-data', { valueEncoding: 'view' }).keys().all()
+    assert.equal(left, [last], 'only the bytes of the indexed block are left')
     await assertServes(store, [kept], 'after the crash')
     const next = randomBlock(400)
     await store.put(next.cid, next.bytes)
@@ -479,7 +533,7 @@ blockstore('blocks no root claimed within the grace are swept; blocks of roots, 
     // A root's block that rotted and was sent again is marked unclaimed anew, but its root still uses it.
     const rotten = Uint8Array.from(claimed.bytes)
     rotten[7] ^= 0xff
-    await data.put(await dataKey(ctx.db, claimed.cid), rotten)
+    await data.batch([{ type: 'put', key: await dataKey(ctx.db, claimed.cid), value: rotten }])
     assert.is(await store.get(claimed.cid), undefined, 'the rotten copy is dropped')
     await store.putMany([claimed])
     store.unpin([claimed.cid.toString()])
