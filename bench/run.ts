@@ -14,6 +14,7 @@ import type { Build } from '../grid/build.ts'
 import { FINISHED } from '../grid/build.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { benchTransfer } from './transfer.ts'
+import { benchUserTransfer } from './user-transfer.ts'
 import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
 import { benchPipelines } from './pipelines.ts'
@@ -58,7 +59,7 @@ function child (args: string[]): { proc: ChildProcessWithoutNullStreams, line: (
 const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
 
 
-/** Baseline: a bare libp2p stream (same TCP + pnet + Noise + Yamux stack) between two processes: 1-byte round trips. */
+/** Baseline: a bare libp2p stream (same TCP + Noise + Yamux stack) between two processes: 1-byte round trips. */
 async function bareLibp2p (): Promise<{ rttP50: number, roundTripsPerSecond: number }> {
   const secret = newSecret()
   const peer = child([join(ROOT, 'bench/echo-peer.ts'), Buffer.from(secret).toString('hex')])
@@ -190,6 +191,9 @@ try {
   // The store's bulk figures (issue #3): put and get of 1 GiB between two processes, beside the bare stream.
   rows.push(...await benchTransfer(join(dir, 'transfer'), line => process.stderr.write(line + '\n')))
   await rm(join(dir, 'transfer'), { recursive: true, force: true })
+  // The same as a user runs it (issue #20): the whole `grid put` and `grid get -o` commands beside `grid up`.
+  rows.push(...await benchUserTransfer(join(dir, 'user-transfer'), line => process.stderr.write(line + '\n')))
+  await rm(join(dir, 'user-transfer'), { recursive: true, force: true })
 
   const grid = await startGrid(dir)
   for (const workers of [4, 50] as const) {
@@ -213,7 +217,7 @@ try {
   rows.push(...(await benchLogs()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
   // Many stores (issue #7): put throughput with 2 replicas as a ratio to a single-store put.
   process.stderr.write('bench: put with 2 replicas\n')
-  rows.push(...(await benchReplicas()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio })))
+  rows.push(...(await benchReplicas()).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio, note: r.note })))
   // Pipelines (issue #17): push to first step through a webhook, and a second `grid run` of an unchanged tree.
   rows.push(...(await benchPipelines(line => process.stderr.write(line + '\n'))).map(r => ({ figure: r.name, value: r.value, unit: r.unit, baseline: r.baseline?.name, baselineValue: r.baseline?.value, ratio: r.ratio, note: r.note })))
   // Caches (issue #19): 200 MiB in 5,000 files restored on another worker, beside a bare libp2p stream.

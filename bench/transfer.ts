@@ -3,12 +3,10 @@
 // content the store already holds; peak RSS of both sides; the store's CPU per GiB taken in.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
-import { mkdir, open, rm } from 'node:fs/promises'
-import { randomFillSync } from 'node:crypto'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { newSecret } from '../net/join-code.ts'
-import { MemorySampler, cpuMsOf, median } from './measure.ts'
+import { MemorySampler, cpuMsOf, median, writeRandomFile } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** 1 GiB, as the issue asks: far past any buffer, so memory that grows with the size would show. */
@@ -25,21 +23,6 @@ const PHASE_TIMEOUT_MS = 300_000
 export interface TransferRow { figure: string, value: number, unit: string, baseline?: string, baselineValue?: number, ratio?: number, note?: string }
 
 interface PhaseResult { phase: string, ms: number, bytes: number, peakRss: number, cid?: string, sha256?: string, sentBytes?: number, storeCpuMs?: number, store?: { anon: number, total: number } }
-
-async function writeRandomFile (path: string, size: number): Promise<void> {
-  const out = createWriteStream(path)
-  const chunk = Buffer.alloc(1024 * 1024)
-  for (let written = 0; written < size; written += chunk.length) {
-    randomFillSync(chunk)
-    const part = chunk.subarray(0, Math.min(chunk.length, size - written))
-    if (!out.write(Buffer.from(part))) await new Promise<void>(resolve => out.once('drain', () => resolve()))
-  }
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => err ? reject(err) : resolve()))
-  // On disk before any phase starts: a gigabyte of dirty pages written back during the first phase slowed it 3x.
-  const handle = await open(path, 'r+')
-  await handle.sync()
-  await handle.close()
-}
 
 function run (args: string[]): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
