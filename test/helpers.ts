@@ -3,6 +3,7 @@
 import * as assert from 'uvu/assert'
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +17,13 @@ import { waitFor } from './wait.ts'
 export { processGone, waitFor } from './wait.ts'
 
 export const ROOT = join(import.meta.dirname, '..')
+/**
+ * Every `grid` the tests run keeps its name cache (client/content/name-cache.ts) here, not in the user's ~/.cache;
+ * one directory per test process.
+ */
+export const TEST_CACHE_HOME = join(tmpdir(), `grid-test-cache-${process.pid}`)
+process.env.XDG_CACHE_HOME = TEST_CACHE_HOME
+process.on('exit', () => { rmSync(TEST_CACHE_HOME, { recursive: true, force: true }) })
 export const GRID_BIN = join(ROOT, 'node/bin/grid.js')
 
 export async function tempDir (label: string): Promise<string> {

@@ -52,10 +52,15 @@ export class Lane {
     await this.chain
   }
 
-  private async lacking (group: Block[]): Promise<Set<string>> {
+  private async lacking (group: Array<Pick<Block, 'cid'>>): Promise<Set<string>> {
     const t = this.target
     if ('local' in t) return new Set((await t.local.missing(group.map(b => b.cid), true)).map(String))
     return new Set(await askMissing(t.host, t.store, group.map(b => b.cid.toString())))
+  }
+
+  /** Whether the target holds the block `cid` (a content's root: then it is asked to name it, see putContent). */
+  async holds (cid: string): Promise<boolean> {
+    return (await this.lacking([{ cid: parseCid(cid) }])).size === 0
   }
 
   /** Send the blocks of `group` this target lacks; returns how many blocks and bytes went. */

@@ -9,11 +9,12 @@ import type { BufferPool } from '../../net/buffer-pool.ts'
 import { GridError, isGridError } from '../../net/errors.ts'
 import { ContentChangedError, nameContent } from '../../grid/content.ts'
 import type { Block, Named } from '../../grid/content.ts'
+import type { CID } from 'multiformats/cid'
 import { isBlockMismatch } from '../../storage/blockstore.ts'
 import type { Blockstore } from '../../storage/blockstore.ts'
 import type { RootCatalog } from '../../storage/root-catalog.ts'
 import { PUT_GROUP_BLOCKS } from '../../storage/constants.ts'
-import { Lane } from './lane.ts'
+import { Lane, targetName } from './lane.ts'
 
 export interface PutResult {
   cid: string
@@ -24,6 +25,8 @@ export interface PutResult {
   sentBytes: number
   /** Peer IDs of the stores that hold all of it now (`local` for this node's own blockstore). */
   stores: string[]
+  /** Every block's CID in order (what a manifest lists; the one block of single-block content). */
+  blocks: CID[]
 }
 
 /** Where a put writes: this node's blockstore (and its root catalog), or a store over libp2p. */
@@ -55,8 +58,14 @@ export interface PutOptions {
  * if all of them do (with the first failure). `stores` in the result says which targets hold it.
  */
 export async function putContent (targets: PutTarget | PutTarget[], source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
-  const lanes = (Array.isArray(targets) ? targets : [targets]).map(t => new Lane(t))
-  if (lanes.length === 0) throw new ReplicasUnreachableError('a put needs at least one store')
+  const all = Array.isArray(targets) ? targets : [targets]
+  if (all.length === 0) throw new ReplicasUnreachableError('a put needs at least one store')
+  // Named content every target already holds is not read at all (a re-put of an unchanged file: name-cache.ts).
+  if (options.named !== undefined && await namedOnEvery(all, options.named.cid)) {
+    const { cid, size, sha256 } = options.named
+    return { cid, size, sha256, sentBlocks: 0, sentBytes: 0, stores: all.map(targetName), blocks: options.named.blocks }
+  }
+  const lanes = all.map(t => new Lane(t))
   let group: Block[] = []
   let sentBlocks = 0
   let sentBytes = 0
@@ -118,9 +127,27 @@ export async function putContent (targets: PutTarget | PutTarget[], source: Asyn
     }
     const cid = named.cid.toString()
     await each(async lane => { await lane.finish(cid) })
-    return { cid, size: named.size, sha256: named.sha256, sentBlocks, sentBytes, stores: live().map(l => l.name) }
+    return { cid, size: named.size, sha256: named.sha256, sentBlocks, sentBytes, stores: live().map(l => l.name), blocks: named.blocks.map(b => b.cid) }
   } catch (err: any) {
     for (const lane of lanes) lane.abort(err)
     throw explain(err)
+  }
+}
+
+/**
+ * Whether every target holds the content named `cid` whole, now listed there as a root: each is asked whether it
+ * holds the root block, and then to name the root, which a store does only once every block the root lists is
+ * there (root-catalog.ts). False, changing nothing a put would not, when any target lacks it or fails: the put then
+ * goes the usual way, sending each target only what it lacks.
+ */
+async function namedOnEvery (targets: PutTarget[], cid: string): Promise<boolean> {
+  const lanes = targets.map(t => new Lane(t))
+  try {
+    if (!(await Promise.all(lanes.map(async lane => await lane.holds(cid)))).every(Boolean)) return false
+    await Promise.all(lanes.map(async lane => { await lane.finish(cid) }))
+    return true
+  } catch (err: any) {
+    for (const lane of lanes) lane.abort(err)
+    return false
   }
 }

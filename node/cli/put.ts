@@ -7,6 +7,7 @@ import { ContentChangedError } from '../../grid/content.ts'
 import { nameOf } from '../../client/content/name.ts'
 import { placementNeedsName, putPlaced } from '../../client/content/place.ts'
 import { putPool, readFileBlocks } from '../../client/content/file-blocks.ts'
+import { NameCache } from '../../client/content/name-cache.ts'
 import { counted, transferProgress } from '../progress.ts'
 import { gridPlacement } from './ask.ts'
 import { clientHost, clientOptions } from './client-host.ts'
@@ -37,8 +38,12 @@ export function putCommand (grid: GridCommand): GridCommand {
         // CIDs the first found. Otherwise (as with `grid up`: every store takes it) it is read once, hashed as it
         // is sent. A directory's tar size is not known up front: the bars show only for plain files.
         const barBytes = info.isDirectory() ? 0 : info.size
-        let named
-        if (placementNeedsName(placement)) {
+        // A file put before and unchanged since (name-cache.ts) is not hashed again, and not read at all when its
+        // stores still hold it.
+        const names = info.isFile() ? new NameCache() : undefined
+        let named = await names?.lookup(path)
+        const before = named === undefined ? await names?.identify(path) : undefined
+        if (named === undefined && placementNeedsName(placement)) {
           const hashing = transferProgress('hash', barBytes)
           try {
             named = await nameOf(counted(open(), hashing), pool)
@@ -55,6 +60,7 @@ export function putCommand (grid: GridCommand): GridCommand {
         } finally {
           progress.stop()
         }
+        if (before !== undefined) await names?.remember(path, before, { cid: put.cid, size: put.size, sha256: put.sha256, blocks: put.blocks })
         // Printed only now: the content is on all of its stores.
         process.stdout.write(`${put.cid}\n`)
         log(`${put.size} bytes, sha256 ${put.sha256}; on ${put.stores.length} store(s); sent ${put.sentBytes} bytes in ${put.sentBlocks} new block(s)`)

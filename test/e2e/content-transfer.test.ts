@@ -222,6 +222,36 @@ transfer('putReadable reads once when every store takes the content, and names i
   assert.is(placed.cid, (await nameOf(pieces(other))).cid)
 })
 
+transfer('named content its stores already hold is not read at all; a store lacking a block gets the usual put', async ctx => {
+  const bytes = new Uint8Array(randomBytes(4 * BLOCK_BYTES + 99))
+  const named = await nameOf(pieces(bytes))
+  const first = await putContent({ host: ctx.client, store: ctx.a }, pieces(bytes))
+  assert.is(first.cid, named.cid)
+  let reads = 0
+  const counting = async function * (): AsyncGenerator<Uint8Array> { reads++; yield * pieces(bytes) }
+  const again = await putContent({ host: ctx.client, store: ctx.a }, counting(), { named })
+  assert.is(reads, 0, 'held whole: the source was never read')
+  assert.is(again.sentBytes, 0)
+  assert.equal(again.stores, [ctx.a.peer])
+  assert.equal(again.blocks.map(String), named.blocks.map(String))
+
+  // Store b lacks it: read and sent as usual.
+  const toB = await putContent({ host: ctx.client, store: ctx.b }, counting(), { named })
+  assert.is(reads, 1)
+  assert.is(toB.sentBlocks, 6, 'five data blocks and the manifest')
+
+  // The root is still there but a block went missing (dropped as rotten): naming the root is refused, and the put
+  // sends what is lacking.
+  const store = ctx.stores[1]
+  const gone = named.blocks[2].toString()
+  await store.blocks.exclusive(async () => { await store.blocks.commit([], -BLOCK_BYTES, [gone]) })
+  assert.not.ok(await store.blocks.has(named.blocks[2]))
+  const healed = await putContent({ host: ctx.client, store: ctx.b }, counting(), { named })
+  assert.is(reads, 2, 'read again to send the missing block')
+  assert.is(healed.sentBlocks, 1)
+  assert.ok((await collect(readContent({ host: ctx.client, holders: () => [ctx.b] }, parseCid(named.cid)))).equals(bytes))
+})
+
 /**
  * A stand-in store that acknowledges each block after `delayMs(n)` (n counts from 1), or never when that is
  * undefined.

@@ -3,11 +3,13 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes, randomFillSync } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { open, rm } from 'node:fs/promises'
+import { appendFile, open, readdir, rm } from 'node:fs/promises'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { list as tarList } from 'tar'
-import { grid, gridRun, removeDir, tempDir } from '../helpers.ts'
+import { TEST_CACHE_HOME, grid, gridRun, removeDir, tempDir } from '../helpers.ts'
+import { waitFor } from '../wait.ts'
+import { RACY_WINDOW_MS } from '../../client/content/name-cache.ts'
 import type { CliProcess } from '../helpers.ts'
 import { BLOCK_BYTES } from '../../grid/constants.ts'
 
@@ -41,6 +43,30 @@ putGet('a file round-trips byte-identical; putting it again sends nothing', asyn
   const again = await gridRun(['put', '--join', joinFile, file])
   assert.is(again.stdout.trim(), cid)
   assert.match(again.stderr, /sent 0 bytes in 0 new block/)
+})
+
+putGet('a file put before and unchanged since is named from the cache; a change is seen', async ({ dir, joinFile }) => {
+  const file = join(dir, 'kept.bin')
+  const bytes = randomBytes(2 * BLOCK_BYTES + 17)
+  await writeFile(file, bytes)
+  // Remembered only once the file is older than the racy window (name-cache.ts).
+  await waitFor('the file to be older than the racy window', async () => Date.now() - (await stat(file)).ctimeMs > RACY_WINDOW_MS + 100, RACY_WINDOW_MS + 5_000)
+  const entries = async (): Promise<number> => (await readdir(join(TEST_CACHE_HOME, 'nameless-grid', 'names')).catch(() => [])).length
+  const before = await entries()
+  const put = await gridRun(['put', '--join', joinFile, file])
+  assert.is(put.code, 0, put.stderr)
+  assert.is(await entries(), before + 1, 'remembered')
+  const again = await gridRun(['put', '--join', joinFile, file])
+  assert.is(again.code, 0, again.stderr)
+  assert.is(again.stdout.trim(), put.stdout.trim())
+  assert.match(again.stderr, /sent 0 bytes in 0 new block/)
+  await appendFile(file, 'one more line')
+  const changed = await gridRun(['put', '--join', joinFile, file])
+  assert.is(changed.code, 0, changed.stderr)
+  assert.is.not(changed.stdout.trim(), put.stdout.trim(), 'the changed file has its own CID')
+  const out = join(dir, 'kept-back.bin')
+  assert.is((await gridRun(['get', '--join', joinFile, changed.stdout.trim(), '-o', out])).code, 0)
+  assert.ok((await readFile(out)).equals(Buffer.concat([bytes, Buffer.from('one more line')])))
 })
 
 putGet('a directory goes as a tar and comes back as one', async ({ dir, joinFile }) => {
