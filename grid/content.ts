@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { OFF_THREAD_MIN_BYTES, ThreadHash } from './hash-thread.ts'
 import * as dagCbor from '@ipld/dag-cbor'
 import { z } from 'zod'
 import { BLOCK_BYTES, MAX_BLOCK_BYTES, MAX_MANIFEST_BLOCKS } from './constants.ts'
@@ -129,29 +128,22 @@ export class ContentChangedError extends GridError {
 export class Chunker {
   private readonly blockBytes: number
   private readonly named: Named | undefined
-  /** Whether the whole content's sha256 may go to the hash thread (grid/hash-thread.ts): then finish() cannot be used. */
-  private readonly offThread: boolean
-  /** Chosen at the first chunk: content that comes in large pieces (a file read a block at a time) is hashed on the thread. */
-  private whole: { update: (bytes: Uint8Array) => unknown } | undefined
+  private readonly whole = createHash('sha256')
   private size = 0
   private blocks = 0
   private buffer: Uint8Array
   private filled = 0
 
-  constructor (blockBytes: number = BLOCK_BYTES, named?: Named, offThread = false) {
+  constructor (blockBytes: number = BLOCK_BYTES, named?: Named) {
     if (blockBytes < 1 || blockBytes > MAX_BLOCK_BYTES) throw new RangeError(`block size must be 1 to ${MAX_BLOCK_BYTES} bytes`)
     this.blockBytes = blockBytes
     this.named = named
-    this.offThread = offThread
     this.buffer = new Uint8Array(blockBytes)
   }
 
   /** Blocks completed by this chunk of input. A block the chunk holds whole is a view of it, not a copy. */
   * push (chunk: Uint8Array): Generator<Block> {
-    if (this.named === undefined) {
-      this.whole ??= this.offThread && chunk.byteLength >= OFF_THREAD_MIN_BYTES ? new ThreadHash() : createHash('sha256')
-      this.whole.update(chunk)
-    }
+    if (this.named === undefined) this.whole.update(chunk)
     this.size += chunk.length
     if (this.named !== undefined && this.size > this.named.size) throw this.changed(`is longer than the ${this.named.size} bytes first read`)
     let at = 0
@@ -172,25 +164,10 @@ export class Chunker {
     }
   }
 
-  /** The last, short block (if any) and the whole content's size and sha256. Not for a Chunker made `offThread`. */
+  /** The last, short block (if any) and the whole content's size and sha256. */
   finish (): { last: Block | undefined, size: number, sha256: string } {
-    if (this.offThread) throw new Error('an off-thread Chunker finishes with finishAsync()')
-    const { last, size, sha256 } = this.finishing()
-    return { last, size, sha256: typeof sha256 === 'string' ? sha256 : '' }
-  }
-
-  /** finish(), waiting for the hash thread when the whole content's sha256 went there. */
-  async finishAsync (): Promise<{ last: Block | undefined, size: number, sha256: string }> {
-    const { last, size, sha256 } = this.finishing()
-    return { last, size, sha256: await sha256 }
-  }
-
-  private finishing (): { last: Block | undefined, size: number, sha256: string | Promise<string> } {
     const last = this.filled > 0 ? this.cut() : undefined
-    if (this.named === undefined) {
-      const whole = this.whole ?? createHash('sha256')
-      return { last, size: this.size, sha256: whole instanceof ThreadHash ? whole.digest() : (whole as ReturnType<typeof createHash>).digest('hex') }
-    }
+    if (this.named === undefined) return { last, size: this.size, sha256: this.whole.digest('hex') }
     if (this.size !== this.named.size) throw this.changed(`is ${this.size} bytes, not the ${this.named.size} first read`)
     return { last, size: this.size, sha256: this.named.sha256 }
   }
@@ -234,8 +211,6 @@ export interface ContentNamerOptions {
   blockBytes?: number
   /** What a first pass over the same content found: nothing is hashed again (see Chunker). */
   named?: Named
-  /** The whole content's sha256 may be taken on the hash thread: finish with finishAsync(). @default false */
-  offThread?: boolean
 }
 
 /**
@@ -249,7 +224,7 @@ export class ContentNamer {
   private readonly listed: Array<{ cid: CID, size: number }> = []
 
   constructor (options: ContentNamerOptions = {}) {
-    this.chunker = new Chunker(options.blockBytes, options.named, options.offThread)
+    this.chunker = new Chunker(options.blockBytes, options.named)
   }
 
   /** Blocks completed by this chunk of input, each to be kept by whoever keeps the content (Chunker.push). */
@@ -270,15 +245,7 @@ export class ContentNamer {
    * block for empty content. ContentChangedError if the content is not what `named` said.
    */
   finish (): NamedContent & { tail: Block[] } {
-    return this.named(this.chunker.finish())
-  }
-
-  /** finish(), for a namer made `offThread` (its sha256 may come from the hash thread). */
-  async finishAsync (): Promise<NamedContent & { tail: Block[] }> {
-    return this.named(await this.chunker.finishAsync())
-  }
-
-  private named ({ last, size, sha256: sha256Hex }: { last: Block | undefined, size: number, sha256: string }): NamedContent & { tail: Block[] } {
+    const { last, size, sha256: sha256Hex } = this.chunker.finish()
     if (last !== undefined) this.listed.push({ cid: last.cid, size: last.bytes.length })
     const blocks = this.listed
     const tail = last !== undefined ? [last] : blocks.length === 0 ? [{ cid: blockCid(new Uint8Array(0)), bytes: new Uint8Array(0) }] : []
@@ -298,12 +265,11 @@ export interface NameContentOptions extends ContentNamerOptions {
 
 /** Name content read from `source` (ContentNamer), handing each block to `keep` as it is cut. */
 export async function nameContent (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: NameContentOptions = {}): Promise<NamedContent> {
-  // Asynchronous anyway: the whole content's sha256 may go to the hash thread while this one cuts and sends.
-  const namer = new ContentNamer({ ...options, offThread: true })
+  const namer = new ContentNamer(options)
   for await (const chunk of source) {
     for (const block of namer.push(chunk)) await options.keep?.(block)
   }
-  const { tail, ...named } = await namer.finishAsync()
+  const { tail, ...named } = namer.finish()
   for (const block of tail) await options.keep?.(block)
   return named
 }

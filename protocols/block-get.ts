@@ -13,7 +13,6 @@ import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import type { Blockstore } from '../storage/blockstore.ts'
 import { decodeManifest, isManifestCid, matches, parseCid } from '../grid/content.ts'
-import { matchesOffThread } from '../grid/hash-thread.ts'
 import type { Manifest } from '../grid/content.ts'
 import { MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS } from '../storage/constants.ts'
 import { MAX_BLOCK_BYTES } from '../grid/constants.ts'
@@ -147,8 +146,7 @@ export async function * fetchFrom (host: GridHost, holder: PeerAddress, cid: CID
       const reply = await channel.expect({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
       if (reply.t === 'unknown') throw new ContentUnavailableError(`${holder.peer} lacks block ${reply.cid} of ${cid}`)
       const entry = manifest.blocks[i]
-      // Hashed on the hash thread: this one decrypts the next blocks meanwhile.
-      if (reply.t !== 'block' || reply.bytes.length !== entry.size || !await matchesOffThread(entry.cid, reply.bytes)) {
+      if (reply.t !== 'block' || reply.bytes.length !== entry.size || !matches(entry.cid, reply.bytes)) {
         throw new WrongBytesError(`${holder.peer} sent wrong bytes for block ${i} of ${cid}`)
       }
       const start = Math.max(0, from - position)

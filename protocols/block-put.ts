@@ -12,7 +12,7 @@ import { openStream } from '../net/dial.ts'
 import { REQUEST_TIMEOUT_MS } from '../net/constants.ts'
 import type { Blockstore } from '../storage/blockstore.ts'
 import type { RootCatalog } from '../storage/root-catalog.ts'
-import { StoreFullError, checkBlockOffThread } from '../storage/blockstore.ts'
+import { StoreFullError, checkBlock } from '../storage/blockstore.ts'
 import { parseCid } from '../grid/content.ts'
 import type { Block } from '../grid/content.ts'
 import { MAX_BLOCK_FRAME_BYTES, MAX_BLOCK_STREAMS, POOLED_FRAME_BYTES, PUT_BATCH_BLOCKS, PUT_WINDOW } from '../storage/constants.ts'
@@ -147,16 +147,14 @@ export class BlockPutService extends ProtocolService<BlockPutComponents> {
         let good = batch.length
         let refusal: Error | undefined
         const checked: Block[] = []
-        // Hashed on the hash thread, all of the batch at once, while this thread takes in the next blocks.
-        const checks = await Promise.allSettled(batch.map(async request => await checkBlockOffThread(parseCid(request.cid), request.bytes)))
-        for (const [i, check] of checks.entries()) {
-          if (check.status === 'fulfilled') {
-            checked.push(check.value)
-            continue
+        for (const [i, request] of batch.entries()) {
+          try {
+            checked.push(checkBlock(parseCid(request.cid), request.bytes))
+          } catch (err: any) {
+            good = i
+            refusal = err
+            break
           }
-          good = i
-          refusal = check.reason
-          break
         }
         if (!await writing) return
         writing = write(batch, checked, good, refusal)

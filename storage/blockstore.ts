@@ -5,7 +5,6 @@ import type { Level } from 'level'
 import type { AbstractBatchOperation } from 'abstract-level'
 import type { CID } from 'multiformats/cid'
 import { matches } from '../grid/content.ts'
-import { matchesOffThread } from '../grid/hash-thread.ts'
 import { BLOCK_PIN_MS, MIGRATE_BATCH_BLOCKS, UNCLAIMED_SWEEP_BATCH } from './constants.ts'
 import { MAX_BLOCK_BYTES } from '../grid/constants.ts'
 import { GridError } from '../net/errors.ts'
@@ -31,13 +30,6 @@ export class BlockTooLargeError extends GridError {
 export function checkBlock (cid: CID, bytes: Uint8Array): { cid: CID, bytes: Uint8Array } {
   if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(`block ${cid} is ${bytes.length} bytes; the limit is ${MAX_BLOCK_BYTES}`)
   if (!matches(cid, bytes)) throw new BlockMismatchError(`${MISMATCH} ${cid}`)
-  return { cid, bytes }
-}
-
-/** checkBlock, hashing off the main thread (grid/hash-thread.ts) so a store decrypts the next blocks meanwhile. */
-export async function checkBlockOffThread (cid: CID, bytes: Uint8Array): Promise<{ cid: CID, bytes: Uint8Array }> {
-  if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(`block ${cid} is ${bytes.length} bytes; the limit is ${MAX_BLOCK_BYTES}`)
-  if (!await matchesOffThread(cid, bytes)) throw new BlockMismatchError(`${MISMATCH} ${cid}`)
   return { cid, bytes }
 }
 

@@ -3,12 +3,12 @@
 import { mkdtemp, rename, rm } from 'node:fs/promises'
 import { createWriteStream } from 'node:fs'
 import type { WriteStream } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { GridCommand } from './usage.ts'
 import { readJoinCode } from '../../net/join-code.ts'
 import { parseCid } from '../../grid/content.ts'
-import { ThreadHash } from '../../grid/hash-thread.ts'
 import { rankFor } from '../../grid/placement.ts'
 import { contentInfo } from '../../client/content/info.ts'
 import { readContent } from '../../client/content/read.ts'
@@ -46,8 +46,7 @@ export function getCommand (grid: GridCommand): GridCommand {
         // The placed stores first, then every other.
         const sources = { host, holders: () => rankFor(cid.toString(), stores) }
         const info = await contentInfo(sources, cid)
-        // The whole content's sha256, on the hash thread: this one decrypts, checks and writes meanwhile.
-        const whole = new ThreadHash()
+        const whole = createHash('sha256')
         const temp = scratch !== undefined ? join(scratch, 'content.tar') : opts.output !== undefined ? `${opts.output}.partial-${process.pid}` : undefined
         const out: NodeJS.WritableStream = temp !== undefined ? createWriteStream(temp) : process.stdout
         try {
@@ -61,7 +60,7 @@ export function getCommand (grid: GridCommand): GridCommand {
           } finally {
             progress.stop()
           }
-          if (await whole.digest() !== info.sha256) throw new UsageError(`${cid}: the content's sha256 does not match its manifest`)
+          if (whole.digest('hex') !== info.sha256) throw new UsageError(`${cid}: the content's sha256 does not match its manifest`)
           if (temp !== undefined) {
             await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => err ? reject(err) : resolve()))
             if (scratch === undefined) await rename(temp, opts.output)
