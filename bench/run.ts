@@ -10,8 +10,6 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createHost } from '../net/host.ts'
 import { newSecret } from '../net/join-code.ts'
-import type { Build } from '../grid/build.ts'
-import { FINISHED } from '../grid/build.ts'
 import { ECHO_PROTOCOL } from './echo-protocol.ts'
 import { benchTransfer } from './transfer.ts'
 import { benchUserTransfer } from './user-transfer.ts'
@@ -19,14 +17,12 @@ import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
 import { benchPipelines } from './pipelines.ts'
 import { benchCaches } from './caches.ts'
-import { cpuMsOf, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
+import { DISPATCH_BUILDS, DISPATCH_ROUNDS, QUEUE_TO_START_SPAN, bareRoundTrips, bareSpawn as spawnRound, dispatchRate as dispatchRounds, queueToStart as latencyRounds } from './dispatch.ts'
+import { median, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 /** Bench sizes: enough runs for stable medians on a 2-core machine, few enough to finish in minutes. */
 const RTT_SAMPLES = 2_000
-const SPAWN_SAMPLES = 300
-const DISPATCH_BUILDS = { 4: 600, 50: 1_000 } as const
-const LATENCY_SAMPLES = 100
 const IDLE_WORKERS = 500
 const WORKERS_PER_POOL = 100
 /** No single phase may run longer than this; the bench fails rather than hang. */
@@ -82,13 +78,11 @@ async function bareLibp2p (): Promise<{ rttP50: number, roundTripsPerSecond: num
   return { rttP50: percentile(samples, 50), roundTripsPerSecond: RTT_SAMPLES / seconds }
 }
 
-/** Baseline: how fast this machine starts `/bin/sh -c true` (every trivial build starts one). */
+/** Baseline: how fast this machine starts `/bin/sh -c true` (every trivial build starts one): the median of DISPATCH_ROUNDS rounds. */
 async function bareSpawn (): Promise<number> {
-  const began = performance.now()
-  for (let i = 0; i < SPAWN_SAMPLES; i++) {
-    await new Promise(resolve => spawn('/bin/sh', ['-c', 'true']).on('exit', resolve))
-  }
-  return SPAWN_SAMPLES / ((performance.now() - began) / 1000)
+  const rounds: number[] = []
+  for (let i = 0; i < DISPATCH_ROUNDS; i++) rounds.push(await spawnRound())
+  return median(rounds)
 }
 
 interface Grid { url: string, token: string, joinFile: string, pid: number }
@@ -106,61 +100,22 @@ async function startPool (grid: Grid, dir: string, count: number, cap: string): 
   return pool.proc
 }
 
-async function submit (grid: Grid, job: unknown): Promise<string> {
-  const res = await fetch(`${grid.url}/api/builds`, { method: 'POST', headers: { authorization: `Bearer ${grid.token}` }, body: JSON.stringify(job) })
-  if (res.status !== 201) throw new Error(`submit answered ${res.status}`)
-  return (await res.json()).id
+/**
+ * Trivial builds (`true`) through `workers` workers: builds per second from the first submit to the last finish,
+ * medians of DISPATCH_ROUNDS rounds, each round after a round of bare spawns (its baseline) (bench/dispatch.ts).
+ */
+async function dispatchRate (grid: Grid, dir: string, workers: 4 | 50): Promise<{ rate: number, spawnRate: number, ratio: number, cpuMsPerBuild: number }> {
+  return await dispatchRounds(child, grid, dir, workers, line => process.stderr.write(line + '\n'))
 }
 
-/** Trivial builds (`true`) through `workers` workers: builds per second from the first submit to the last finish. */
-async function dispatchRate (grid: Grid, dir: string, workers: 4 | 50): Promise<{ rate: number, cpuMsPerBuild: number }> {
-  const pools: ChildProcessWithoutNullStreams[] = []
-  // Four workers are four processes, as four `grid worker` commands would be; fifty share two pool processes.
-  const perProcess = workers <= 4 ? 1 : 25
-  for (let left = workers; left > 0; left -= perProcess) pools.push(await startPool(grid, dir, Math.min(perProcess, left), `pool=w${workers}`))
-  const count = DISPATCH_BUILDS[workers]
-  const cpuBefore = await cpuMsOf(grid.pid)
-  const began = performance.now()
-  const ids: string[] = []
-  // Submit as a client would, 16 requests in flight.
-  for (let i = 0; i < count; i += 16) {
-    ids.push(...await Promise.all(Array.from({ length: Math.min(16, count - i) }, async () => await submit(grid, { requires: { pool: `w${workers}` }, steps: [{ run: 'true' }] }))))
-  }
-  // Poll the cheap capacity figure, not the builds: reading hundreds of builds would load the coordinator we measure.
-  await within(`${count} builds through ${workers} workers`, async () => {
-    while (true) {
-      const capacity = await (await fetch(`${grid.url}/api/capacity`)).json()
-      if (capacity.queued === 0 && capacity.busy === 0) return
-      await sleep(10)
-    }
-  })
-  const elapsed = performance.now() - began
-  const cpuMsPerBuild = (await cpuMsOf(grid.pid) - cpuBefore) / count
-  const recent = await (await fetch(`${grid.url}/api/builds?limit=${count}`)).json() as Build[]
-  const failed = recent.filter(b => ids.includes(b.id) && b.status !== 'succeeded')
-  if (failed.length > 0 || recent.filter(b => ids.includes(b.id)).length !== count) throw new Error(`${failed.length} bench builds did not succeed`)
-  const rate = count / (elapsed / 1000)
-  for (const p of pools) p.kill('SIGTERM')
-  return { rate, cpuMsPerBuild }
-}
-
-/** Submit-to-first-step latency with an idle worker: one build at a time. */
-async function queueToStart (grid: Grid, dir: string): Promise<{ p50: number, p99: number }> {
-  const pool = await startPool(grid, dir, 1, 'pool=latency')
-  const samples: number[] = []
-  for (let i = 0; i < LATENCY_SAMPLES; i++) {
-    const id = await submit(grid, { requires: { pool: 'latency' }, steps: [{ run: 'true' }] })
-    const build = await within('a latency build', async () => {
-      while (true) {
-        const b = await (await fetch(`${grid.url}/api/builds/${id}`)).json() as Build
-        if (FINISHED.has(b.status)) return b
-        await sleep(5)
-      }
-    })
-    samples.push(Date.parse(build.steps[0].started!) - Date.parse(build.created))
-  }
-  pool.kill('SIGTERM')
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99) }
+/**
+ * Queue-to-start with an idle worker, one build at a time (the span is QUEUE_TO_START_SPAN): medians over
+ * DISPATCH_ROUNDS rounds of each round's p50 and p99, each round after a round of bare libp2p round trips.
+ */
+async function queueToStart (grid: Grid, dir: string): Promise<{ p50: number, p99: number, rttP50: number, ratio: number }> {
+  const rtts: number[] = []
+  const latency = await latencyRounds(child, grid, dir, async () => { rtts.push((await bareRoundTrips(child)).p50) }, line => process.stderr.write(line + '\n'))
+  return { p50: latency.p50, p99: latency.p99, rttP50: median(rtts), ratio: median(latency.rounds.map((r, i) => r.p50 / rtts[i])) }
 }
 
 /** Coordinator memory with many idle workers connected (many worker nodes in a few pool processes). */
@@ -185,8 +140,7 @@ try {
   rows.push({ figure: 'bare libp2p stream: 1-byte round trip p50', value: bare.rttP50, unit: 'ms' })
   rows.push({ figure: 'bare libp2p stream: round trips/s', value: bare.roundTripsPerSecond, unit: '/s' })
   process.stderr.write('bench: /bin/sh spawn rate\n')
-  const spawnRate = await bareSpawn()
-  rows.push({ figure: 'bare /bin/sh -c true spawns/s', value: spawnRate, unit: '/s' })
+  rows.push({ figure: 'bare /bin/sh -c true spawns/s', value: await bareSpawn(), unit: '/s', note: `median of ${DISPATCH_ROUNDS} rounds, one spawn at a time from a Node process` })
 
   // The store's bulk figures (issue #3): put and get of 1 GiB between two processes, beside the bare stream.
   rows.push(...await benchTransfer(join(dir, 'transfer'), line => process.stderr.write(line + '\n')))
@@ -197,19 +151,20 @@ try {
 
   const grid = await startGrid(dir)
   for (const workers of [4, 50] as const) {
-    process.stderr.write(`bench: dispatch through ${workers} workers\n`)
-    const { rate, cpuMsPerBuild } = await dispatchRate(grid, dir, workers)
-    rows.push({ figure: `coordinator CPU per build (${workers} workers)`, value: cpuMsPerBuild, unit: 'ms', note: 'HTTP submit, matching, history, events' })
+    process.stderr.write(`bench: dispatch through ${workers} workers, ${DISPATCH_ROUNDS} rounds\n`)
+    const { rate, spawnRate, ratio, cpuMsPerBuild } = await dispatchRate(grid, dir, workers)
+    rows.push({ figure: `coordinator CPU per build (${workers} workers)`, value: cpuMsPerBuild, unit: 'ms', note: `HTTP submit, matching, history, events, and the local store taking the logs; median of ${DISPATCH_ROUNDS} rounds` })
     rows.push({
       figure: `dispatch: trivial builds/s through ${workers} workers`, value: rate, unit: '/s',
-      baseline: 'sh spawns/s', baselineValue: spawnRate, ratio: rate / spawnRate,
-      note: `${DISPATCH_BUILDS[workers]} builds over HTTP, submit to finished`
+      baseline: 'sh spawns/s', baselineValue: spawnRate, ratio,
+      note: `medians of ${DISPATCH_ROUNDS} rounds of ${DISPATCH_BUILDS[workers]} builds over HTTP, first submit to last finished (log sealed, result recorded); the ratio is the median round's, each round right after its own round of spawns`
     })
   }
-  process.stderr.write('bench: queue-to-start latency\n')
+  process.stderr.write(`bench: queue-to-start latency, ${DISPATCH_ROUNDS} rounds\n`)
   const latency = await queueToStart(grid, dir)
-  rows.push({ figure: 'queue-to-start p50 (idle worker)', value: latency.p50, unit: 'ms', baseline: 'libp2p RTT p50', baselineValue: bare.rttP50, ratio: latency.p50 / bare.rttP50 })
-  rows.push({ figure: 'queue-to-start p99 (idle worker)', value: latency.p99, unit: 'ms', baseline: 'libp2p RTT p50', baselineValue: bare.rttP50, ratio: latency.p99 / bare.rttP50 })
+  const span = `medians of ${DISPATCH_ROUNDS} rounds of one build at a time; span: ${QUEUE_TO_START_SPAN}`
+  rows.push({ figure: 'queue-to-start p50 (idle worker)', value: latency.p50, unit: 'ms', baseline: 'libp2p RTT p50', baselineValue: latency.rttP50, ratio: latency.ratio, note: span })
+  rows.push({ figure: 'queue-to-start p99 (idle worker)', value: latency.p99, unit: 'ms', baseline: 'libp2p RTT p50', baselineValue: latency.rttP50, ratio: latency.p99 / latency.rttP50 })
   process.stderr.write(`bench: coordinator memory with ${IDLE_WORKERS} workers\n`)
   const memory = await coordinatorMemory(grid, dir)
   rows.push({ figure: `coordinator RSS with ${IDLE_WORKERS} workers`, value: memory.after / 2 ** 20, unit: 'MiB', baseline: 'RSS with none', baselineValue: memory.before / 2 ** 20, ratio: memory.after / memory.before, note: `peak ${(memory.peak / 2 ** 20).toFixed(0)} MiB` })

@@ -302,9 +302,12 @@ export class Scheduler {
     // Inputs first: a build whose input build already failed must not reach a worker in between.
     else await this.awaitInputs(build)
     if (build.status === 'queued') this.enqueue(build)
-    await this.history.save(build)
+    // Handed to an idle worker before the history write completes, not after: the write (one batch with the
+    // attempt's, under load) still lands before the submit is answered, so an acknowledged build survives a restart.
+    const saved = this.history.save(build)
     this.notify(build, true)
     this.dispatch()
+    await saved
     return build
   }
 
@@ -534,6 +537,14 @@ export class Scheduler {
       return
     }
     const links = [...this.seats].map(s => s.link)
+    /** Free slots on the seats taking work: once none is left, no queued build can start in this round. */
+    let free = 0
+    for (const seat of this.seats) if (!seat.draining) free += Math.max(0, seat.link.slots - seat.running.size)
+    /**
+     * Why no worker takes a build, by what decides it (its requirements and trust): a deep queue asks the same
+     * question of every build each round, and each answer looks at every connected worker.
+     */
+    const why = new Map<string, string>()
     const remaining: string[] = []
     /** Builds whose secrets cannot be given to them now: they end once the queue is settled. */
     const refused: Array<{ build: Build, error: string }> = []
@@ -553,9 +564,12 @@ export class Scheduler {
         reused.push({ build, origin })
         continue
       }
-      const seat = this.freestSeat(build)
+      const seat = free > 0 ? this.freestSeat(build) : undefined
       if (seat === undefined) {
-        const waiting = waitingText(build, whyNoWorker(build, links))
+        const asked = whyKey(build)
+        let reason = why.get(asked)
+        if (reason === undefined) why.set(asked, reason = whyNoWorker(build, links))
+        const waiting = waitingText(build, reason)
         if (build.waiting !== waiting) {
           build.waiting = waiting
           this.changed(build, false)
@@ -571,6 +585,7 @@ export class Scheduler {
         continue
       }
       this.startAttempt(build, seat, secrets)
+      free--
     }
     this.queue = remaining
     for (const { build, error } of refused) this.finish(build, 'failed', error)
@@ -679,6 +694,13 @@ export class Scheduler {
   private enqueue (build: Build): void {
     const before = (other: Build): boolean =>
       (other.job.priority ?? 0) < (build.job.priority ?? 0) || ((other.job.priority ?? 0) === (build.job.priority ?? 0) && other.id > build.id)
+    // The queue is in that order already: a build that goes after the last one (a new one of the same priority,
+    // nearly always) goes at the end without a walk through a deep queue.
+    const last = this.live.get(this.queue.at(-1) ?? '')
+    if (last !== undefined && !before(last)) {
+      this.queue.push(build.id)
+      return
+    }
     const at = this.queue.findIndex(id => { const other = this.live.get(id); return other !== undefined && before(other) })
     if (at < 0) this.queue.push(build.id)
     else this.queue.splice(at, 0, build.id)
@@ -859,6 +881,7 @@ export class Scheduler {
 
   /** True (and `waiting` says for what) while one of the build's input builds or `after` builds has not finished. */
   private waitsForInputs (build: Build): boolean {
+    if (!hasDependencies(build.job)) return false
     const ids = [...Object.values(inputBuilds(build.job)).map(ref => ref.build), ...(build.job.after ?? []).map(a => a.build)]
     const pending = ids.map(id => this.live.get(id)).filter(b => b !== undefined && !FINISHED.has(b.status)) as Build[]
     if (pending.length === 0) return false
@@ -954,6 +977,26 @@ function whyNoWorker (build: Build, links: WorkerLink[]): string {
     return allowed.length === 0 ? ONLY_TRUSTED_CONNECTED : ONLY_TRUSTED_CAPABLE
   }
   return unmetRequirement(requires, links.map(l => l.capabilities)) ?? unmet
+}
+
+/** What of a job decides whyNoWorker's answer, by job: a queued build is asked about every round, its job never changes. */
+const whyKeys = new WeakMap<Job, string>()
+
+/** What whyNoWorker's answer for `build` depends on besides the connected workers: its requirements and trust. */
+function whyKey (build: Build): string {
+  let key = whyKeys.get(build.job)
+  if (key === undefined) {
+    key = `${(build.job.secrets ?? []).length > 0 ? 's' : '-'}${JSON.stringify(build.job.requires)}`
+    whyKeys.set(build.job, key)
+  }
+  return build.untrusted === true ? `u${key}` : key
+}
+
+/** Whether a job names inputs or `after` builds at all: most do not, and the queue's every round asks. */
+function hasDependencies (job: Job): boolean {
+  if ((job.after ?? []).length > 0) return true
+  for (const _path in job.inputs) return true
+  return false
 }
 
 /** Why a finished input build cannot feed `path`: it did not succeed, or has no such artifact. Undefined when it can. */

@@ -131,14 +131,14 @@ export class Chunker {
   private readonly whole = createHash('sha256')
   private size = 0
   private blocks = 0
-  private buffer: Uint8Array
+  /** The block being filled; made on first use (a log of a few lines never fills one: GC of a 1 MiB buffer per log). */
+  private buffer: Uint8Array | undefined
   private filled = 0
 
   constructor (blockBytes: number = BLOCK_BYTES, named?: Named) {
     if (blockBytes < 1 || blockBytes > MAX_BLOCK_BYTES) throw new RangeError(`block size must be 1 to ${MAX_BLOCK_BYTES} bytes`)
     this.blockBytes = blockBytes
     this.named = named
-    this.buffer = new Uint8Array(blockBytes)
   }
 
   /** Blocks completed by this chunk of input. A block the chunk holds whole is a view of it, not a copy. */
@@ -157,6 +157,7 @@ export class Chunker {
         continue
       }
       const take = Math.min(this.blockBytes - this.filled, chunk.length - at)
+      this.buffer ??= new Uint8Array(this.blockBytes)
       this.buffer.set(chunk.subarray(at, at + take), this.filled)
       this.filled += take
       at += take
@@ -174,8 +175,9 @@ export class Chunker {
 
   private cut (): Block {
     // A full buffer is handed over as the block and a new one started: one copy per byte, not two.
-    const bytes = this.filled === this.blockBytes ? this.buffer : this.buffer.slice(0, this.filled)
-    if (bytes === this.buffer) this.buffer = new Uint8Array(this.blockBytes)
+    const buffer = this.buffer!
+    const bytes = this.filled === this.blockBytes ? buffer : buffer.slice(0, this.filled)
+    if (bytes === buffer) this.buffer = undefined
     this.filled = 0
     return { cid: this.cidOf(bytes), bytes }
   }

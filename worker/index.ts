@@ -1,5 +1,6 @@
 // The worker role: a keypair plus capabilities. It dials the coordinator (nothing dials a worker, so one
 // behind NAT works), says what it can do and how many slots it has, and runs the attempts it is handed.
+import { mkdirSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { GridHost } from '../net/host.ts'
@@ -24,6 +25,7 @@ import { DEFAULT_LOG_LIMIT_BYTES } from '../grid/constants.ts'
 import { DEFAULT_KILL_GRACE_S } from '../grid/constants.ts'
 import { AppendStreams } from './append-streams.ts'
 import { runStep } from './step-runner.ts'
+import { StepLauncher } from './step-launcher.ts'
 import { collect, prepare } from './workspace.ts'
 import type { Artifact } from './workspace.ts'
 import { resolveCaches, restoreCaches, saveCaches } from './build-caches.ts'
@@ -118,6 +120,8 @@ export class Worker {
 
   async start (): Promise<void> {
     await mkdir(join(this.init.dataDir, 'work'), { recursive: true })
+    // Its helper process starts now, not on the way to the first step.
+    StepLauncher.shared().warm()
     this.session.start()
   }
 
@@ -288,12 +292,15 @@ export class Worker {
     const cacheRecords: CacheRecord[] = []
     const record = (outcome: CacheRecord): void => { cacheRecords.push(outcome) }
     try {
-      // Fresh every time; a leftover from a crashed run of the same attempt is cleared first.
-      await mkdir(workDir).catch(async err => {
+      // Fresh every time; a leftover from a crashed run of the same attempt is cleared first. One mkdir is made in
+      // place: through the thread pool it waited behind other work, on the way to every build's first step.
+      try {
+        mkdirSync(workDir)
+      } catch (err: any) {
         if (err.code !== 'EEXIST') throw err
         await rm(workDir, { recursive: true, force: true })
         await mkdir(workDir)
-      })
+      }
       const env = {
         ...hostEnvironment(),
         ...assign.job.env,

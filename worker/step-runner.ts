@@ -1,14 +1,15 @@
 // Running one step: `/bin/sh -c` in the work dir, with stdout and stderr flowing (with backpressure) into the step's
 // log, and nothing it started left running when it ends: a stop (cancel, timeout) sends SIGTERM to all of the step's
 // processes and SIGKILL after the job's grace, and whatever a step that exits on its own leaves behind gets the same.
-// Which processes are the step's is step-processes.ts's business: escaping the process group is not enough.
-import { spawn } from 'node:child_process'
+// Which processes are the step's is step-processes.ts's business: escaping the process group is not enough. The shell
+// is spawned from a small helper process (step-launcher.ts), which hands its pipes over: the output is read here.
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { readlink } from 'node:fs/promises'
 import type { LogWriter } from './log-writer.ts'
 import { StepProcesses } from './step-processes.ts'
 import type { StepProcess, StepTracking } from './step-processes.ts'
+import { LauncherGoneError, StepLauncher } from './step-launcher.ts'
 import { STEP_PIPE_CLOSE_MS, STEP_SWEEP_POLL_MS } from '../net/constants.ts'
 import { DEFAULT_KILL_GRACE_S } from '../grid/constants.ts'
 
@@ -49,22 +50,17 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
   const graceMs = init.killGraceMs ?? DEFAULT_KILL_GRACE_S * 1000
   const grace = `${graceMs / 1000} s`
   const note = init.note ?? (() => {})
-  const child = spawn('/bin/sh', processes.shellArgs(init.run), {
-    cwd: init.cwd,
-    env: processes.env(init.env),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  processes.leader = child.pid
-  const closed = new Promise<void>(resolve => child.once('close', () => { resolve() }))
+  const shell = await StepLauncher.shared().launch(processes.shellArgs(init.run), { cwd: init.cwd, env: processes.env(init.env) })
+  processes.spawned(shell.pid, shell.start)
+  const closed = Promise.all([shell.stdout, shell.stderr].map(async pipe => await new Promise(resolve => {
+    if (pipe.destroyed) resolve(undefined)
+    else pipe.once('close', resolve)
+  })))
   let hasExited = false
-  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-    child.once('error', reject)
-    child.once('exit', (code, signal) => {
-      hasExited = true
-      processes.exited()
-      resolve([code, signal])
-    })
+  const exited = shell.exited.then(([code, signal]) => {
+    hasExited = true
+    processes.exited()
+    return [code, signal] as const
   })
 
   /**
@@ -124,19 +120,28 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
   else init.signal.addEventListener('abort', onAbort, { once: true })
 
   let paused = false
-  for (const pipe of [child.stdout, child.stderr]) {
+  for (const pipe of [shell.stdout, shell.stderr]) {
     pipe.on('data', (chunk: Buffer) => {
       if (!init.output.write(chunk)) {
         paused = true
-        child.stdout.pause()
-        child.stderr.pause()
-        const resume = (): void => { paused = false; child.stdout.resume(); child.stderr.resume() }
+        shell.stdout.pause()
+        shell.stderr.pause()
+        const resume = (): void => { paused = false; shell.stdout.resume(); shell.stderr.resume() }
         init.output.drain().then(resume, resume)
       }
     })
   }
   try {
-    const [code, signal] = await exited
+    let code: number | null
+    let signal: NodeJS.Signals | null
+    try {
+      [code, signal] = await exited
+    } catch (err) {
+      if (!(err instanceof LauncherGoneError)) throw err
+      // How the step ended is unknown: whatever of it still runs is ended all the same, and the step fails saying why.
+      await terminate(`${err.message}: sent SIGTERM to the step's processes; SIGKILL follows in ${grace}`)
+      throw err
+    }
     if (stop === undefined) {
       // Whatever the step left running (background jobs, daemons it started) goes too: a build leaves nothing behind.
       const left = await processes.list()
@@ -152,8 +157,8 @@ async function supervise (init: StepInit, processes: StepProcesses, sweeping: (s
       const wait = (): void => {
         timer = setTimeout(() => {
           if (paused) return wait()
-          child.stdout.destroy()
-          child.stderr.destroy()
+          shell.stdout.destroy()
+          shell.stderr.destroy()
           resolve()
         }, STEP_PIPE_CLOSE_MS)
       }

@@ -184,8 +184,10 @@ export async function prepare (init: WorkspaceInit, src: string | undefined, inp
     }
     if (refused.length > 0) throw new WorkspaceError(`could not unpack src ${src}: ${refused[0]}`)
   }
+  const placed = Object.entries(inputs)
+  if (placed.length === 0) return
   const root = await realpath(init.workDir)
-  for (const [path, from] of Object.entries(inputs)) {
+  for (const [path, from] of placed) {
     const ref = parseArtifactRef(from)
     const { cid, maker, artifact } = ref !== undefined ? await artifactOf(init, from, ref) : { cid: from, maker: undefined, artifact: undefined }
     const target = join(root, path)
