@@ -58,8 +58,12 @@ export class Lane {
     return new Set(await askMissing(t.host, t.store, group.map(b => b.cid.toString())))
   }
 
-  /** Whether the target holds the block `cid` (a content's root: then it is asked to name it, see putContent). */
+  /**
+   * Whether the target holds the block `cid` (a content's root: then it is asked to name it, see putContent). A
+   * local target without a root catalog says no: nothing there would check that every block the root lists is held.
+   */
   async holds (cid: string): Promise<boolean> {
+    if ('local' in this.target && this.target.roots === undefined) return false
     return (await this.lacking([{ cid: parseCid(cid) }])).size === 0
   }
 
