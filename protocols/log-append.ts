@@ -1,6 +1,7 @@
 // /nameless-grid/log-append: a worker pushes a step's output straight to a store, never through the coordinator.
 // One stream per log; each append names its offset, each gets the store's size back, so a writer that
-// reconnects resends from what the store really holds.
+// reconnects resends from what the store really holds. A writer may send several appends before the first answer
+// (the store takes them in order and answers each in turn), so the stream never waits on the store's writes.
 import { z } from 'zod'
 import type { Connection, Stream } from '@libp2p/interface'
 import { MessageChannel, bytesField } from '../net/wire.ts'
@@ -10,7 +11,8 @@ import { attemptOfLog, idSchema } from '../grid/ids.ts'
 import type { LogStore } from '../storage/log-store.ts'
 import type { LogSealer } from '../storage/log-content.ts'
 import type { GrantVerifier } from '../grid/write-grant.ts'
-import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS } from '../storage/constants.ts'
+import { BufferPool } from '../net/buffer-pool.ts'
+import { MAX_APPEND_BYTES, MAX_APPEND_STREAMS, POOLED_FRAME_BYTES } from '../storage/constants.ts'
 import { GRANT_BYTES, MAX_LOG_BYTES } from '../grid/constants.ts'
 import { GridError } from '../net/errors.ts'
 
@@ -51,15 +53,24 @@ export interface LogAppendComponents {
   sealer?: LogSealer
 }
 
+/**
+ * Append frames' buffers kept for reuse (see buffer-pool.ts): a writer's appends in flight and those its stream
+ * holds unread, twice over. A writer sends a backlog as whole blocks, each a megabyte frame that lives until it is
+ * written: allocated afresh, they cost the store full garbage collections all through a big log.
+ */
+const APPEND_POOL_BUFFERS = 8
+
 /** The store's side: takes appends and seals from the writer its grant names, at most MAX_APPEND_STREAMS per connection. */
 export class LogAppendService extends ProtocolService<LogAppendComponents> {
+  private readonly pool = new BufferPool(POOLED_FRAME_BYTES, APPEND_POOL_BUFFERS)
+
   constructor (components: LogAppendComponents) {
     super(components, LOG_APPEND_PROTOCOL, MAX_APPEND_STREAMS)
   }
 
   protected async serve (stream: Stream, connection: Connection): Promise<void> {
     const { logs, grants, sealer } = this.components
-    const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest)
+    const channel = new MessageChannel<AppendRequest, AppendReply>(stream, appendRequest, { pool: this.pool })
     const writer = connection.remotePeer.toString()
     try {
       for await (const request of channel) {
@@ -71,7 +82,11 @@ export class LogAppendService extends ProtocolService<LogAppendComponents> {
         }
         try {
           if (request.t === 'append') {
-            await channel.send({ t: 'ok', size: await logs.append(request.log, request.offset, request.bytes) })
+            const size = await logs.append(request.log, request.offset, request.bytes).finally(() => {
+              // Written (and named) by now: nothing holds the frame's buffer.
+              channel.release(request.bytes)
+            })
+            await channel.send({ t: 'ok', size })
           } else if (sealer !== undefined) {
             const sealed = await sealer.seal(request.log, request.size)
             await channel.send({ t: 'sealed', size: sealed.info.size, cid: sealed.cid })

@@ -1,10 +1,15 @@
-// Append-only logs kept in LevelDB, readable from any offset while they grow.
+// Append-only logs, readable from any offset while they grow: each log's bytes in a file of its own (log-files.ts),
+// its size and state in LevelDB. With a BlockKeeper (a store's LogSealer), the whole blocks of a log that arrive
+// whole are kept once, as the content blocks the sealed log is made of, and only noted here: the log's file has a
+// hole there. Logs begun before the files keep their bytes in LevelDB as chunks, and are read as they were written.
 // Every append names the offset it starts at (GitLab's model): a resend after a reconnect is idempotent,
 // and a gap is refused with the size the store has, so the writer rewinds instead of corrupting the log.
 import { EventEmitter } from 'node:events'
+import { dirname, join } from 'node:path'
 import type { Level } from 'level'
-import { MAX_LOG_BYTES } from '../grid/constants.ts'
+import { BLOCK_BYTES, MAX_LOG_BYTES } from '../grid/constants.ts'
 import type { BatchOperation } from './blockstore.ts'
+import { LogFiles } from './log-files.ts'
 import { GridError } from '../net/errors.ts'
 
 export interface LogInfo {
@@ -16,6 +21,37 @@ export interface LogInfo {
   fenced?: boolean
   /** The CID the sealed log was stored under as content (see log-content.ts). */
   cid?: string
+  /** Its bytes are in its file (log-files.ts); a log without it keeps them in LevelDB chunks. */
+  file?: true
+}
+
+export interface LogStoreInit {
+  /** The folder of the logs' files. @default `logs` beside the database's own folder */
+  dir?: string
+}
+
+/** A whole block of a log, kept as content: BLOCK_BYTES from `start` (a multiple of them), named `cid`. */
+export interface KeptBlock {
+  start: number
+  cid: string
+}
+
+/** Sees every log's new bytes as they are appended, and keeps whole blocks of them as content (log-content.ts). */
+export interface BlockKeeper {
+  /**
+   * `bytes` are about to be appended to log `id` at offset `at`; returns the whole blocks among them it kept, in
+   * order, which the log does not write again. Called within the log's turn, before the append is answered: calls
+   * for one log come in order, and its seal after them all. Must not throw (it keeps nothing instead).
+   */
+  take: (id: string, at: number, bytes: Uint8Array) => Promise<KeptBlock[]>
+  /** A kept block's bytes, checked against its CID; undefined once it is gone (evicted with the sealed log). */
+  block: (cid: string) => Promise<Uint8Array | undefined>
+}
+
+/** A log's bytes are in a block that is no longer held (the sealed log's content was evicted here). */
+export class LogBlockMissingError extends GridError {
+  name = 'LogBlockMissingError'
+  readonly status = 410
 }
 
 export class LogGapError extends GridError {
@@ -51,14 +87,20 @@ const offsetKey = (id: string, offset: number): string => `${id}!${offset.toStri
 export class LogStore {
   private readonly meta
   private readonly chunks
+  private readonly files: LogFiles
+  /** Which whole blocks of a log are kept as content: `offsetKey(log, start)` → the block's CID. */
+  private readonly kept
+  private keeper: BlockKeeper | undefined
   private readonly infos = new Map<string, LogInfo>()
   /** One write at a time per log: the size check and the write must not interleave. */
   private readonly writing = new Map<string, Promise<unknown>>()
   private readonly changes = new EventEmitter()
 
-  constructor (db: Level<string, string>) {
+  constructor (db: Level<string, string>, init: LogStoreInit = {}) {
     this.meta = db.sublevel<string, LogInfo>('log-meta', { valueEncoding: 'json' })
     this.chunks = db.sublevel<string, Uint8Array>('log-chunks', { valueEncoding: 'view' })
+    this.kept = db.sublevel<string, string>('log-blocks', {})
+    this.files = new LogFiles(init.dir ?? join(dirname(db.location), 'logs'))
     // Every tailer of every log waits on this emitter: no listener limit applies.
     this.changes.setMaxListeners(0)
   }
@@ -71,10 +113,15 @@ export class LogStore {
     return stored
   }
 
+  /** The one keeper of whole blocks (a store's LogSealer). */
+  keepBlocks (keeper: BlockKeeper): void {
+    this.keeper = keeper
+  }
+
   /** Append `bytes` at `offset`. Returns the log's size after it. Bytes the log already holds are skipped. */
   append (id: string, offset: number, bytes: Uint8Array): Promise<number> {
     return this.serialise(id, async () => {
-      const info = await this.info(id) ?? { size: 0, sealed: false, created: new Date().toISOString() }
+      const info = await this.info(id) ?? { size: 0, sealed: false, created: new Date().toISOString(), file: true }
       const end = offset + bytes.length
       if (offset > info.size) throw new LogGapError(id, offset, info.size)
       if (end <= info.size) return info.size
@@ -82,12 +129,28 @@ export class LogStore {
       if (end > MAX_LOG_BYTES) throw new LogTooLargeError(`log ${id} would pass ${MAX_LOG_BYTES} bytes`)
       const fresh = bytes.subarray(info.size - offset)
       const next: LogInfo = { ...info, size: end }
-      // One batch: a crash never leaves a chunk the size does not count, or a size without its chunk.
-      const operations: BatchOperation[] = [
-        { type: 'put', key: offsetKey(id, info.size), value: fresh, sublevel: this.chunks as any },
-        { type: 'put', key: id, value: next, sublevel: this.meta as any }
-      ]
-      await this.chunks.db.batch(operations)
+      const kept = await this.keeper?.take(id, info.size, fresh) ?? []
+      if (info.file === true) {
+        // The bytes first (those no kept block holds), then the size that counts them (see log-files.ts).
+        let at = info.size
+        for (const block of kept) {
+          if (at < block.start) await this.files.write(id, at, fresh.subarray(at - info.size, block.start - info.size))
+          at = block.start + BLOCK_BYTES
+        }
+        if (at < end) await this.files.write(id, at, fresh.subarray(at - info.size))
+        const operations: BatchOperation[] = [
+          ...kept.map(block => ({ type: 'put' as const, key: offsetKey(id, block.start), value: block.cid, sublevel: this.kept as any })),
+          { type: 'put', key: id, value: next, sublevel: this.meta as any }
+        ]
+        await this.meta.db.batch(operations)
+      } else {
+        // One batch: a crash never leaves a chunk the size does not count, or a size without its chunk.
+        const operations: BatchOperation[] = [
+          { type: 'put', key: offsetKey(id, info.size), value: fresh, sublevel: this.chunks as any },
+          { type: 'put', key: id, value: next, sublevel: this.meta as any }
+        ]
+        await this.chunks.db.batch(operations)
+      }
       this.infos.set(id, next)
       this.changes.emit(id)
       return next.size
@@ -123,18 +186,36 @@ export class LogStore {
 
   /**
    * Seal a log wherever it stands, on the coordinator's word that its attempt is over (its worker was lost):
-   * a stale worker that wakes up cannot add a byte, and tailers of it stop waiting.
+   * a stale worker that wakes up cannot add a byte, and tailers of it stop waiting. A fenced log never becomes
+   * content, so the whole blocks kept for it are copied into its file: they are left to the blockstore's sweep of
+   * blocks no content claims, and the log keeps its bytes.
    */
   fence (id: string): Promise<LogInfo> {
     return this.serialise(id, async () => {
       const info = await this.info(id) ?? { size: 0, sealed: false, created: new Date().toISOString() }
       if (info.sealed) return info
       const next: LogInfo = { ...info, sealed: true, sealedAt: new Date().toISOString(), fenced: true }
-      await this.meta.put(id, next)
+      const operations: BatchOperation[] = []
+      if (info.file === true) {
+        for await (const [key, cid] of this.kept.iterator({ gt: `${id}!`, lt: `${id}!~` })) {
+          const block = await this.keeper?.block(cid)
+          // One already gone stays noted: reading those bytes says so.
+          if (block === undefined) continue
+          await this.files.write(id, parseInt(key.slice(id.length + 1), 16), block)
+          operations.push({ type: 'del', key, sublevel: this.kept as any })
+        }
+      }
+      operations.push({ type: 'put', key: id, value: next, sublevel: this.meta as any })
+      await this.meta.db.batch(operations)
       this.infos.set(id, next)
       this.changes.emit(id)
       return next
     })
+  }
+
+  /** CIDs of the whole blocks of log `id` kept as content rather than in its file (see BlockKeeper). */
+  async keptBlocks (id: string): Promise<string[]> {
+    return await this.kept.values({ gt: `${id}!`, lt: `${id}!~` }).all()
   }
 
   /** Bytes of a log from `from`; with `follow`, waits for more until the log is sealed. */
@@ -147,7 +228,8 @@ export class LogStore {
         const info = await this.info(id)
         const size = info?.size ?? 0
         if (position < size) {
-          for await (const chunk of this.chunksFrom(id, position, size)) {
+          const chunks = info?.file === true ? this.fileBytes(id, position, size) : this.chunksFrom(id, position, size)
+          for await (const chunk of chunks) {
             position += chunk.length
             yield chunk
           }
@@ -159,6 +241,39 @@ export class LogStore {
         change?.forget()
       }
     }
+  }
+
+  /**
+   * Bytes `from` to `to` of a log in one buffer (a block's worth, for log-content.ts). Throws if the log holds fewer.
+   */
+  async range (id: string, from: number, to: number): Promise<Uint8Array> {
+    const info = await this.info(id)
+    if (info === undefined || to > info.size) throw new LogGapError(id, to, info?.size ?? 0)
+    const parts: Uint8Array[] = []
+    for await (const part of info.file === true ? this.fileBytes(id, from, to) : this.chunksFrom(id, from, to)) parts.push(part)
+    const bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts)
+    if (bytes.length < to - from) throw new Error(`log ${id}: read ${bytes.length} bytes from ${from}, not the ${to - from} it holds there`)
+    // Chunks are whole: the last one may run past `to`.
+    return bytes.length > to - from ? bytes.subarray(0, to - from) : bytes
+  }
+
+  /** Bytes `from` to `to` of a log kept in its file and in whole blocks kept as content. */
+  private async * fileBytes (id: string, from: number, to: number): AsyncGenerator<Uint8Array> {
+    const first = Math.floor(from / BLOCK_BYTES) * BLOCK_BYTES
+    let at = from
+    for await (const [key, cid] of this.kept.iterator({ gte: offsetKey(id, first), lt: offsetKey(id, to) })) {
+      const start = parseInt(key.slice(id.length + 1), 16)
+      if (at < start) {
+        yield * this.files.read(id, at, start)
+        at = start
+      }
+      const block = await this.keeper?.block(cid)
+      if (block === undefined) throw new LogBlockMissingError(`log ${id}: bytes ${start} to ${start + BLOCK_BYTES} were in block ${cid}, which this store no longer holds`)
+      if (block.length !== BLOCK_BYTES) throw new Error(`log ${id}: block ${cid} at ${start} is ${block.length} bytes, not a whole block`)
+      yield block.subarray(at - start, Math.min(BLOCK_BYTES, to - start))
+      at = Math.min(start + BLOCK_BYTES, to)
+    }
+    if (at < to) yield * this.files.read(id, at, to)
   }
 
   private async * chunksFrom (id: string, from: number, until: number): AsyncGenerator<Uint8Array> {

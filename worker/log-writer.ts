@@ -1,21 +1,38 @@
 // A step's output on its way to the stores that hold its log (placeFor: rendezvous hashing over the grid's stores):
-// batched (about 100 ms or 64 KiB), every batch written to each replica with the offset it starts at, so each
+// batched (about 20 ms or 64 KiB), every batch written to each replica with the offset it starts at, so each
 // replica is acknowledged on its own and a broken stream is resumed on a new one without losing or doubling a
 // byte. Output stays buffered until every live replica holds it; a replica that fails past its retries is dropped
-// and the log goes on with the others. The worker cuts the bytes into blocks as it writes them (one block at a
-// time, never kept) so it knows the log's CID itself and checks each store's answer to the seal against it.
+// and the log goes on with the others. Output is kept in pieces that are the log's blocks (PIECE_BYTES, aligned):
+// a step printing flat out sends whole blocks, several at once, and the store keeps each as it comes. The worker
+// names each piece once it is full (one block at a time, never copied again) so it knows the log's CID itself and
+// checks each store's answer to the seal against it.
 // The coordinator never sees these bytes. With secrets (`mask`), every byte passes through a Redactor first, so a
 // value is replaced by `***` before it is batched, counted against the limit, named or sent.
 import type { PeerAddress } from '../net/dial.ts'
 import type { AppendReply, AppendRequest } from '../protocols/log-append.ts'
 import { ContentNamer } from '../grid/content.ts'
-import { DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../grid/constants.ts'
+import { BLOCK_BYTES, DEFAULT_LOG_LIMIT_BYTES, LOG_LIMIT_LINE_ROOM, MAX_LOG_BYTES } from '../grid/constants.ts'
 import type { AppendChannel, AppendStreams } from './append-streams.ts'
 import {
-  LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_PIECE_BYTES, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS
+  LOG_APPEND_TIMEOUT_MS, LOG_APPEND_TRIES, LOG_BATCH_BYTES, LOG_BUFFER_LIMIT, LOG_FLUSH_MS, LOG_SEAL_BYTES_PER_SECOND, LOG_SEAL_TIMEOUT_MS
 } from '../net/constants.ts'
 import { GridError } from '../net/errors.ts'
 import { Redactor } from './redact.ts'
+
+/**
+ * Output is kept in pieces of this size, each exactly one block of the log's content (pieces start at multiples of
+ * it), and one append carries at most one piece (MAX_APPEND_BYTES is a block): a backlog goes to the store as whole
+ * blocks, which it names and keeps as they come instead of cutting the log again at the seal.
+ */
+export const PIECE_BYTES = BLOCK_BYTES
+/**
+ * Appends sent to a store before the first of them is answered. Waiting for each answer left the stream idle while
+ * the store wrote, and the store idle while the next append crossed. Only whole pieces go beyond the first one, so
+ * output printed now and then still leaves at once, in one append per round trip. LOG_BUFFER_LIMIT bounds it too.
+ */
+export const APPENDS_IN_FLIGHT = 4
+/** Pieces kept for reuse once every store holds them: a steady log allocates no new ones. */
+const SPARE_PIECES = 2
 
 export class LogUnwritableError extends GridError {
   name = 'LogUnwritableError'
@@ -64,7 +81,7 @@ interface Replica {
   cid: string | undefined
 }
 
-/** Output is kept in pieces of LOG_PIECE_BYTES, filled in place: each append is (part of) one piece, with no copy. */
+/** Output is kept in pieces of PIECE_BYTES, filled in place: each append is (part of) one piece, with no copy. */
 interface Piece {
   start: number
   bytes: Uint8Array
@@ -80,6 +97,7 @@ export class LogWriter {
   private readonly limit: number
   /** Bytes not yet held by every live replica, from the slowest one's offset. */
   private pieces: Piece[] = []
+  private spare: Uint8Array[] = []
   private written = 0
   private flushedAt = 0
   private capped = false
@@ -172,6 +190,9 @@ export class LogWriter {
   async seal (): Promise<SealedLog> {
     // The step has ended: a tail held back as a possible secret is now known not to be one (or is masked).
     if (!this.sealed && this.redactor !== undefined) this.take(this.redactor.flush())
+    // The last, part-filled piece is the log's last block.
+    const last = this.pieces.at(-1)
+    if (!this.sealed && this.failure === undefined && last !== undefined && last.filled < last.bytes.length) this.namer.add(last.bytes.subarray(0, last.filled))
     this.sealed = true
     clearTimeout(this.timer)
     this.timer = undefined
@@ -217,21 +238,24 @@ export class LogWriter {
     return this.replicas.filter(r => r.failed === undefined)
   }
 
-  /** Take bytes into the log: hashed into blocks at once, kept in pieces until every live replica holds them. */
+  /**
+   * Take bytes into the log, kept in pieces until every live replica holds them; a piece is named as a block once
+   * full (the last one at the seal). A log nobody takes is not named: its seal throws.
+   */
   private keep (bytes: Uint8Array): void {
-    this.namer.add(bytes)
     if (this.failure === undefined) {
       let at = 0
       while (at < bytes.length) {
         let piece = this.pieces.at(-1)
         if (piece === undefined || piece.filled === piece.bytes.length) {
-          piece = { start: this.written + at, bytes: new Uint8Array(Math.max(LOG_PIECE_BYTES, this.batchBytes)), filled: 0 }
+          piece = { start: this.written + at, bytes: this.spare.pop() ?? new Uint8Array(PIECE_BYTES), filled: 0 }
           this.pieces.push(piece)
         }
         const part = bytes.subarray(at, at + piece.bytes.length - piece.filled)
         piece.bytes.set(part, piece.filled)
         piece.filled += part.length
         at += part.length
+        if (piece.filled === piece.bytes.length) this.namer.add(piece.bytes)
       }
     }
     this.written += bytes.length
@@ -252,19 +276,68 @@ export class LogWriter {
     }
   }
 
+  /**
+   * Send `replica` everything it lacks, on a fresh stream after a broken one, until it holds every byte written. A
+   * wrong answer drops it at once; a stream that keeps breaking, after LOG_APPEND_TRIES tries in a row.
+   */
   private async pump (replica: Replica): Promise<void> {
+    let tries = 0
     while (replica.failed === undefined && replica.acked < this.written && this.failure === undefined) {
-      const batch = this.slice(replica.acked)
+      const before = replica.acked
       try {
-        const reply = await this.request(replica, { t: 'append', log: this.init.log, offset: replica.acked, bytes: batch, grant: this.init.grant }, LOG_APPEND_TIMEOUT_MS)
-        const held = this.pieces[0]?.start ?? this.written
-        // A resend after a lost reply may find the store already past this batch; a gap rewinds to what it holds,
-        // as long as the writer still has the bytes from there.
-        if (reply.t === 'ok' && reply.size >= replica.acked + batch.length && reply.size <= this.written) replica.acked = reply.size
-        else if (reply.t === 'gap' && reply.size >= held && reply.size <= this.written) replica.acked = reply.size
-        else throw new LogUnwritableError(`store answered ${reply.t} ${'size' in reply ? reply.size : reply.error} to an append at ${replica.acked}`)
+        await this.stream(replica)
       } catch (err: any) {
-        this.drop(replica, err)
+        if (err instanceof LogUnwritableError) {
+          this.drop(replica, err)
+          break
+        }
+        replica.channel?.abort(err)
+        replica.channel = undefined
+        // Tries count in a row: a store that took something since the last break has earned a fresh count.
+        tries = replica.acked > before ? 1 : tries + 1
+        if (tries >= LOG_APPEND_TRIES) {
+          this.drop(replica, new LogUnwritableError(`could not reach store ${replica.store.peer}: ${err.message}`))
+          break
+        }
+        await new Promise(resolve => setTimeout(resolve, 100 * 2 ** (tries - 1)))
+      }
+      this.trim()
+    }
+  }
+
+  /**
+   * Appends to `replica` from what it acknowledged, up to APPENDS_IN_FLIGHT at once (only whole pieces past the
+   * first), each answer taken in order, until it holds every byte written. A gap rewinds to what the store holds,
+   * as long as the writer still has the bytes from there. Throws LogUnwritableError on a wrong answer, anything else
+   * on a broken stream.
+   */
+  private async stream (replica: Replica): Promise<void> {
+    const channel = await this.channelOf(replica)
+    const { log, grant } = this.init
+    /** Appends sent and not yet answered, in order. */
+    const sent: Array<{ offset: number, end: number }> = []
+    let next = replica.acked
+    while (true) {
+      while (sent.length < APPENDS_IN_FLIGHT && next < this.written && this.failure === undefined && replica.failed === undefined) {
+        const bytes = this.slice(next)
+        if (sent.length > 0 && (next + bytes.length) % PIECE_BYTES !== 0) break
+        sent.push({ offset: next, end: next + bytes.length })
+        next += bytes.length
+        await channel.send({ t: 'append', log, offset: next - bytes.length, bytes, grant })
+      }
+      const append = sent.shift()
+      if (append === undefined) return
+      const reply = await channel.expect({ signal: AbortSignal.timeout(LOG_APPEND_TIMEOUT_MS) })
+      const held = this.pieces[0]?.start ?? this.written
+      if (reply.t === 'ok' && reply.size >= append.end && reply.size <= this.written) {
+        replica.acked = Math.max(replica.acked, reply.size)
+      } else if (reply.t === 'gap' && reply.size >= held && reply.size <= this.written) {
+        // The appends sent after it start past what the store holds: their answers are gaps too.
+        for (const _later of sent.splice(0)) await channel.expect({ signal: AbortSignal.timeout(LOG_APPEND_TIMEOUT_MS) })
+        replica.acked = reply.size
+        next = reply.size
+      } else {
+        throw new LogUnwritableError(`store answered ${reply.t} ${'size' in reply ? reply.size : reply.error} to an append at ${append.offset}`)
       }
       this.trim()
     }
@@ -276,6 +349,16 @@ export class LogWriter {
       if (offset < piece.start + piece.filled) return piece.bytes.subarray(offset - piece.start, piece.filled)
     }
     throw new Error(`log ${this.init.log}: no pending bytes at ${offset}`)
+  }
+
+  /** The replica's stream: the one taken when the writer was made, the one in use, or a new one. */
+  private async channelOf (replica: Replica): Promise<AppendChannel> {
+    if (replica.opening !== undefined) {
+      replica.channel ??= await replica.opening
+      replica.opening = undefined
+    }
+    replica.channel ??= await this.init.streams.take(replica.store)
+    return replica.channel
   }
 
   private drop (replica: Replica, err: Error): void {
@@ -302,6 +385,8 @@ export class LogWriter {
       const head = this.pieces[0]
       if (head.filled < head.bytes.length || head.start + head.filled > base) break
       this.pieces.shift()
+      // Every live store acknowledged it, so no stream still reads it.
+      if (this.spare.length < SPARE_PIECES) this.spare.push(head.bytes)
     }
     this.release()
   }
@@ -317,13 +402,9 @@ export class LogWriter {
     for (let tryNumber = 0; tryNumber < LOG_APPEND_TRIES; tryNumber++) {
       if (this.failure !== undefined && this.sealed) throw this.failure
       try {
-        if (replica.opening !== undefined) {
-          replica.channel ??= await replica.opening
-          replica.opening = undefined
-        }
-        replica.channel ??= await this.init.streams.take(replica.store)
-        await replica.channel.send(request)
-        return await replica.channel.expect({ signal: AbortSignal.timeout(timeoutMs) })
+        const channel = await this.channelOf(replica)
+        await channel.send(request)
+        return await channel.expect({ signal: AbortSignal.timeout(timeoutMs) })
       } catch (err: any) {
         lastError = err
         replica.channel?.abort(err)

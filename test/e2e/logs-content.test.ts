@@ -24,6 +24,7 @@ import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
 import { LOG_READ_PROTOCOL, readReply } from '../../protocols/log-read.ts'
 import type { ReadReply, ReadRequest } from '../../protocols/log-read.ts'
 import { DEFAULT_LOG_LIMIT_BYTES } from '../../grid/constants.ts'
+import { LogReader } from '../../client/log-reader.ts'
 
 interface Ctx {
   grid: TestGrid
@@ -93,6 +94,38 @@ logs('a tailer in another process gets the backlog, then live lines, in order, a
   assert.is(build.steps[0].logCid, await cidOf(new TextEncoder().encode(expected)), 'the worker reported the CID of what it wrote')
   const sealed = await fetchBytes(grid, `/api/artifacts/${build.steps[0].logCid}`)
   assert.is(sha(sealed), sha(tailed), 'the tailer\'s bytes are the sealed log\'s')
+})
+
+logs('followers of a step printing flat out (whole blocks kept as content as they come) get every byte in order, live', async ({ grid, client }) => {
+  const go = join(grid.dir, `go-flat-${Date.now()}`)
+  const line = 'y'.repeat(79) + '\n'
+  // 24 MiB of 80-byte lines, in 64 KiB writes: the worker sends most of it as whole blocks, several at a time.
+  const lines = Math.floor(24 * 1024 * 1024 / 80)
+  const script = `const fs = require('node:fs'); let n = 0; while (!fs.existsSync(${JSON.stringify(go)}) && n++ < 1200) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50); ` +
+    `const b = Buffer.from(${JSON.stringify(line)}.repeat(819)); let i = 0; const more = () => { while (i * 819 < ${lines}) { const part = i * 819 + 819 > ${lines} ? b.subarray(0, (${lines} - i * 819) * 80) : b; i++; if (!process.stdout.write(part)) return process.stdout.once('drain', more) } }; more()`
+  await writeFile(join(grid.dir, 'flat.js'), script)
+  const id = await grid.submit({ steps: [{ run: `${process.execPath} ${join(grid.dir, 'flat.js')}` }], logLimit: 64 * 1024 * 1024 })
+  const log = logId(attemptId(id, 1), 0)
+  const reader = new LogReader({ host: client, stores: () => grid.node.coordinator.stores.list() })
+  const followers = [0, 1].map(async () => {
+    let at = 0
+    let wrong = -1
+    for await (const chunk of reader.read(log, { follow: true })) {
+      for (let i = 0; i < chunk.length && wrong < 0; i++) if (chunk[i] !== ((at + i) % 80 === 79 ? 10 : 121)) wrong = at + i
+      at += chunk.length
+    }
+    return { at, wrong }
+  })
+  // Both are waiting on the log before its first byte.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await writeFile(go, '')
+  const build = await grid.finished(id)
+  assert.is(build.status, 'succeeded')
+  for (const { at, wrong } of await Promise.all(followers)) {
+    assert.is(at, lines * 80, 'every byte')
+    assert.is(wrong, -1, 'each where it belongs')
+  }
+  assert.is(build.steps[0].logCid, await cidOf(new TextEncoder().encode(line.repeat(lines))))
 })
 
 logs('every step of a build gets a logCid, and the CID is fetchable with grid get', async ({ grid }) => {

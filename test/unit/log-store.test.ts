@@ -2,15 +2,16 @@
 // reads from any offset, following a growing log, and durability across a reopen.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { LogStore } from '../../storage/log-store.ts'
-import { LogSealer } from '../../storage/log-content.ts'
+import { LogSealer, MAX_NAMED_LOGS } from '../../storage/log-content.ts'
 import { Blockstore } from '../../storage/blockstore.ts'
 import { decodeManifest, nameContent, parseCid } from '../../grid/content.ts'
-import { ID_PATTERN, attemptId, logId } from '../../grid/ids.ts'
+import { ID_PATTERN, attemptId, buildOf, logId } from '../../grid/ids.ts'
+import { BLOCK_BYTES } from '../../grid/constants.ts'
 import { rejection, sleep, waitFor, within } from '../wait.ts'
 
 interface Ctx {
@@ -33,10 +34,16 @@ function newLogId (step = 0): string {
   return id
 }
 
-async function collect (source: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+/** Everything `source` yields, or its first `limit` bytes (reading no further). */
+async function collect (source: AsyncIterable<Uint8Array>, limit = Infinity): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
-  for await (const part of source) parts.push(part)
-  return concat(parts)
+  let size = 0
+  for await (const part of source) {
+    parts.push(part)
+    size += part.length
+    if (size >= limit) break
+  }
+  return size > limit ? concat(parts).subarray(0, limit) : concat(parts)
 }
 
 function concat (parts: Uint8Array[]): Uint8Array {
@@ -386,4 +393,170 @@ logStore('sealing into content: blocks and a manifest in the blockstore, the CID
   assert.is((await sealer.seal(fenced, 4)).cid, undefined, 'a fenced log gets no CID')
 })
 
+/** `size` bytes that differ from block to block (no two blocks alike, so none is kept once for two logs). */
+function logBytes (size: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 10) * 7 + (i >> 20) * 13 + seed * 101) & 255
+  return bytes
+}
+
+/** Append `bytes` at `base` in appends of the given sizes, over and over, as a worker would. */
+async function appendIn (logs: LogStore, id: string, bytes: Uint8Array, sizes: number[], base = 0): Promise<void> {
+  for (let at = 0, n = 0; at < bytes.length; n++) {
+    const size = sizes[n % sizes.length]
+    await logs.append(id, base + at, bytes.subarray(at, at + size))
+    at = Math.min(bytes.length, at + size)
+  }
+}
+
+/** Bytes of the log's file on disk (not its length: a whole block kept as content leaves a hole). */
+async function fileBytesOnDisk (dir: string, id: string): Promise<number> {
+  const file = join(dir, 'logs', buildOf(id).slice(-2), id)
+  return (await stat(file)).blocks * 512
+}
+
+const sealing = suite<Ctx & { blocks: Blockstore, sealer: LogSealer, roots: string[] }>('log-store: sealing into content as the log grows', {} as any)
+
+sealing.before.each(async ctx => {
+  ctx.dir = await mkdtemp(join(tmpdir(), 'grid-log-seal-'))
+  ctx.db = new Level<string, string>(join(ctx.dir, 'db'))
+  await ctx.db.open()
+  ctx.logs = new LogStore(ctx.db)
+  ctx.blocks = new Blockstore(ctx.db)
+  ctx.roots = []
+  ctx.sealer = new LogSealer(ctx.logs, ctx.blocks, { add: async cid => { ctx.roots.push(cid.toString()) } })
+})
+
+sealing.after.each(async ctx => {
+  if (ctx.db.status === 'open') await ctx.db.close()
+  await rm(ctx.dir, { recursive: true, force: true })
+})
+
+sealing('whatever the appends, the CID is the one nameContent gives the same bytes', async ({ logs, sealer }) => {
+  const B = BLOCK_BYTES
+  const cases: Array<[number, number[]]> = [
+    [1, [1]], [B - 1, [B]], [B, [B]], [B + 1, [B]], [2 * B, [B]], [3 * B + 5, [B]],
+    [2.5 * B, [300_000]], [3 * B, [65_536, B - 65_536, B]], [2 * B + 7, [7, B, B]], [4 * B, [B, 1, B - 1]]
+  ]
+  for (const [i, [size, sizes]] of cases.entries()) {
+    const id = newLogId()
+    const bytes = logBytes(size, i)
+    await appendIn(logs, id, bytes, sizes)
+    const sealed = await sealer.seal(id, size)
+    assert.is(sealed.cid, (await nameContent([bytes])).cid.toString(), `${size} bytes in appends of ${sizes.join(', ')}`)
+    assert.ok(Buffer.from(await collect(logs.read(id))).equals(Buffer.from(bytes)), `${size} bytes read back`)
+  }
+})
+
+sealing('whole blocks that arrive whole are kept once, as content: the log has a hole there, and the seal reads nothing back', async ({ dir, logs, sealer, blocks }) => {
+  const id = newLogId()
+  const bytes = logBytes(3 * BLOCK_BYTES + 1000, 1)
+  await appendIn(logs, id, bytes, [BLOCK_BYTES])
+  const kept = await logs.keptBlocks(id)
+  assert.is(kept.length, 3)
+  for (const cid of kept) assert.ok(await blocks.has(parseCid(cid)))
+  assert.ok(await fileBytesOnDisk(dir, id) < BLOCK_BYTES, 'the file holds the last bytes only')
+  // Every offset around the kept blocks reads as written, following or not.
+  for (const from of [0, 1, BLOCK_BYTES - 1, BLOCK_BYTES, 2 * BLOCK_BYTES + 17, 3 * BLOCK_BYTES, 3 * BLOCK_BYTES + 999]) {
+    assert.ok(Buffer.from(await collect(logs.read(id, { from }))).equals(Buffer.from(bytes.subarray(from))), `from ${from}`)
+  }
+  const read = logs.read.bind(logs)
+  let reads = 0
+  logs.read = (...args) => { reads++; return read(...args) }
+  const sealed = await sealer.seal(id, bytes.length)
+  assert.is(reads, 0, 'named as it came')
+  assert.is(sealed.cid, (await nameContent([bytes])).cid.toString())
+})
+
+sealing('reads from any offset see every byte once, where bytes in the file run into a block kept as content', async ({ logs, sealer }) => {
+  const id = newLogId()
+  const B = BLOCK_BYTES
+  const bytes = logBytes(3 * B + 5, 8)
+  // Block 0 in two pieces (the file), blocks 1 and 2 whole (kept as content), 5 bytes after them (the file).
+  await appendIn(logs, id, bytes, [300_000, B - 300_000, B, B, 5])
+  assert.is((await logs.keptBlocks(id)).length, 2)
+  for (const from of [0, 1, 299_999, 300_000, B - 1000, B - 1, B, B + 1, 2 * B - 1, 2 * B, 3 * B, 3 * B + 4, 3 * B + 5]) {
+    assert.ok(Buffer.from(await collect(logs.read(id, { from }))).equals(Buffer.from(bytes.subarray(from))), `from ${from}`)
+  }
+  for (const [from, to] of [[B - 1000, B + 1000], [300_000, 2 * B + 10], [B - 1, 3 * B + 5]]) {
+    assert.ok(Buffer.from(await logs.range(id, from, to)).equals(Buffer.from(bytes.subarray(from, to))), `${from} to ${to}`)
+  }
+  await sealer.seal(id, bytes.length)
+})
+
+sealing('a follower of a growing log gets every byte in order, across blocks kept as content', async ({ logs, sealer }) => {
+  const id = newLogId()
+  const bytes = logBytes(4 * BLOCK_BYTES + 3, 2)
+  const follower = collect(logs.read(id, { follow: true }))
+  await appendIn(logs, id, bytes, [100_000, BLOCK_BYTES - 100_000, BLOCK_BYTES, 3])
+  await sealer.seal(id, bytes.length)
+  assert.ok(Buffer.from(await within(10_000, 'the follower to end', follower)).equals(Buffer.from(bytes)))
+})
+
+sealing('a store that restarts halfway names the log at its seal from what it holds, kept blocks and all', async ctx => {
+  const id = newLogId()
+  const bytes = logBytes(3 * BLOCK_BYTES + 10, 3)
+  await appendIn(ctx.logs, id, bytes.subarray(0, 2 * BLOCK_BYTES), [BLOCK_BYTES])
+  await ctx.db.close()
+  ctx.db = new Level<string, string>(join(ctx.dir, 'db'))
+  await ctx.db.open()
+  ctx.logs = new LogStore(ctx.db)
+  ctx.blocks = new Blockstore(ctx.db)
+  ctx.sealer = new LogSealer(ctx.logs, ctx.blocks, { add: async cid => { ctx.roots.push(cid.toString()) } })
+  await appendIn(ctx.logs, id, bytes.subarray(2 * BLOCK_BYTES), [BLOCK_BYTES], 2 * BLOCK_BYTES)
+  // Resent after the restart: nothing changes.
+  assert.is(await ctx.logs.append(id, BLOCK_BYTES, bytes.subarray(BLOCK_BYTES, 2 * BLOCK_BYTES)), bytes.length)
+  const expected = (await nameContent([bytes])).cid.toString()
+  assert.is((await ctx.sealer.seal(id, bytes.length)).cid, expected)
+  assert.is((await ctx.sealer.seal(id, bytes.length)).cid, expected, 'and again')
+  assert.ok(Buffer.from(await collect(ctx.logs.read(id))).equals(Buffer.from(bytes)))
+})
+
+sealing(`past ${MAX_NAMED_LOGS} logs named at once the oldest is named at its seal instead, as correctly`, async ({ logs, sealer }) => {
+  const ids = Array.from({ length: MAX_NAMED_LOGS + 2 }, () => newLogId())
+  for (const [i, id] of ids.entries()) await logs.append(id, 0, logBytes(10, i))
+  const first = logBytes(BLOCK_BYTES + 10, 0)
+  await logs.append(ids[0], 10, first.subarray(10))
+  assert.is((await sealer.seal(ids[0], first.length)).cid, (await nameContent([first])).cid.toString())
+  assert.is((await sealer.seal(ids[1], 10)).cid, (await nameContent([logBytes(10, 1)])).cid.toString())
+})
+
+sealing('a fenced log gets no CID and keeps its bytes: the blocks kept for it go back into its file', async ({ dir, logs, sealer }) => {
+  const id = newLogId()
+  const bytes = logBytes(2 * BLOCK_BYTES + 5, 4)
+  await appendIn(logs, id, bytes, [BLOCK_BYTES])
+  assert.is((await logs.keptBlocks(id)).length, 2)
+  await logs.fence(id)
+  assert.equal(await logs.keptBlocks(id), [])
+  assert.ok(await fileBytesOnDisk(dir, id) >= bytes.length, 'all of it in the file')
+  assert.ok(Buffer.from(await collect(logs.read(id))).equals(Buffer.from(bytes)))
+  assert.is((await sealer.seal(id, bytes.length)).cid, undefined)
+})
+
+sealing('bytes in a kept block that is gone (its content evicted) are not made up: reading them says so', async ({ logs, sealer, blocks }) => {
+  const id = newLogId()
+  const bytes = logBytes(2 * BLOCK_BYTES, 5)
+  await appendIn(logs, id, bytes, [BLOCK_BYTES])
+  await sealer.seal(id, bytes.length)
+  const [, second] = await logs.keptBlocks(id)
+  await blocks.exclusive(async () => { await blocks.commit([], -BLOCK_BYTES, [second]) })
+  assert.ok(Buffer.from(await collect(logs.read(id, { from: 5 }), BLOCK_BYTES - 5)).equals(Buffer.from(bytes.subarray(5, BLOCK_BYTES))), 'the first block still reads')
+  const err = await rejection(collect(logs.read(id, { from: 5 })))
+  assert.is(err.name, 'LogBlockMissingError')
+})
+
+sealing('a log an earlier version kept in LevelDB chunks is read, appended to and sealed as before', async ({ db, logs, sealer, dir }) => {
+  const id = newLogId()
+  const old = logBytes(BLOCK_BYTES + 100, 6)
+  await db.sublevel<string, unknown>('log-meta', { valueEncoding: 'json' }).put(id, { size: old.length, sealed: false, created: new Date().toISOString() })
+  await db.sublevel<string, Uint8Array>('log-chunks', { valueEncoding: 'view' }).put(`${id}!${'0'.repeat(12)}`, old)
+  const more = logBytes(BLOCK_BYTES, 7)
+  assert.is(await logs.append(id, old.length, more), old.length + more.length)
+  const whole = Buffer.concat([old, more])
+  assert.ok(Buffer.from(await collect(logs.read(id, { from: 3 }))).equals(whole.subarray(3)))
+  assert.is((await sealer.seal(id, whole.length)).cid, (await nameContent([whole])).cid.toString())
+  assert.equal(await readdir(join(dir, 'logs')).catch(() => []), [], 'no file for it')
+})
+
 logStore.run()
+sealing.run()

@@ -3,7 +3,7 @@
 // is lost, a wrong answer, replies held back. No libp2p.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { LogWriter } from '../../worker/log-writer.ts'
+import { APPENDS_IN_FLIGHT, LogWriter, PIECE_BYTES } from '../../worker/log-writer.ts'
 import type { LogWriterInit } from '../../worker/log-writer.ts'
 import type { AppendStreams } from '../../worker/append-streams.ts'
 import type { AppendReply, AppendRequest } from '../../protocols/log-append.ts'
@@ -85,7 +85,8 @@ class StubChannel {
   readonly stream = { status: 'open', writeStatus: 'writable' }
   aborted: Error | undefined
   private readonly store: StubStore
-  private reply: (() => Promise<AppendReply>) | undefined
+  /** Answers to requests sent and not yet taken, in order: a writer may send several appends before the first answer. */
+  private readonly replies: Array<() => Promise<AppendReply>> = []
 
   constructor (store: StubStore) {
     this.store = store
@@ -105,19 +106,18 @@ class StubChannel {
       throw this.aborted
     }
     if (typeof fault === 'object') {
-      this.reply = async () => fault
+      this.replies.push(async () => fault)
       return
     }
     const answer = this.store.answer(request)
     const hold = this.store.hold
-    this.reply = fault === 'lose-reply'
+    this.replies.push(fault === 'lose-reply'
       ? async () => { throw new Error('connection lost before the reply') }
-      : async () => { await hold; return answer }
+      : async () => { await hold; return answer })
   }
 
   async expect (): Promise<AppendReply> {
-    const reply = this.reply
-    this.reply = undefined
+    const reply = this.replies.shift()
     if (reply === undefined) throw new Error('expect without a request')
     return await reply()
   }
@@ -226,6 +226,22 @@ batching('every replica gets every byte once, each append at the offset its stor
   }
 })
 
+batching('whole pieces (the log\'s blocks) go several at once; a part-filled one waits for their answers', async () => {
+  const gate = Promise.withResolvers<void>()
+  const { writer, stores: [store] } = setup(['A'], {}, ([s]) => { s.hold = gate.promise })
+  const bytes = new Uint8Array(2.5 * PIECE_BYTES)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 13 + (i >> 12)) & 255
+  writer.write(bytes)
+  await waitFor('the whole pieces', () => store.appends.length === 2)
+  assert.equal(store.appends.map(a => [a.offset, a.length]), [[0, PIECE_BYTES], [PIECE_BYTES, PIECE_BYTES]], 'each a block, aligned')
+  store.hold = undefined
+  gate.resolve()
+  const sealed = await writer.seal()
+  assert.equal(store.appends.map(a => [a.offset, a.length]), [[0, PIECE_BYTES], [PIECE_BYTES, PIECE_BYTES], [2 * PIECE_BYTES, PIECE_BYTES / 2]])
+  assert.equal(sealed, { size: bytes.length, cid: nameOf(bytes) })
+  assert.ok(Buffer.from(store.bytes).equals(Buffer.from(bytes)))
+})
+
 batching('a one-block log is named as IPFS names the block', async () => {
   const { writer } = setup(['A'])
   write(writer, 'hello\n')
@@ -282,6 +298,18 @@ resends('a store holding less than acknowledged answers a gap, and is resent fro
   await writer.seal()
   assert.equal(store.appends.map(r => r.offset), [0, 6, 2])
   assert.is(store.text, 'abcdefghi')
+})
+
+resends('a gap with appends in flight: their answers are read, and the writer resends from what the store holds', async () => {
+  const { writer, stores: [store] } = setup(['A'], {}, ([s]) => { s.fault = (_req, n) => n === 0 ? { t: 'gap', size: 0 } : undefined })
+  const bytes = new Uint8Array(3 * PIECE_BYTES)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >> 11)) & 255
+  writer.write(bytes)
+  const sealed = await writer.seal()
+  assert.equal(store.appends.map(a => a.offset / PIECE_BYTES), [0, 1, 2, 0, 1, 2], 'the later two found a gap as well, and all three went again')
+  assert.ok(Buffer.from(store.bytes).equals(Buffer.from(bytes)))
+  assert.equal(sealed, { size: bytes.length, cid: nameOf(bytes) })
+  assert.is(store.channels.length, 1, 'on the same stream')
 })
 
 resends('a gap past what the writer wrote drops that store at once; the others go on', async () => {
@@ -473,7 +501,9 @@ backpressure('past the buffer limit write() says pause, and drain() resolves onc
   assert.equal(answers, [true, true, true, false])
   let drained = false
   const draining = writer.drain().then(() => { drained = true })
-  await waitFor('the append the store holds', () => store.appends.length === 1)
+  // Whole pieces do not wait for answers: all four are on their way, and the store holds every answer back.
+  await waitFor('the appends the store holds', () => store.appends.length === APPENDS_IN_FLIGHT)
+  assert.equal(store.appends.map(a => [a.offset, a.length]), Array.from({ length: APPENDS_IN_FLIGHT }, (_, i) => [i * PIECE_BYTES, PIECE_BYTES]))
   assert.not.ok(drained, 'no drain while the store holds every byte back')
   store.hold = undefined
   gate.resolve()
