@@ -17,7 +17,7 @@ import { benchLogs } from './logs.ts'
 import { benchReplicas } from './store-replicas.ts'
 import { benchPipelines } from './pipelines.ts'
 import { benchCaches } from './caches.ts'
-import { DISPATCH_BUILDS, DISPATCH_ROUNDS, QUEUE_TO_START_SPAN, bareRoundTrips, bareSpawn as spawnRound, dispatchRate as dispatchRounds, queueToStart as latencyRounds } from './dispatch.ts'
+import { DISPATCH_BUILDS, DISPATCH_ROUNDS, launcher, QUEUE_TO_START_SPAN, bareRoundTrips, bareSpawn as spawnRound, dispatchRate as dispatchRounds, queueToStart as latencyRounds } from './dispatch.ts'
 import { median, memoryOf, percentile, sleep, within as withinMs } from './measure.ts'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -32,24 +32,8 @@ interface Row { figure: string, value: number, unit: string, baseline?: string, 
 const rows: Row[] = []
 const children: ChildProcessWithoutNullStreams[] = []
 
-function child (args: string[]): { proc: ChildProcessWithoutNullStreams, line: (re: RegExp) => Promise<RegExpMatchArray> } {
-  const proc = spawn(process.execPath, args, { cwd: ROOT })
-  children.push(proc)
-  let out = ''
-  proc.stdout.on('data', d => { out += d })
-  proc.stderr.on('data', d => { out += d })
-  return {
-    proc,
-    line: async (re) => await within(`${re} from ${args.join(' ')}`, async () => {
-      while (true) {
-        const m = re.exec(out)
-        if (m !== null) return m
-        if (proc.exitCode !== null) throw new Error(`${args.join(' ')} exited: ${out}`)
-        await sleep(20)
-      }
-    })
-  }
-}
+/** Every process of the run, recorded so the end of the run stops them (bench/dispatch.ts `launcher`). */
+const child = launcher(children)
 
 /** Bench phases are bounded: past PHASE_TIMEOUT_MS one fails instead of hanging. */
 const within = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withinMs(what, work, PHASE_TIMEOUT_MS)
