@@ -1,7 +1,6 @@
 // `npm run bench`: the grid's figures, each beside a bare baseline measured in the same run on the same machine.
 // Every role is its own process (coordinator = `grid up --workers 0`, workers in pool processes), as users run them.
 // Prints a table and writes bench/results.json. Everything talks over loopback and stops by itself.
-import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
